@@ -56,3 +56,105 @@ def data(data_dir):
         click.echo(f"  {path.name}")
     click.echo(f"train {len(splits.train_labels)} images, per class: {class_counts(splits.train_labels)}")
     click.echo(f"test  {len(splits.test_labels)} images, per class: {class_counts(splits.test_labels)}")
+
+
+MATRIX_OPTION = click.option(
+    "--matrix", "matrix_path", type=click.Path(dir_okay=False), default="ablations.toml", show_default=True,
+    help="The TOML matrix file.",
+)
+PROFILE_OPTION = click.option("--profile", default=None, help="A [profiles.NAME] table of overrides.")
+ONLY_OPTION = click.option(
+    "--only", multiple=True, metavar="KEY=VALUE", help="Keep configurations with this setting (repeatable)."
+)
+
+
+def load_plan(matrix_path, profile, overrides=None, only=()):
+    from harness.config import ConfigError, expand, load_matrix, parse_assignments
+
+    try:
+        selection = parse_assignments(only, "--only")
+        return expand(load_matrix(matrix_path), profile, overrides, selection)
+    except ConfigError as error:
+        fail(str(error))
+
+
+@main.command()
+@MATRIX_OPTION
+@PROFILE_OPTION
+@ONLY_OPTION
+@click.option("--format", "output_format", type=click.Choice(["text", "csv"]), default="text", show_default=True)
+@click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
+@click.option("--estimate/--no-estimate", default=True, show_default=True, help="Time a few steps per configuration.")
+def plan(matrix_path, profile, only, output_format, workers, estimate):
+    """List the configurations a matrix expands to, what was dropped and why, and the cost.
+
+    Example: harness plan --matrix ablations.toml --profile smoke
+    """
+    from harness.report import plan_table
+
+    the_plan = load_plan(matrix_path, profile, only=only)
+    click.echo(plan_table(the_plan, output_format, workers=workers, estimate=estimate))
+
+
+@main.command()
+@MATRIX_OPTION
+@PROFILE_OPTION
+@ONLY_OPTION
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--rounds", type=int, default=None, help="Override every configuration's rounds.")
+@click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False))
+@DATA_DIR_OPTION
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="CPU worker processes, one thread each (default: cores).")
+@click.option("--fresh", is_flag=True, help="Move the existing store aside and start a new one.")
+def run(matrix_path, profile, only, device, rounds, store_path, data_dir, workers, fresh):
+    """Train every job of a matrix that the store does not hold yet, and store each result.
+
+    Example: harness run --matrix ablations.toml --device cuda
+    """
+    import time
+    from pathlib import Path
+
+    from harness.config import ConfigError
+    from harness.data import DataError
+    from harness.progress import Progress
+    from harness.runner import resolve_device, run_plan
+    from harness.store import Store, StoreError
+
+    overrides = {} if rounds is None else {"rounds": rounds}
+    the_plan = load_plan(matrix_path, profile, overrides, only)
+    try:
+        device = resolve_device(device)
+    except ConfigError as error:
+        fail(str(error))
+    path = Path(store_path)
+    if fresh and path.exists():
+        aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        click.echo(f"previous store moved to {aside}")
+    try:
+        store = Store(path)
+    except StoreError as error:
+        fail(str(error))
+    progress = Progress()
+    click.echo(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {device} -> {path}")
+    try:
+        summary = run_plan(
+            the_plan, store, device=device, workers=workers, data_dir=data_dir,
+            on_start=progress.start, on_result=progress.result,
+        )
+    except DataError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        progress.stop()
+        fail("interrupted: finished runs are stored; run the same command again to resume", 130)
+    finally:
+        progress.stop()
+        store.close()
+    done = summary.finished - len(summary.failed)
+    click.echo(f"{done} runs finished, {len(summary.failed)} failed, in {summary.seconds:.0f} s; store {path}")
+    for name, round_index, reason in summary.failed:
+        click.echo(f"  failed: {name} round {round_index}: {reason}", err=True)
+    if summary.failed:
+        sys.exit(1)

@@ -1,0 +1,60 @@
+"""What a plan will cost: parameter counts without training, and a measured time estimate."""
+
+from __future__ import annotations
+
+import time
+
+from harness.config import Plan, RunConfig
+
+
+def parameter_count(config: RunConfig) -> int:
+    from architectures import build, count_parameters
+
+    return count_parameters(build(config.encoder, config.model_options()))
+
+
+def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
+    """Time a few training steps on random data (CPU, one thread) and scale to the whole run.
+
+    Evaluation passes are counted as a third of a training step each, as a forward pass is.
+    """
+    import torch
+
+    from harness.train import comparison_loss, make_optimizer
+
+    from architectures import build
+
+    torch.manual_seed(0)
+    model = build(config.encoder, config.model_options())
+    optimizer = make_optimizer(config, model.parameters())
+    batch = torch.randn(config.batch_size, 2, 14, 14)
+    target = torch.randint(0, 2, (config.batch_size,))
+    model.train()
+    timings = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        loss = comparison_loss(model(batch).comparison, target, config.loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        timings.append(time.perf_counter() - started)
+    step = min(timings[1:])
+    train_pairs = (config.pairs - config.validation) * (2 if config.swap_augment else 1)
+    steps_per_epoch = -(-train_pairs // config.batch_size)
+    eval_steps = (config.pairs * 2) / config.batch_size / 3
+    epochs = config.epochs if config.transfer != "rule" else 0
+    pretrain = 0 if config.transfer == "none" else (config.pretrain_epochs or config.epochs)
+    return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * (epochs + pretrain)
+
+
+def estimate(plan: Plan, workers: int) -> float:
+    """Projected seconds for every run of the plan on this CPU with `workers` processes."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        total = sum(seconds_per_run(config) * config.rounds for config in plan.configs)
+    finally:
+        torch.set_num_threads(threads)
+    return total / max(1, workers)

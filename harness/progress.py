@@ -1,0 +1,51 @@
+"""Progress of a matrix run: a rich bar on a terminal, plain lines otherwise (CI logs)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+
+class Progress:
+    def __init__(self, force_plain: bool = False):
+        self.plain = force_plain or not sys.stdout.isatty()
+        self.bar = None
+        self.count = 0
+        self.total = 0
+        self.started = time.perf_counter()
+
+    def start(self, already_done: int, to_run: int) -> None:
+        click.echo(f"{already_done} done, {to_run} to run")
+        self.total = to_run
+        if to_run and not self.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]runs"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+            )
+            self.task = self.bar.add_task("", total=to_run)
+            self.bar.start()
+
+    def result(self, job, result) -> None:
+        self.count += 1
+        if result.status == "done":
+            outcome = f"test error {100 * result.metrics['test_error']:.1f}%"
+        else:
+            outcome = f"FAILED: {result.reason}"
+        text = f"{job.config.name} round {job.round}: {outcome} ({result.seconds:.1f} s)"
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=text)
+        else:
+            elapsed = time.perf_counter() - self.started
+            remaining = elapsed / self.count * (self.total - self.count)
+            click.echo(f"[{self.count}/{self.total}, ~{remaining:.0f} s left] {text}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,245 @@
+"""One training run: a configuration and a round in, errors and learning curves out.
+
+Tensors stay on the device; minibatches are index slices of resident tensors (no DataLoader).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from harness.config import RunConfig
+from harness.data import PairSets, PairSource, digit_view, standardize, swap_augment
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class RunResult:
+    """What a run produced. Errors are fractions in [0, 1]."""
+
+    config_id: str
+    round: int
+    data_seed: int
+    model_seed: int
+    status: str  # "done" or "failed"
+    reason: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    params: int | None = None
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+def seeds(config: RunConfig, round_index: int) -> tuple[int, int]:
+    """(data seed, model seed). Data: base seed + round, shared by every configuration of a
+    round (a paired design). Model (initialisation, dropout, minibatch order): derived from the
+    base seed, the round and the configuration id."""
+    text = f"{config.seed}:{round_index}:{config.config_id}"
+    model_seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+    return config.seed + round_index, model_seed
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def comparison_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """logits (B, 2) or (B, 1); target (B,) long in {0, 1}."""
+    if logits.shape[1] == 1:
+        score = logits.squeeze(1)
+        if kind == "cross_entropy":
+            return F.binary_cross_entropy_with_logits(score, target.float())
+        if kind == "mse":
+            return F.mse_loss(torch.sigmoid(score), target.float())
+        return F.mse_loss(score, target.float())
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, target)
+    one_hot = F.one_hot(target, 2).float()
+    return F.mse_loss(logits.softmax(1) if kind == "mse" else logits, one_hot)
+
+
+def digit_loss(digits: torch.Tensor, classes: torch.Tensor, kind: str) -> torch.Tensor:
+    """The sum of the two digits' losses: digits (B, 2, 10) logits, classes (B, 2)."""
+    logits, labels = digits.reshape(-1, 10), classes.reshape(-1)  # (2B, 10), (2B,)
+    if kind == "cross_entropy":
+        return 2 * F.cross_entropy(logits, labels)
+    one_hot = F.one_hot(labels, 10).float()
+    return 2 * F.mse_loss(logits.softmax(1) if kind == "mse" else logits, one_hot)
+
+
+def predict(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Predicted target (B,): 1 where the model says first <= second."""
+    if logits.shape[1] == 1:
+        return (logits.squeeze(1) > (0.5 if kind == "mse_linear" else 0.0)).long()
+    return logits.argmax(1)
+
+
+def make_optimizer(config: RunConfig, parameters) -> torch.optim.Optimizer:
+    parameters = [p for p in parameters if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+# --------------------------------------------------------------------------- data for a run
+
+
+@dataclass
+class RunData:
+    train_input: torch.Tensor  # (N, 2, 14, 14), standardised when asked, swapped twins appended
+    train_target: torch.Tensor
+    train_classes: torch.Tensor
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # train / validation / test
+    digits: torch.Tensor  # (2N, 1, 14, 14) single digits of the original training pairs
+    digit_classes: torch.Tensor
+
+
+def prepare_data(config: RunConfig, sets: PairSets, device: torch.device) -> RunData:
+    train_input, train_target, train_classes = sets.train_input, sets.train_target, sets.train_classes
+    test_input = sets.test_input
+    held_out = config.validation
+    fit = slice(0, config.pairs - held_out)
+    valid = slice(config.pairs - held_out, config.pairs)
+    if config.normalize:
+        train_input, test_input = standardize(train_input[fit], train_input, test_input)[1:]
+    to = lambda *tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
+    fit_set = to(train_input[fit], train_target[fit], train_classes[fit])
+    eval_sets = {"train": fit_set, "test": to(test_input, sets.test_target, sets.test_classes)}
+    if held_out:
+        eval_sets["validation"] = to(train_input[valid], train_target[valid], train_classes[valid])
+    digits, digit_classes = digit_view(fit_set[0], fit_set[2])
+    training = swap_augment(*fit_set) if config.swap_augment else fit_set
+    return RunData(*training, eval_sets, digits, digit_classes)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@torch.no_grad()
+def evaluate(model, config: RunConfig, pair_input, target, classes, batch_size: int = 1000) -> dict[str, float]:
+    """Comparison error and, where the model has digit logits, digit error (fractions)."""
+    model.eval()
+    wrong = digit_wrong = 0
+    has_digits = False
+    for start in range(0, len(pair_input), batch_size):
+        output = model(pair_input[start : start + batch_size])
+        wrong += (predict(output.comparison, config.loss) != target[start : start + batch_size]).sum().item()
+        if output.digits is not None:
+            has_digits = True
+            digit_wrong += (output.digits.argmax(2) != classes[start : start + batch_size]).sum().item()
+    result = {"error": wrong / len(pair_input)}
+    result["digit_error"] = digit_wrong / (2 * len(pair_input)) if has_digits else None
+    return result
+
+
+def _minibatches(count: int, batch_size: int, generator: torch.Generator, device):
+    order = torch.randperm(count, generator=generator).to(device)
+    return [order[start : start + batch_size] for start in range(0, count, batch_size)]
+
+
+def _check_finite(loss: torch.Tensor, stage: str, epoch: int) -> None:
+    if not math.isfinite(loss.item()):
+        raise TrainingDiverged(f"non-finite loss ({loss.item()}) in {stage} epoch {epoch + 1}")
+
+
+def pretrain_digits(model, config: RunConfig, data: RunData, generator, device, record) -> None:
+    """Transfer stage 1: the digit encoder alone learns the 2N single training digits."""
+    encoder = model.digit_encoder
+    optimizer = make_optimizer(config, encoder.parameters())
+    epochs = config.epochs if config.pretrain_epochs is None else config.pretrain_epochs
+    for epoch in range(epochs):
+        encoder.train()
+        total = 0.0
+        for index in _minibatches(len(data.digits), config.batch_size, generator, device):
+            logits = encoder(data.digits[index])  # (b, 10)
+            loss = F.cross_entropy(logits, data.digit_classes[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _check_finite(loss, "pretrain", epoch)
+            total += loss.item() * len(index)
+        record("pretrain", epoch, total / len(data.digits))
+
+
+def train_pairs(model, config: RunConfig, data: RunData, generator, device, record) -> None:
+    """The pair stage: comparison loss + aux_weight x digit losses, minibatches reshuffled per epoch."""
+    freeze = config.transfer == "frozen"
+    if freeze:
+        for parameter in model.digit_encoder.parameters():
+            parameter.requires_grad_(False)
+    optimizer = make_optimizer(config, model.parameters())
+    use_aux = config.aux_loss and config.aux_weight > 0
+    for epoch in range(config.epochs):
+        model.train()
+        if freeze:
+            model.digit_encoder.eval()  # frozen means frozen batch-norm statistics too
+        total = 0.0
+        for index in _minibatches(len(data.train_input), config.batch_size, generator, device):
+            output = model(data.train_input[index])  # comparison (b, 2), digits (b, 2, 10)
+            loss = comparison_loss(output.comparison, data.train_target[index], config.loss)
+            if use_aux:
+                if output.digits is None:
+                    raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
+                loss = loss + config.aux_weight * digit_loss(output.digits, data.train_classes[index], config.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _check_finite(loss, "pair", epoch)
+            total += loss.item() * len(index)
+        record("pairs", epoch, total / len(data.train_input))
+
+
+def train_run(config: RunConfig, round_index: int, source: PairSource, device: str | torch.device = "cpu") -> RunResult:
+    """Train one configuration for one round and evaluate it; never raises for a failed run."""
+    from architectures import build, count_parameters
+
+    device = torch.device(device)
+    data_seed, model_seed = seeds(config, round_index)
+    result = RunResult(config.config_id, round_index, data_seed, model_seed, "failed", device=str(device))
+    started = time.perf_counter()
+    try:
+        data = prepare_data(config, source.pairs(config.pairs, data_seed), device)
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(model_seed)  # initialisation and dropout masks
+            generator = torch.Generator().manual_seed(model_seed)  # minibatch order
+            model = build(config.encoder, config.model_options()).to(device)
+            result.params = count_parameters(model)
+
+            def record(stage: str, epoch: int, train_loss: float) -> None:
+                stage_epochs = config.epochs
+                if stage == "pretrain" and config.pretrain_epochs is not None:
+                    stage_epochs = config.pretrain_epochs
+                row = {"stage": stage, "epoch": epoch + 1, "train_loss": train_loss}
+                if epoch + 1 == stage_epochs or (epoch + 1) % config.eval_every == 0:
+                    for name, tensors in data.eval_sets.items():
+                        row[f"{name}_error"] = evaluate(model, config, *tensors)["error"]
+                result.epochs.append(row)
+
+            if config.transfer != "none":
+                pretrain_digits(model, config, data, generator, device, record)
+            if config.transfer != "rule":
+                train_pairs(model, config, data, generator, device, record)
+            trained_on_digits = config.aux_loss or config.transfer != "none"
+            for name, tensors in data.eval_sets.items():
+                scores = evaluate(model, config, *tensors)
+                result.metrics[f"{name}_error"] = scores["error"]
+                # untrained intermediate logits are no digit prediction: no digit error for them
+                result.metrics[f"{name}_digit_error"] = scores["digit_error"] if trained_on_digits else None
+            result.metrics["train_loss"] = next(
+                (row["train_loss"] for row in reversed(result.epochs)), None
+            )
+        result.status = "done"
+    except Exception as error:  # a failed run is recorded with its reason; the matrix goes on
+        result.reason = f"{type(error).__name__}: {error}"
+    result.seconds = time.perf_counter() - started
+    return result
