@@ -43,7 +43,14 @@ def data(data_dir):
 
     Example: harness data --data-dir ~/datasets
     """
-    from harness.data import DataError, class_counts, ensure_mnist, load_mnist, raw_dir, resolve_data_dir
+    from harness.data import (
+        DataError,
+        class_counts,
+        ensure_mnist,
+        load_mnist,
+        raw_dir,
+        resolve_data_dir,
+    )
 
     directory = raw_dir(resolve_data_dir(data_dir))
     try:
@@ -115,7 +122,7 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
     from pathlib import Path
 
     from harness.config import ConfigError
-    from harness.data import DataError
+    from harness.data import DataError, load_mnist
     from harness.progress import Progress
     from harness.runner import resolve_device, run_plan
     from harness.store import Store, StoreError
@@ -125,6 +132,10 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
     try:
         device = resolve_device(device)
     except ConfigError as error:
+        fail(str(error))
+    try:  # data before the store: bad input writes nothing
+        splits = load_mnist(data_dir)
+    except DataError as error:
         fail(str(error))
     path = Path(store_path)
     if fresh and path.exists():
@@ -141,7 +152,7 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
     click.echo(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {device} -> {path}")
     try:
         summary = run_plan(
-            the_plan, store, device=device, workers=workers, data_dir=data_dir,
+            the_plan, store, device=device, workers=workers, data_dir=data_dir, splits=splits,
             on_start=progress.start, on_result=progress.result,
         )
     except DataError as error:

@@ -365,7 +365,8 @@ def expand(
         raise ConfigError(f"{matrix.path}: unknown profile '{profile}'{_suggest(profile, matrix.profiles)} (profiles: {known})")
     profile_settings = matrix.profiles.get(profile, {}) if profile else {}
     configs, dropped, seen = [], [], {}
-    for combo in combinations(matrix) or [{}]:
+    combos = combinations(matrix) if matrix.factors or matrix.include else [{}]  # no [matrix]: the defaults
+    for combo in combos:
         settings = {}
         for layer in (matrix.defaults, combo, profile_settings, overrides or {}):
             settings.update(layer)

@@ -20,9 +20,8 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     """
     import torch
 
-    from harness.train import comparison_loss, make_optimizer
-
     from architectures import build
+    from harness.train import comparison_loss, make_optimizer
 
     torch.manual_seed(0)
     model = build(config.encoder, config.model_options())

@@ -20,7 +20,13 @@ class Progress:
         click.echo(f"{already_done} done, {to_run} to run")
         self.total = to_run
         if to_run and not self.plain:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(
                 TextColumn("[bold]runs"),

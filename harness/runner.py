@@ -138,17 +138,20 @@ def run_plan(
     device: str = "cpu",
     workers: int | None = None,
     data_dir=None,
+    splits=None,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[Job, object], None] | None = None,
 ) -> Summary:
     """Train every job of `plan` that the store does not hold as done; store each as it ends.
 
-    Raises DataError before any work when MNIST is missing or corrupt.
+    `splits`: MNIST already loaded and verified (else it is loaded here). Raises DataError
+    before any work when MNIST is missing or corrupt.
     """
     from harness import data
 
     checksums = dict(data.MNIST_SHA256)
-    splits = data.load_mnist(data_dir, checksums=checksums)  # fetch and verify once, here
+    if splits is None:
+        splits = data.load_mnist(data_dir, checksums=checksums)  # fetch and verify once, here
     limit = data.max_pairs(splits)
     for config in plan.configs:
         if config.pairs > limit:

@@ -176,6 +176,7 @@ def train_pairs(model, config: RunConfig, data: RunData, generator, device, reco
     if freeze:
         for parameter in model.digit_encoder.parameters():
             parameter.requires_grad_(False)
+            parameter.grad = None  # left over from pretraining
     optimizer = make_optimizer(config, model.parameters())
     use_aux = config.aux_loss and config.aux_weight > 0
     for epoch in range(config.epochs):

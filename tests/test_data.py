@@ -2,8 +2,8 @@ import gzip
 
 import pytest
 import torch
-
 from fixtures import idx_bytes, synthetic_digits, write_mnist
+
 from harness import data
 from harness.data import DataError, PairSource, ensure_mnist, load_mnist, read_idx
 

@@ -1,0 +1,148 @@
+from pathlib import Path
+
+import pytest
+
+from harness.config import (
+    ConfigError,
+    RunConfig,
+    combinations,
+    expand,
+    load_matrix,
+    parse_assignments,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text, name="m.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_cross_exclude_partial_match_and_include(tmp_path):
+    matrix = load_matrix(write(tmp_path, """
+[matrix]
+encoder = ["mlp", "cnn"]
+aux_loss = [false, true]
+batch_norm = [false, true]
+[[matrix.exclude]]
+encoder = "mlp"
+aux_loss = true
+[[matrix.include]]
+encoder = "cnn"
+dropout = 0.25
+[[matrix.include]]
+encoder = "linear"
+aux_loss = true
+"""))
+    combos = combinations(matrix)
+    assert len(combos) == 2 * 2 * 2 - 2 + 1  # crossed, minus the partial-match exclude, plus one new
+    assert not any(c["encoder"] == "mlp" and c["aux_loss"] for c in combos)
+    cnn = [c for c in combos if c["encoder"] == "cnn"]
+    assert len(cnn) == 4 and all(c["dropout"] == 0.25 for c in cnn)  # include extends matches
+    assert {"encoder": "linear", "aux_loss": True} in combos  # include that matches nothing is added
+
+
+def test_include_only_matrix_adds_each_entry(tmp_path):
+    matrix = load_matrix(write(tmp_path, "[[matrix.include]]\nencoder = 'mlp'\n[[matrix.include]]\nencoder = 'cnn'\n"))
+    assert [c.encoder for c in expand(matrix).configs] == ["mlp", "cnn"]
+
+
+def test_meaningless_combinations_dropped_with_reason(tmp_path):
+    matrix = load_matrix(write(tmp_path, """
+[matrix]
+pairing = ["joint", "siamese"]
+weight_sharing = [false, true]
+transfer = ["none", "rule"]
+aux_loss = [true]
+"""))
+    plan = expand(matrix)
+    reasons = [d.reason for d in plan.dropped]
+    assert any("siamese pairing only" in r for r in reasons)
+    assert any("needs weight sharing" in r for r in reasons)
+    # joint; siamese without sharing; siamese with sharing, without and with the rule
+    assert len(plan.configs) == 4
+    assert len(plan.configs) + len(plan.dropped) == 8
+
+
+def test_precedence_cli_over_profile_over_matrix_over_defaults(tmp_path):
+    matrix = load_matrix(write(tmp_path, """
+[defaults]
+epochs = 10
+lr = 0.01
+batch_size = 50
+rounds = 4
+[matrix]
+lr = [0.1]
+batch_size = [20]
+[profiles.quick]
+epochs = 2
+batch_size = 30
+"""))
+    config = expand(matrix, "quick", {"batch_size": 7}).configs[0]
+    assert (config.epochs, config.lr, config.batch_size, config.rounds) == (2, 0.1, 7, 4)
+
+
+def test_default_matrix_and_reports_expand():
+    plan = expand(load_matrix(ROOT / "ablations.toml"))
+    assert len(plan.configs) > 100
+    assert all(c.rounds == 10 and c.epochs == 25 for c in plan.configs)
+    assert {c.encoder for c in plan.configs} == {"mlp", "cnn"}
+    smoke = expand(load_matrix(ROOT / "ablations.toml"), "smoke")
+    assert len(smoke.configs) == len(plan.configs)
+
+
+def test_config_id_ignores_presentation_and_rounds():
+    a = RunConfig(label="x", rounds=3)
+    b = RunConfig(label="y", rounds=10, reference_test_error=5.0)
+    assert a.config_id == b.config_id
+    assert RunConfig(lr=0.01).config_id != a.config_id
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("[defaults]\nepochz = 3\n", "unknown setting 'epochz'; did you mean 'epochs'"),
+        ("[defualts]\nepochs = 3\n", "unknown section [defualts]; did you mean 'defaults'"),
+        ("[defaults]\nepochs = 'ten'\n", "'epochs' must be an integer"),
+        ("[defaults]\nepochs = 0\n", "'epochs' = 0: must be greater than 0"),
+        ("[defaults]\nrounds = -1\n", "must be greater than 0"),
+        ("[defaults]\nlr = 0\n", "'lr' = 0"),
+        ("[defaults]\ndropout = 1.0\n", "must be in [0, 1)"),
+        ("[defaults]\npairs = 6000\n", "at most 5000 pairs"),
+        ("[defaults]\nbatch_norm = 1\n", "must be true or false"),
+        ("[matrix]\nencoder = []\n", "empty list"),
+        ("[matrix]\nencoder = 'cnn'\n", "must be a list"),
+        ("[matrix]\nencoder = ['cnm']\n", "did you mean 'cnn'"),
+        ("[matrix]\npairing = ['joint']\n[[matrix.exclude]]\npairing = 'joint'\n", "expands to no job"),
+        ("[matrix]\npairing = ['joint']\n[[matrix.exclude]]\nencoder = 'cnn'\n", "not a factor"),
+        ("[defaults\nepochs = 3\n", "TOML syntax error"),
+        ("[defaults]\nvalidation = 1000\n", "must be below 'pairs'"),
+    ],
+)
+def test_errors_name_file_key_and_fix(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        expand(load_matrix(path))
+    message = str(error.value)
+    assert str(path) in message
+    assert fragment in message
+
+
+def test_missing_file_and_unknown_profile(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_matrix(tmp_path / "nope.toml")
+    matrix = load_matrix(write(tmp_path, "[profiles.smoke]\nepochs = 1\n"))
+    with pytest.raises(ConfigError, match="unknown profile 'smoek'; did you mean 'smoke'"):
+        expand(matrix, "smoek")
+
+
+def test_command_line_assignments():
+    assert parse_assignments(("encoder=cnn", "aux_loss=true", "dropout=0.25"), "--only") == {
+        "encoder": "cnn",
+        "aux_loss": True,
+        "dropout": 0.25,
+    }
+    with pytest.raises(ConfigError, match="--only: unknown setting 'encodr'"):
+        parse_assignments(("encodr=cnn",), "--only")

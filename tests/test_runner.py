@@ -1,0 +1,195 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from harness.config import RunConfig, expand, load_matrix
+from harness.data import PairSource, load_mnist
+from harness.runner import run_plan
+from harness.store import Store
+from harness.train import train_run
+
+TINY = """
+[defaults]
+epochs = 2
+rounds = 2
+pairs = 100
+batch_size = 25
+[matrix]
+encoder = ["mlp", "cnn"]
+aux_loss = [false, true]
+"""
+
+
+@pytest.fixture
+def tiny_plan(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return expand(load_matrix(path))
+
+
+def results(store_path):
+    with Store(store_path, create=False) as store:
+        frame = store.runs()
+    return frame.set_index(["config_id", "round"])[["status", "test_error", "train_error", "train_loss"]].sort_index()
+
+
+def test_same_command_twice_gives_identical_numbers(fake_mnist, tiny_plan, tmp_path):
+    for name in ("a", "b"):
+        with Store(tmp_path / f"{name}.sqlite") as store:
+            summary = run_plan(tiny_plan, store, workers=1)
+        assert summary.finished == 8 and not summary.failed
+    first, second = results(tmp_path / "a.sqlite"), results(tmp_path / "b.sqlite")
+    assert (first["status"] == "done").all()
+    assert first.equals(second)
+
+
+def test_two_workers_give_the_numbers_of_one(fake_mnist, tiny_plan, tmp_path):
+    with Store(tmp_path / "one.sqlite") as store:
+        run_plan(tiny_plan, store, workers=1)
+    with Store(tmp_path / "two.sqlite") as store:
+        run_plan(tiny_plan, store, workers=2)
+    assert results(tmp_path / "one.sqlite").equals(results(tmp_path / "two.sqlite"))
+
+
+def test_rounds_pair_data_across_configurations(fake_mnist, tiny_plan, tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        run_plan(tiny_plan, store, workers=1)
+        frame = store.runs()
+    assert frame.groupby("round")["data_seed"].nunique().eq(1).all()
+    assert frame["model_seed"].nunique() == len(frame)
+    assert {"torch_version", "code_version", "device", "seconds", "params", "config"} <= set(frame.columns)
+    assert frame["torch_version"].eq(torch.__version__).all()
+
+
+def test_resume_after_interruption_runs_only_what_is_missing(fake_mnist, tiny_plan, tmp_path):
+    seen = []
+
+    def interrupt_after_three(job, result):
+        seen.append(job.key)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with Store(tmp_path / "s.sqlite") as store, pytest.raises(KeyboardInterrupt):
+        run_plan(tiny_plan, store, workers=1, on_result=interrupt_after_three)
+    assert len(results(tmp_path / "s.sqlite")) == 3
+    starts = []
+    with Store(tmp_path / "s.sqlite") as store:
+        summary = run_plan(tiny_plan, store, workers=1, on_start=lambda done, todo: starts.append((done, todo)))
+    assert starts == [(3, 5)] and summary.finished == 5
+    assert len(results(tmp_path / "s.sqlite")) == 8
+
+
+def test_kill_9_leaves_no_partial_run(fake_mnist, tmp_path, synthetic_mnist):
+    _, checksums = synthetic_mnist
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(TINY.replace("epochs = 2", "epochs = 6").replace("rounds = 2", "rounds = 20"))
+    store_path = tmp_path / "s.sqlite"
+    script = textwrap.dedent(f"""
+        import sys
+        import harness.data
+        harness.data.MNIST_SHA256 = {checksums!r}
+        from harness.cli import main
+        sys.argv = ["harness", "run", "--matrix", {str(matrix)!r}, "--store", {str(store_path)!r}, "--workers", "1"]
+        main()
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until some runs are stored, then kill mid-run
+        time.sleep(0.5)
+        if store_path.exists():
+            try:
+                count = sqlite3.connect(store_path).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if count >= 3:
+                break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    connection = sqlite3.connect(store_path)
+    runs = connection.execute("SELECT config_id, round, status FROM runs").fetchall()
+    assert 3 <= len(runs) < 80
+    for config_id, round_index, status in runs:
+        epochs = connection.execute(
+            "SELECT COUNT(*) FROM epochs WHERE config_id = ? AND round = ?", (config_id, round_index)
+        ).fetchone()[0]
+        assert status == "done" and epochs == 6  # every stored run is whole
+    orphans = connection.execute(
+        "SELECT COUNT(*) FROM epochs e LEFT JOIN runs r USING (config_id, round) WHERE r.config_id IS NULL"
+    ).fetchone()[0]
+    assert orphans == 0
+
+
+def test_failed_run_is_recorded_and_others_go_on(fake_mnist, tmp_path, monkeypatch):
+    from architectures import registry
+
+    class Exploding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = registry.family("cnn").builder(registry.ModelOptions())
+
+        def forward(self, pairs):
+            output = self.inner(pairs)
+            return output._replace(comparison=output.comparison * float("nan"))
+
+    monkeypatch.setitem(
+        registry._FAMILIES, "exploding", registry.Family("exploding", lambda o: Exploding(), lambda o: None, "")
+    )
+    path = tmp_path / "m.toml"
+    path.write_text(TINY.replace('encoder = ["mlp", "cnn"]', 'encoder = ["exploding", "mlp"]'))
+    plan = expand(load_matrix(path))
+    with Store(tmp_path / "s.sqlite") as store:
+        summary = run_plan(plan, store, workers=1)
+        frame = store.runs()
+    assert len(summary.failed) == 4 and summary.finished == 8
+    failed = frame[frame["status"] == "failed"]
+    assert set(failed["encoder"]) == {"exploding"}
+    assert failed["reason"].str.contains("non-finite loss").all()
+    assert (frame[frame["encoder"] == "mlp"]["status"] == "done").all()
+    # failed runs are tried again by the next run
+    with Store(tmp_path / "s.sqlite") as store:
+        assert run_plan(plan, store, workers=1).already_done == 4
+
+
+def test_training_learns_the_synthetic_digits(fake_mnist):
+    source = PairSource(load_mnist())
+    result = train_run(RunConfig(encoder="cnn", aux_loss=True, epochs=8, pairs=200, batch_size=20), 0, source)
+    assert result.status == "done", result.reason
+    assert result.metrics["test_error"] < 0.25
+    assert result.metrics["test_digit_error"] < 0.3
+    assert [row["epoch"] for row in result.epochs] == list(range(1, 9))
+
+
+def test_validation_split_is_carved_from_training_pairs(fake_mnist):
+    source = PairSource(load_mnist())
+    result = train_run(RunConfig(encoder="mlp", epochs=1, pairs=100, validation=20), 0, source)
+    assert result.metrics["validation_error"] is not None
+    assert "validation_error" in result.epochs[-1]
+
+
+def test_frozen_transfer_leaves_the_encoder_untouched(fake_mnist, monkeypatch):
+    import harness.train as train
+
+    snapshots = {}
+    original = train.train_pairs
+
+    def spy(model, config, *args):
+        snapshots["before"] = [p.detach().clone() for p in model.digit_encoder.parameters()]
+        original(model, config, *args)
+        snapshots["after"] = [p.detach().clone() for p in model.digit_encoder.parameters()]
+        snapshots["head_grads"] = [p.grad is not None for p in model.head.parameters()]
+        snapshots["encoder_grads"] = [p.grad is None for p in model.digit_encoder.parameters()]
+
+    monkeypatch.setattr(train, "train_pairs", spy)
+    source = PairSource(load_mnist())
+    result = train.train_run(RunConfig(transfer="frozen", batch_norm=True, epochs=2, pairs=100), 0, source)
+    assert result.status == "done", result.reason
+    assert all(torch.equal(a, b) for a, b in zip(snapshots["before"], snapshots["after"]))
+    assert all(snapshots["head_grads"]) and all(snapshots["encoder_grads"])
+    assert [row["stage"] for row in result.epochs] == ["pretrain", "pretrain", "pairs", "pairs"]
