@@ -91,16 +91,30 @@ def load_plan(matrix_path, profile, overrides=None, only=()):
 @ONLY_OPTION
 @click.option("--format", "output_format", type=click.Choice(["text", "csv"]), default="text", show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
-@click.option("--estimate/--no-estimate", default=True, show_default=True, help="Time a few steps per configuration.")
-def plan(matrix_path, profile, only, output_format, workers, estimate):
+@click.option("--estimate/--no-estimate", default=True, show_default=True, help="Estimate the time it takes.")
+@click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False),
+              help="Where finished runs are counted and timed, if it exists.")
+def plan(matrix_path, profile, only, output_format, workers, estimate, store_path):
     """List the configurations a matrix expands to, what was dropped and why, and the cost.
+
+    Runs already in the store are counted, and their mean time replaces the estimate.
 
     Example: harness plan --matrix ablations.toml --profile smoke
     """
+    from pathlib import Path
+
     from harness.report import plan_table
+    from harness.store import Store, StoreError
 
     the_plan = load_plan(matrix_path, profile, only=only)
-    click.echo(plan_table(the_plan, output_format, workers=workers, estimate=estimate))
+    stored = None
+    if Path(store_path).is_file():
+        try:
+            with Store(store_path, create=False) as store:
+                stored = store.runs()
+        except StoreError as error:
+            fail(str(error))
+    click.echo(plan_table(the_plan, output_format, workers=workers, estimate=estimate, stored=stored))
 
 
 @main.command()

@@ -146,9 +146,15 @@ def _minibatches(count: int, batch_size: int, generator: torch.Generator, device
     return [order[start : start + batch_size] for start in range(0, count, batch_size)]
 
 
-def _check_finite(loss: torch.Tensor, stage: str, epoch: int) -> None:
-    if not math.isfinite(loss.item()):
-        raise TrainingDiverged(f"non-finite loss ({loss.item()}) in {stage} epoch {epoch + 1}")
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, stage: str, epoch: int) -> float:
+    """One optimisation step on `loss`; its value. A non-finite loss stops the run before the update."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"non-finite loss ({value}) in {stage} epoch {epoch + 1}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value
 
 
 def pretrain_digits(model, config: RunConfig, data: RunData, generator, device, record) -> None:
@@ -162,11 +168,7 @@ def pretrain_digits(model, config: RunConfig, data: RunData, generator, device, 
         for index in _minibatches(len(data.digits), config.batch_size, generator, device):
             logits = encoder(data.digits[index])  # (b, 10)
             loss = F.cross_entropy(logits, data.digit_classes[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            _check_finite(loss, "pretrain", epoch)
-            total += loss.item() * len(index)
+            total += _step(optimizer, loss, "pretrain", epoch) * len(index)
         record("pretrain", epoch, total / len(data.digits))
 
 
@@ -191,11 +193,7 @@ def train_pairs(model, config: RunConfig, data: RunData, generator, device, reco
                 if output.digits is None:
                     raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
                 loss = loss + config.aux_weight * digit_loss(output.digits, data.train_classes[index], config.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            _check_finite(loss, "pair", epoch)
-            total += loss.item() * len(index)
+            total += _step(optimizer, loss, "pair", epoch) * len(index)
         record("pairs", epoch, total / len(data.train_input))
 
 

@@ -64,7 +64,7 @@ def test_plan_lists_configurations_drops_and_runs(matrix):
 def test_plan_of_the_default_matrix_estimates_time():
     result = invoke("plan", "--matrix", ROOT / "ablations.toml", "--profile", "smoke")
     assert result.exit_code == 0, result.output
-    assert "estimated time on this CPU" in result.output
+    assert "estimated time with" in result.output
 
 
 def test_run_then_rerun_reports_all_done(fake_mnist, matrix, tmp_path):
@@ -75,6 +75,8 @@ def test_run_then_rerun_reports_all_done(fake_mnist, matrix, tmp_path):
     assert "12 runs finished, 0 failed" in first.output
     again = invoke("run", "--matrix", matrix, "--store", store)
     assert again.exit_code == 0 and "12 done, 0 to run" in again.output
+    planned = invoke("plan", "--matrix", matrix, "--store", store)
+    assert "6 configurations timed from stored runs" in planned.output and "for what is not done" in planned.output
     more = invoke("run", "--matrix", matrix, "--store", store, "--rounds", "3", "--only", "encoder=cnn")
     assert "6 done, 3 to run" in more.output
     fresh = invoke("run", "--matrix", matrix, "--store", store, "--profile", "one", "--fresh", "--workers", "1")
