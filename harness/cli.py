@@ -183,3 +183,83 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
         click.echo(f"  failed: {name} round {round_index}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+STORE_READ_OPTION = click.option(
+    "--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False)
+)
+
+
+def read_runs(store_path):
+    from harness.store import Store, StoreError
+
+    try:
+        with Store(store_path, create=False) as store:
+            return store.runs(), store.epochs()
+    except StoreError as error:
+        fail(str(error))
+
+
+@main.command()
+@STORE_READ_OPTION
+@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
+              help="Only this matrix's configurations, in its order.")
+@PROFILE_OPTION
+@click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
+@click.option("--sort", type=click.Choice(["matrix", "test_error", "name", "params"]), default="matrix", show_default=True)
+@click.option("--check", "check_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Compare configurations and parameter counts with a committed table; exit 1 on a difference.")
+def table(store_path, matrix_path, profile, output_format, sort, check_path):
+    """Print tables of parameters and error mean ± std per configuration, effects and provenance.
+
+    Example: harness table > RESULTS.md
+    """
+    from pathlib import Path
+
+    from harness.report import ReportError, check_against, results_report
+
+    runs, _ = read_runs(store_path)
+    the_plan = load_plan(matrix_path, profile) if matrix_path else None
+    try:
+        if check_path:
+            problems = check_against(Path(check_path).read_text(), runs, plan=the_plan, source=check_path)
+            for problem in problems:
+                click.echo(f"differs: {problem}", err=True)
+            if problems:
+                sys.exit(1)
+            click.echo(f"{check_path}: same configurations and parameter counts as {store_path}")
+            return
+        click.echo(results_report(runs, store_path=store_path, plan=the_plan, output_format=output_format, sort=sort))
+    except ReportError as error:
+        fail(str(error))
+
+
+@main.command()
+@STORE_READ_OPTION
+@click.option("--out", "out_dir", default="docs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None, help="Only this matrix's configurations.")
+def plot(store_path, out_dir, matrix_path):
+    """Draw box plots of test error, learning curves and a forest plot of effects (PNG and SVG).
+
+    Example: harness plot --out docs
+    """
+    from pathlib import Path
+
+    from harness.report import select
+
+    try:
+        from harness import plots
+        from harness.stats import effects
+    except ImportError:
+        fail("plotting needs matplotlib: pip install -e '.[plot]'")
+    runs, epochs = read_runs(store_path)
+    runs = select(runs, load_plan(matrix_path, None) if matrix_path else None)
+    if runs.empty or not (runs["status"] == "done").any():
+        fail(f"{store_path}: no finished runs to plot; run `harness run` first")
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    done = runs[runs["status"] == "done"]
+    written = plots.box_plot(done, directory) + plots.learning_curves(done, epochs, directory)
+    written += plots.forest_plot(effects(done[done["report"].isna()] if "report" in done else done), directory)
+    for path in written:
+        click.echo(str(path))

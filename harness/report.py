@@ -8,6 +8,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.config import PRESENTATION_KEYS, Plan
+from harness.stats import effects, summarize
 
 FACTORS = (
     "encoder", "pairing", "weight_sharing", "aux_loss", "batch_norm", "dropout", "swap_augment", "transfer",
@@ -93,3 +94,181 @@ def plan_table(
             where = ", ".join(f"{k}={v}" for k, v in shared.items())
             lines.append(f"  {len(combos):4d} x {reason}" + (f" [{where}]" if where else ""))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- results tables
+
+
+class ReportError(Exception):
+    """Nothing to report, or a check failed; the message says what and how to fix it."""
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.2f} ± {std:.2f}" if not pd.isna(std) else f"{mean:.2f}"
+
+
+def _flag(row) -> str:
+    notes = []
+    if row["rounds_done"] < row["rounds"]:
+        notes.append(f"{row['rounds_done']}/{row['rounds']} rounds")
+    if row["rounds_failed"]:
+        notes.append(f"{row['rounds_failed']} failed")
+    return "; ".join(notes)
+
+
+def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.DataFrame:
+    """The configurations table as display strings (errors in %)."""
+    table = pd.DataFrame(
+        {
+            "configuration": summary["name"],
+            "params": summary["params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}"),
+            "train error %": [_mean_std(m, s) for m, s in zip(summary["train_error_mean"], summary["train_error_std"])],
+            "test error %": [_mean_std(m, s) for m, s in zip(summary["test_error_mean"], summary["test_error_std"])],
+            "rounds": summary["rounds_done"],
+            "s/run": summary["seconds_per_run"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}"),
+        }
+    )
+    if with_reference:
+        table["published test %"] = [
+            "–" if pd.isna(m) else _mean_std(m, s)
+            for m, s in zip(summary["reference_test_error"], summary["reference_test_std"])
+        ]
+        table["published params"] = summary["reference_params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+    flags = summary.apply(_flag, axis=1)
+    if flags.any():
+        table["note"] = flags
+    return table
+
+
+def effect_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return pd.DataFrame(
+        {
+            "factor": frame["factor"],
+            "change": frame["change"],
+            "Δ test error (pp)": frame["effect"].map(lambda v: f"{v:+.2f}"),
+            "95% CI": [
+                "–" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(frame["ci_low"], frame["ci_high"])
+            ],
+            "p": frame["p"].map(lambda v: "–" if pd.isna(v) else f"{v:.2g}"),
+            "p (BH)": frame.get("p_adjusted", pd.Series(dtype=float)).map(lambda v: "–" if pd.isna(v) else f"{v:.2g}"),
+            "matched pairs": frame["pairs"],
+            "rounds": frame["rounds"],
+        }
+    )
+
+
+def select(runs: pd.DataFrame, plan: Plan | None) -> pd.DataFrame:
+    """The stored runs of the plan's configurations (all runs without a plan), with the number
+    of rounds each configuration asks for."""
+    if plan is None:
+        return runs
+    asked = {c.config_id: c for c in plan.configs}
+    chosen = runs[runs["config_id"].isin(asked)].copy()
+    chosen["rounds"] = chosen["config_id"].map(lambda i: asked[i].rounds)
+    chosen = chosen[chosen["round"] < chosen["rounds"]]
+    return chosen
+
+
+def order(summary: pd.DataFrame, plan: Plan | None, sort: str) -> pd.DataFrame:
+    if sort == "test_error":
+        return summary.sort_values(["test_error_mean", "name"], na_position="last")
+    if sort == "name":
+        return summary.sort_values("name")
+    if sort == "params":
+        return summary.sort_values(["params", "name"])
+    if plan is not None:
+        position = {c.config_id: i for i, c in enumerate(plan.configs)}
+        return summary.sort_values("config_id", key=lambda ids: ids.map(position))
+    return summary.sort_values("name")
+
+
+def _render(frame: pd.DataFrame, output_format: str) -> str:
+    fmt = {"markdown": "github", "latex": "latex"}[output_format]
+    return tabulate(frame, headers="keys", tablefmt=fmt, showindex=False, disable_numparse=True)
+
+
+def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
+    done = runs[runs["status"] == "done"]
+    def values(column):
+        return ", ".join(sorted(str(v) for v in done[column].dropna().unique())) or "–"
+    return [
+        f"- store: `{store_path}` ({len(runs)} runs, {len(done)} done)",
+        f"- commands: {values('command')}",
+        f"- matrices: {values('matrix')}",
+        f"- devices: {values('device')}; torch {values('torch_version')}; Python {values('python_version')}",
+        f"- code versions: {values('code_version')}",
+        f"- runs finished between {done['finished_at'].min()} and {done['finished_at'].max()}",
+        f"- epochs: {values('epochs')}; rounds per configuration: {values('rounds')}; pairs: {values('pairs')}",
+    ]
+
+
+def results_report(
+    runs: pd.DataFrame,
+    *,
+    store_path: str,
+    plan: Plan | None = None,
+    output_format: str = "markdown",
+    sort: str = "matrix",
+) -> str:
+    """The configurations, effects and provenance of the stored runs, in markdown or LaTeX;
+    CSV is the configurations alone, one header row and one row per configuration."""
+    runs = select(runs, plan)
+    if runs.empty or not (runs["status"] == "done").any():
+        raise ReportError(f"{store_path}: no finished runs" + (" of this matrix" if plan else "") + "; run `harness run` first")
+    summary = order(summarize(runs), plan, sort)
+    if output_format == "csv":
+        columns = ["config_id", "name", *[k for k in FACTORS if k in summary], "params", "train_error_mean",
+                   "train_error_std", "test_error_mean", "test_error_std", "test_error_min", "test_error_max",
+                   "rounds_done", "rounds", "rounds_failed", "seconds_per_run", "reference_test_error",
+                   "reference_test_std", "reference_params"]
+        buffer = io.StringIO()
+        summary[[c for c in columns if c in summary]].to_csv(buffer, index=False, float_format="%.4g")
+        return buffer.getvalue().rstrip("\n")
+
+
+    heading = (lambda text: f"## {text}") if output_format == "markdown" else (lambda text: f"% {text}")
+    parts = []
+    reproductions = summary[summary["report"].notna()] if "report" in summary else summary.iloc[0:0]
+    ablations = summary.drop(reproductions.index)
+    if not ablations.empty:
+        parts += [heading("Configurations"), "", "Test and train error in %, mean ± std over rounds.", "",
+                  _render(configuration_rows(ablations, with_reference=False), output_format), ""]
+        effect_frame = effects(runs[runs["config_id"].isin(ablations["config_id"])])
+        if not effect_frame.empty:
+            parts += [heading("Effects"), "",
+                      "Change in test error (percentage points) when a factor leaves its baseline, paired on every "
+                      "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
+                      "Benjamini–Hochberg adjusted across the rows.", "",
+                      _render(effect_rows(effect_frame), output_format), ""]
+    if not reproductions.empty:
+        parts += [heading("Reproductions of the reports"), "",
+                  "Ours beside the published figures (test error in %, mean ± std).", "",
+                  _render(configuration_rows(reproductions, with_reference=True), output_format), ""]
+    parts += [heading("Provenance"), "", *provenance_lines(runs, store_path)]
+    return "\n".join(parts).rstrip("\n")
+
+
+def check_against(document: str, runs: pd.DataFrame, *, plan: Plan | None, source: str) -> list[str]:
+    """Differences in configurations and parameter counts between a committed results file and
+    the store (errors are not compared: a smoke run cannot match a full one)."""
+    committed = {}
+    for line in document.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 2 and cells[1].replace(",", "").isdigit():
+            committed[cells[0]] = int(cells[1].replace(",", ""))
+    if not committed:
+        raise ReportError(f"{source}: no configuration rows found (expected `harness table` markdown)")
+    summary = summarize(select(runs, plan))
+    ours = {name: int(params) for name, params in zip(summary["name"], summary["params"]) if not pd.isna(params)}
+    problems = []
+    for name, params in committed.items():
+        if name not in ours:
+            problems.append(f"{name}: in {source} but not in the store")
+        elif ours[name] != params:
+            problems.append(f"{name}: {params:,} parameters in {source}, {ours[name]:,} now")
+    problems += [f"{name}: in the store but not in {source}" for name in ours if name not in committed]
+    return problems

@@ -1,0 +1,201 @@
+"""Aggregation of stored runs: per-configuration summaries and paired factor effects.
+
+Pure computation on DataFrames; formatting lives in harness.report.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.config import PRESENTATION_KEYS, SETTINGS
+
+# The level an effect is measured against ("switching the factor on" means leaving this level).
+BASELINES = {
+    "pairing": "joint",
+    "weight_sharing": False,
+    "aux_loss": False,
+    "batch_norm": False,
+    "dropout": 0.0,
+    "swap_augment": False,
+    "transfer": "none",
+}
+ENCODER_ORDER = ("linear", "mlp", "cnn")
+IDENTITY = [key for key in SETTINGS if key not in PRESENTATION_KEYS]
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: errors as mean and std over done rounds (in %), rounds done,
+    asked and failed, seconds per run, and the configuration's settings."""
+    if runs.empty:
+        return pd.DataFrame()
+    done = runs[runs["status"] == "done"]
+    grouped = done.groupby("config_id")
+    summary = pd.DataFrame(
+        {
+            "train_error_mean": 100 * grouped["train_error"].mean(),
+            "train_error_std": 100 * grouped["train_error"].std(ddof=1),
+            "test_error_mean": 100 * grouped["test_error"].mean(),
+            "test_error_std": 100 * grouped["test_error"].std(ddof=1),
+            "test_error_min": 100 * grouped["test_error"].min(),
+            "test_error_max": 100 * grouped["test_error"].max(),
+            "test_digit_error_mean": 100 * grouped["test_digit_error"].mean(),
+            "validation_error_mean": 100 * grouped["validation_error"].mean(),
+            "seconds_per_run": grouped["seconds"].mean(),
+            "rounds_done": grouped["round"].nunique(),
+        }
+    )
+    latest = runs.sort_values("finished_at").groupby("config_id").last()
+    settings = latest[[c for c in latest.columns if c in SETTINGS] + ["name", "params"]]
+    failed = runs[runs["status"] == "failed"].groupby("config_id").size().rename("rounds_failed")
+    summary = settings.join(summary, how="left").join(failed, how="left")
+    summary["rounds_done"] = summary["rounds_done"].fillna(0).astype(int)
+    summary["rounds_failed"] = summary["rounds_failed"].fillna(0).astype(int)
+    return summary.reset_index()
+
+
+# --------------------------------------------------------------------------- the t distribution
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz, Numerical Recipes)."""
+    tiny = 1e-300
+
+    def guard(value: float) -> float:
+        return value if abs(value) > tiny else tiny
+
+    c, d = 1.0, 1.0 / guard(1.0 - (a + b) * x / (a + 1.0))
+    h = d
+    for m in range(1, 300):
+        even = m * (b - m) * x / ((a - 1.0 + 2 * m) * (a + 2 * m))
+        d = 1.0 / guard(1.0 + even * d)
+        c = guard(1.0 + even / c)
+        h *= d * c
+        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 1.0 + 2 * m))
+        d = 1.0 / guard(1.0 + odd * d)
+        c = guard(1.0 + odd / c)
+        h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1 - x) / b
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom."""
+    return _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+
+def t_quantile(probability: float, df: int) -> float:
+    """The `probability` quantile (> 0.5) of Student's t, by bisection on the CDF."""
+    low, high = 0.0, 1e3
+    for _ in range(200):
+        middle = (low + high) / 2
+        if 1 - t_two_sided_p(middle, df) / 2 < probability:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), in the input order."""
+    count = len(p_values)
+    order = sorted(range(count), key=lambda i: p_values[i])
+    adjusted = [0.0] * count
+    running = 1.0
+    for rank in range(count, 0, -1):
+        index = order[rank - 1]
+        running = min(running, p_values[index] * count / rank)
+        adjusted[index] = running
+    return adjusted
+
+
+# --------------------------------------------------------------------------- effects
+
+
+def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | None:
+    values = list(pd.unique(frame[factor]))
+    if len(values) < 2:
+        return None
+    if factor == "encoder":
+        ranked = sorted(values, key=lambda v: (ENCODER_ORDER.index(v) if v in ENCODER_ORDER else 99, str(v)))
+        return ranked[0], ranked[1:]
+    baseline = BASELINES.get(factor)
+    if baseline not in values:
+        baseline = sorted(values, key=str)[0]
+    return baseline, [v for v in values if v != baseline]
+
+
+def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | None:
+    """Mean change in test error (percentage points) when `factor` goes from `baseline` to
+    `level`, everything else and the round held equal. Differences are averaged over the matched
+    configurations within each round; the rounds (independent data draws) give the interval."""
+    others = [key for key in IDENTITY if key != factor and key in runs]
+    done = runs[runs["status"] == "done"]
+    on = done[done[factor] == level]
+    off = done[done[factor] == baseline]
+    key = [*others, "round"]
+    as_key = lambda frame: frame[key].apply(lambda column: column.map(repr)).agg("|".join, axis=1)  # noqa: E731
+    merged = pd.merge(
+        on.assign(match=as_key(on))[["match", "round", "test_error"]],
+        off.assign(match=as_key(off))[["match", "test_error"]],
+        on="match",
+        suffixes=("_on", "_off"),
+    )
+    if merged.empty:
+        return None
+    merged["difference"] = 100 * (merged["test_error_on"] - merged["test_error_off"])
+    per_round = merged.groupby("round")["difference"].mean()
+    rounds = len(per_round)
+    mean = float(per_round.mean())
+    result = {
+        "factor": factor,
+        "change": f"{baseline} -> {level}",
+        "pairs": len(merged),
+        "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
+        "rounds": rounds,
+        "effect": mean,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p": math.nan,
+    }
+    if rounds >= 2:
+        std = float(per_round.std(ddof=1))
+        half = t_quantile(0.975, rounds - 1) * std / math.sqrt(rounds)
+        result["ci_low"], result["ci_high"] = mean - half, mean + half
+        result["p"] = t_two_sided_p(mean / (std / math.sqrt(rounds)), rounds - 1) if std > 0 else (0.0 if mean else 1.0)
+    return result
+
+
+def effects(runs: pd.DataFrame, factors=("encoder", *BASELINES)) -> pd.DataFrame:
+    """Every factor level's paired effect on test error, with BH-adjusted p-values."""
+    rows = []
+    done = runs[runs["status"] == "done"] if not runs.empty else runs
+    for factor in factors:
+        if factor not in done or done.empty:
+            continue
+        levels = _levels(done, factor)
+        if levels is None:
+            continue
+        baseline, others = levels
+        for level in others:
+            row = paired_effect(done, factor, level, baseline)
+            if row is not None:
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        tested = frame["p"].notna()
+        frame.loc[tested, "p_adjusted"] = benjamini_hochberg(frame.loc[tested, "p"].tolist())
+    return frame

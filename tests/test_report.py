@@ -1,0 +1,150 @@
+import csv
+import io
+import json
+import math
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.config import RunConfig
+from harness.report import ReportError, check_against, results_report
+from harness.stats import benjamini_hochberg, effects, summarize, t_quantile, t_two_sided_p
+from harness.store import Store
+from harness.train import RunResult, seeds
+
+PROVENANCE = {"torch_version": "2.x", "code_version": "abc", "python_version": "3.11", "matrix": "m.toml", "command": "harness run"}
+
+
+def fill(store: Store, config: RunConfig, test_errors, *, failed_rounds=(), params=1000):
+    """Store made-up finished runs of `config`, one per test error."""
+    for round_index, test_error in enumerate(test_errors):
+        data_seed, model_seed = seeds(config, round_index)
+        status = "failed" if round_index in failed_rounds else "done"
+        result = RunResult(
+            config.config_id, round_index, data_seed, model_seed, status,
+            reason="TrainingDiverged: nan" if status == "failed" else None,
+            metrics={"train_error": test_error / 2, "test_error": test_error, "train_loss": 0.1},
+            epochs=[{"stage": "pairs", "epoch": e, "train_loss": 0.1, "train_error": test_error, "test_error": test_error} for e in (1, 2)],
+            params=params, seconds=1.5,
+        )
+        store.write(result, config, PROVENANCE)
+
+
+@pytest.fixture
+def constructed(tmp_path):
+    """aux_loss lowers test error by exactly 2, 4, 6 points in rounds 0, 1, 2 for both encoders;
+    batch_norm changes nothing."""
+    store = Store(tmp_path / "s.sqlite")
+    base = {"mlp": [0.20, 0.22, 0.24], "cnn": [0.10, 0.12, 0.14]}
+    for encoder, errors in base.items():
+        for batch_norm in (False, True):
+            off = RunConfig(encoder=encoder, batch_norm=batch_norm, rounds=3)
+            on = RunConfig(encoder=encoder, batch_norm=batch_norm, aux_loss=True, rounds=3)
+            fill(store, off, errors)
+            fill(store, on, [e - d for e, d in zip(errors, (0.02, 0.04, 0.06))])
+    yield store
+    store.close()
+
+
+def test_summary_mean_std_and_flags(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        fill(store, RunConfig(rounds=4), [0.10, 0.20, 0.30], failed_rounds=(2,))
+        summary = summarize(store.runs())
+    row = summary.iloc[0]
+    assert row["rounds_done"] == 2 and row["rounds_failed"] == 1 and row["rounds"] == 4
+    assert row["test_error_mean"] == pytest.approx(15.0)
+    assert row["test_error_std"] == pytest.approx(100 * math.sqrt(0.005))
+
+
+def test_paired_effect_has_the_known_answer(constructed):
+    frame = effects(constructed.runs()).set_index("factor")
+    aux = frame.loc["aux_loss"]
+    assert aux["effect"] == pytest.approx(-4.0)
+    assert aux["pairs"] == 12 and aux["rounds"] == 3 and aux["configurations"] == 4
+    half = t_quantile(0.975, 2) * 2.0 / math.sqrt(3)  # per-round effects -2, -4, -6: std 2
+    assert (aux["ci_low"], aux["ci_high"]) == pytest.approx((-4 - half, -4 + half))
+    assert aux["p"] == pytest.approx(t_two_sided_p(-4 / (2 / math.sqrt(3)), 2))
+    assert frame.loc["batch_norm", "effect"] == pytest.approx(0.0)
+    assert frame.loc["encoder", "change"] == "mlp -> cnn"
+    assert frame.loc["encoder", "effect"] == pytest.approx(-10.0)
+
+
+def test_t_distribution_and_bh_against_known_values():
+    assert t_two_sided_p(2.262157, 9) == pytest.approx(0.05, abs=1e-6)
+    assert t_quantile(0.975, 14) == pytest.approx(2.144787, abs=1e-5)
+    assert t_two_sided_p(5.0, 14) == pytest.approx(1.9451530625726e-4, rel=1e-9)
+    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.5, 0.001]) == pytest.approx([0.025, 0.05, 0.05, 0.5, 0.005])
+
+
+def test_markdown_shape_and_sections(constructed):
+    text = results_report(constructed.runs(), store_path="s.sqlite")
+    assert "## Configurations" in text and "## Effects" in text and "## Provenance" in text
+    table = [line for line in text.split("## Effects")[0].splitlines() if line.startswith("|")]
+    widths = {line.count("|") for line in table}
+    assert len(widths) == 1 and len(table) == 2 + 8  # header, rule, 8 configurations
+    assert "cnn siamese ws aux bn" in text
+    assert "| 22.00 ± 2.00 " in text  # mlp without aux: 20, 22, 24
+    assert "| 18.00 ± 0.00 " in text  # mlp with aux: 20 - 2, 22 - 4, 24 - 6
+
+
+def test_csv_parses_with_one_row_per_configuration(constructed):
+    text = results_report(constructed.runs(), store_path="s.sqlite", output_format="csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 8
+    assert {"name", "params", "test_error_mean", "test_error_std", "rounds_done"} <= set(rows[0])
+
+
+def test_latex_is_a_tabular(constructed):
+    text = results_report(constructed.runs(), store_path="s.sqlite", output_format="latex")
+    assert text.count("\\begin{tabular}") == 2 and text.count("\\end{tabular}") == 2
+
+
+def test_reproductions_show_published_figures(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        fill(store, RunConfig(label="001 WS", report="001", reference_test_error=15.26, reference_test_std=1.06, reference_params=50454), [0.15, 0.16])
+        text = results_report(store.runs(), store_path="s.sqlite")
+    assert "## Reproductions of the reports" in text
+    assert "15.26 ± 1.06" in text and "50,454" in text
+
+
+def test_empty_store_is_an_error(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store, pytest.raises(ReportError, match="no finished runs"):
+        results_report(store.runs(), store_path="s.sqlite")
+    result = CliRunner().invoke(main, ["table", "--store", str(tmp_path / "s.sqlite")])
+    assert result.exit_code == 2 and "no finished runs" in result.output
+    missing = CliRunner().invoke(main, ["table", "--store", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 2 and "no store here" in missing.output
+
+
+def test_check_names_configuration_and_both_counts(constructed, tmp_path):
+    text = results_report(constructed.runs(), store_path="s.sqlite")
+    assert check_against(text, constructed.runs(), plan=None, source="RESULTS.md") == []
+    edited = text.replace("| 1,000 ", "| 1,234 ", 1)
+    problems = check_against(edited, constructed.runs(), plan=None, source="RESULTS.md")
+    assert len(problems) == 1 and "1,234 parameters in RESULTS.md, 1,000 now" in problems[0]
+    path = tmp_path / "RESULTS.md"
+    path.write_text(edited)
+    result = CliRunner().invoke(main, ["table", "--store", str(constructed.path), "--check", str(path)])
+    assert result.exit_code == 1 and "1,234 parameters" in result.output
+
+
+def test_plots_are_written(constructed, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["plot", "--store", str(constructed.path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    for stem in ("test_error_boxplot", "learning_curves_1", "effects_forest"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+    assert all(p.stat().st_size > 1000 for p in out.iterdir())
+
+
+def test_store_rows_are_self_describing(constructed):
+    frame = constructed.runs()
+    row = frame.iloc[0]
+    config = json.loads(row["config"])
+    assert config["encoder"] in ("mlp", "cnn") and "lr" in config
+    for column in ("data_seed", "model_seed", "code_version", "torch_version", "device", "seconds", "finished_at"):
+        assert not pd.isna(row[column])
