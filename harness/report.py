@@ -252,23 +252,43 @@ def results_report(
     return "\n".join(parts).rstrip("\n")
 
 
+SECTIONS = {"Configurations": False, "Reproductions of the reports": True}  # heading -> reproduces a report
+
+
+def _committed_rows(document: str) -> dict[bool, dict[str, int]]:
+    """Configuration name -> parameter count in each table section of a `harness table` file."""
+    rows: dict[bool, dict[str, int]] = {}
+    section = None
+    for line in document.splitlines():
+        if line.startswith("## "):
+            section = SECTIONS.get(line[3:].strip())
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if section is not None and line.startswith("|") and len(cells) >= 2 and cells[1].replace(",", "").isdigit():
+            rows.setdefault(section, {})[cells[0]] = int(cells[1].replace(",", ""))
+    return rows
+
+
 def check_against(document: str, runs: pd.DataFrame, *, plan: Plan | None, source: str) -> list[str]:
     """Differences in configurations and parameter counts between a committed results file and
-    the store (errors are not compared: a smoke run cannot match a full one)."""
-    committed = {}
-    for line in document.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and len(cells) >= 2 and cells[1].replace(",", "").isdigit():
-            committed[cells[0]] = int(cells[1].replace(",", ""))
+    the store, section by section for the sections the store has runs for (errors are not
+    compared: a smoke run cannot match a full one)."""
+    committed = _committed_rows(document)
     if not committed:
         raise ReportError(f"{source}: no configuration rows found (expected `harness table` markdown)")
     summary = summarize(select(runs, plan))
-    ours = {name: int(params) for name, params in zip(summary["name"], summary["params"]) if not pd.isna(params)}
+    reproduces = summary["report"].notna() if "report" in summary else pd.Series(False, index=summary.index)
     problems = []
-    for name, params in committed.items():
-        if name not in ours:
-            problems.append(f"{name}: in {source} but not in the store")
-        elif ours[name] != params:
-            problems.append(f"{name}: {params:,} parameters in {source}, {ours[name]:,} now")
-    problems += [f"{name}: in the store but not in {source}" for name in ours if name not in committed]
+    for is_reproduction in (False, True):
+        part = summary[reproduces == is_reproduction]
+        if part.empty:
+            continue
+        ours = {name: int(params) for name, params in zip(part["name"], part["params"]) if not pd.isna(params)}
+        theirs = committed.get(is_reproduction, {})
+        for name, params in theirs.items():
+            if name not in ours:
+                problems.append(f"{name}: in {source} but not in the store")
+            elif ours[name] != params:
+                problems.append(f"{name}: {params:,} parameters in {source}, {ours[name]:,} now")
+        problems += [f"{name}: in the store but not in {source}" for name in ours if name not in theirs]
     return problems
