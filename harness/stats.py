@@ -22,6 +22,8 @@ BASELINES = {
     "transfer": "none",
 }
 ENCODER_ORDER = ("linear", "mlp", "cnn")
+# Settings that only exist at some levels of a factor: not matched on when that factor changes.
+DEPENDENT = {"transfer": ("pretrain_epochs",)}
 IDENTITY = [key for key in SETTINGS if key not in PRESENTATION_KEYS]
 
 
@@ -142,7 +144,7 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | No
     """Mean change in test error (percentage points) when `factor` goes from `baseline` to
     `level`, everything else and the round held equal. Differences are averaged over the matched
     configurations within each round; the rounds (independent data draws) give the interval."""
-    others = [key for key in IDENTITY if key != factor and key in runs]
+    others = [key for key in IDENTITY if key != factor and key not in DEPENDENT.get(factor, ()) and key in runs]
     done = runs[runs["status"] == "done"]
     on = done[done[factor] == level]
     off = done[done[factor] == baseline]

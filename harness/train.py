@@ -214,29 +214,33 @@ def train_run(config: RunConfig, round_index: int, source: PairSource, device: s
             model = build(config.encoder, config.model_options()).to(device)
             result.params = count_parameters(model)
 
+            latest: dict[str, dict] = {}  # the last evaluation, after the last epoch of the last stage
+
+            def evaluate_all() -> None:
+                latest.update({name: evaluate(model, config, *tensors) for name, tensors in data.eval_sets.items()})
+
             def record(stage: str, epoch: int, train_loss: float) -> None:
                 stage_epochs = config.epochs
                 if stage == "pretrain" and config.pretrain_epochs is not None:
                     stage_epochs = config.pretrain_epochs
                 row = {"stage": stage, "epoch": epoch + 1, "train_loss": train_loss}
                 if epoch + 1 == stage_epochs or (epoch + 1) % config.eval_every == 0:
-                    for name, tensors in data.eval_sets.items():
-                        row[f"{name}_error"] = evaluate(model, config, *tensors)["error"]
+                    evaluate_all()
+                    row.update({f"{name}_error": scores["error"] for name, scores in latest.items()})
                 result.epochs.append(row)
 
             if config.transfer != "none":
                 pretrain_digits(model, config, data, generator, device, record)
             if config.transfer != "rule":
                 train_pairs(model, config, data, generator, device, record)
+            if not result.epochs:  # no epoch at all (pretrain_epochs = 0 with the rule)
+                evaluate_all()
             trained_on_digits = config.aux_loss or config.transfer != "none"
-            for name, tensors in data.eval_sets.items():
-                scores = evaluate(model, config, *tensors)
+            for name, scores in latest.items():
                 result.metrics[f"{name}_error"] = scores["error"]
                 # untrained intermediate logits are no digit prediction: no digit error for them
                 result.metrics[f"{name}_digit_error"] = scores["digit_error"] if trained_on_digits else None
-            result.metrics["train_loss"] = next(
-                (row["train_loss"] for row in reversed(result.epochs)), None
-            )
+            result.metrics["train_loss"] = next((row["train_loss"] for row in reversed(result.epochs)), None)
         result.status = "done"
     except Exception as error:  # a failed run is recorded with its reason; the matrix goes on
         result.reason = f"{type(error).__name__}: {error}"

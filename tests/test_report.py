@@ -148,3 +148,12 @@ def test_store_rows_are_self_describing(constructed):
     assert config["encoder"] in ("mlp", "cnn") and "lr" in config
     for column in ("data_seed", "model_seed", "code_version", "torch_version", "device", "seconds", "finished_at"):
         assert not pd.isna(row[column])
+
+
+def test_transfer_effect_matches_despite_its_pretraining_setting(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        fill(store, RunConfig(aux_loss=True, rounds=2), [0.10, 0.12])
+        fill(store, RunConfig(aux_loss=True, transfer="rule", pretrain_epochs=10, rounds=2), [0.04, 0.05])
+        frame = effects(store.runs()).set_index("factor")
+    assert frame.loc["transfer", "change"] == "none -> rule"
+    assert frame.loc["transfer", "effect"] == pytest.approx(-6.5)
