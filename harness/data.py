@@ -237,6 +237,16 @@ def read_idx(path: Path) -> torch.Tensor:
     return data.view(dtype).reshape(shape)
 
 
+def read_splits(files: dict[str, Path]) -> MnistSplits:
+    """Both splits from the four files `ensure_mnist` returned."""
+    return MnistSplits(
+        train_images=read_idx(files["train-images-idx3-ubyte"]),
+        train_labels=read_idx(files["train-labels-idx1-ubyte"]).long(),
+        test_images=read_idx(files["t10k-images-idx3-ubyte"]),
+        test_labels=read_idx(files["t10k-labels-idx1-ubyte"]).long(),
+    )
+
+
 def load_mnist(
     data_dir: str | os.PathLike | None = None,
     *,
@@ -245,12 +255,7 @@ def load_mnist(
 ) -> MnistSplits:
     """Both MNIST splits, verified; fetched first if needed (see `ensure_mnist`)."""
     files, _ = ensure_mnist(data_dir, download=download, checksums=checksums)
-    return MnistSplits(
-        train_images=read_idx(files["train-images-idx3-ubyte"]),
-        train_labels=read_idx(files["train-labels-idx1-ubyte"]).long(),
-        test_images=read_idx(files["t10k-images-idx3-ubyte"]),
-        test_labels=read_idx(files["t10k-labels-idx1-ubyte"]).long(),
-    )
+    return read_splits(files)
 
 
 # --------------------------------------------------------------------------- pairs
