@@ -172,7 +172,6 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
     except DataError as error:
         fail(str(error))
     except KeyboardInterrupt:
-        progress.stop()
         fail("interrupted: finished runs are stored; run the same command again to resume", 130)
     finally:
         progress.stop()

@@ -21,10 +21,11 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     import torch
 
     from architectures import build
-    from harness.train import comparison_loss, make_optimizer
+    from harness.train import comparison_loss, make_optimizer, use_channels_last
 
     torch.manual_seed(0)
     model = build(config.encoder, config.model_options())
+    use_channels_last(model)  # as CPU runs do
     optimizer = make_optimizer(config, model.parameters())
     batch = torch.randn(config.batch_size, 2, 14, 14)
     target = torch.randint(0, 2, (config.batch_size,))

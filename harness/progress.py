@@ -23,12 +23,12 @@ class Progress:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
-                Progress,
                 TextColumn,
                 TimeRemainingColumn,
             )
+            from rich.progress import Progress as RichProgress
 
-            self.bar = Progress(
+            self.bar = RichProgress(
                 TextColumn("[bold]runs"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -55,3 +55,4 @@ class Progress:
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
