@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from harness.config import Plan, RunConfig
+from harness.config import RunConfig
 
 
 def parameter_count(config: RunConfig) -> int:
@@ -46,15 +46,3 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     pretrain = 0 if config.transfer == "none" else (config.pretrain_epochs or config.epochs)
     return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * (epochs + pretrain)
 
-
-def estimate(plan: Plan, workers: int) -> float:
-    """Projected seconds for every run of the plan on this CPU with `workers` processes."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        total = sum(seconds_per_run(config) * config.rounds for config in plan.configs)
-    finally:
-        torch.set_num_threads(threads)
-    return total / max(1, workers)

@@ -75,7 +75,7 @@ def code_version() -> str:
     return f"{commit}{'+dirty' if dirty else ''}" if commit else __version__
 
 
-def provenance(plan: Plan, device: str) -> dict[str, str]:
+def provenance(plan: Plan) -> dict[str, str]:
     import torch
 
     return {
@@ -169,7 +169,7 @@ def run_plan(
     if device != "cpu":
         workers = 1  # one process owns the accelerator
     workers = min(workers, len(jobs))
-    record = provenance(plan, device)
+    record = provenance(plan)
     started = time.perf_counter()
     for job, result in _results(jobs, workers, data_dir, checksums, device):
         store.write(result, job.config, record)
