@@ -127,7 +127,17 @@ def plan(matrix_path, profile, only, output_format, workers, estimate, store_pat
 @DATA_DIR_OPTION
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="CPU worker processes, one thread each (default: cores).")
 @click.option("--fresh", is_flag=True, help="Move the existing store aside and start a new one.")
-def run(matrix_path, profile, only, device, rounds, store_path, data_dir, workers, fresh):
+@click.option(
+    "--batch-rounds/--no-batch-rounds", "batched", default=None,
+    help="Train a configuration's rounds as one vectorised model (default: on CUDA only).",
+)
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local worker processes, or tasks on a Ray cluster (pip install -e '.[ray]').")
+@click.option("--address", default=None, help="Ray: 'auto' joins a running cluster; default starts a local one.")
+@click.option("--cpus-per-job", type=float, default=1.0, show_default=True, help="Ray: CPUs each task reserves.")
+@click.option("--gpus-per-job", type=float, default=0.0, show_default=True, help="Ray: GPU share each task reserves.")
+def run(matrix_path, profile, only, device, rounds, store_path, data_dir, workers, fresh, batched,
+        backend, address, cpus_per_job, gpus_per_job):
     """Train every job of a matrix that the store does not hold yet, and store each result.
 
     Example: harness run --matrix ablations.toml --device cuda
@@ -143,8 +153,18 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
 
     overrides = {} if rounds is None else {"rounds": rounds}
     the_plan = load_plan(matrix_path, profile, overrides, only)
+    ray_options = None
     try:
-        device = resolve_device(device)
+        if backend == "ray":
+            from harness.ray_backend import RayOptions, check
+
+            ray_options = RayOptions(address, cpus_per_job, gpus_per_job)
+            if device == "auto":  # the cluster's devices, not this machine's
+                device = "cuda" if gpus_per_job > 0 else "cpu"
+            device = device if device.startswith("cuda") else resolve_device(device)  # GPUs may be elsewhere
+            check(ray_options, device)
+        else:
+            device = resolve_device(device)
     except ConfigError as error:
         fail(str(error))
     try:  # data before the store: bad input writes nothing
@@ -167,7 +187,7 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
     try:
         summary = run_plan(
             the_plan, store, device=device, workers=workers, data_dir=data_dir, splits=splits,
-            on_start=progress.start, on_result=progress.result,
+            on_start=progress.start, on_result=progress.result, batched=batched, ray_options=ray_options,
         )
     except DataError as error:
         fail(str(error))
@@ -182,6 +202,45 @@ def run(matrix_path, profile, only, device, rounds, store_path, data_dir, worker
         click.echo(f"  failed: {name} round {round_index}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True, help="Runs per path.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shorter runs for a quick look (default 25).")
+@click.option("--paths", default="plain,workers,batched", show_default=True, help="Comma-separated: plain, workers, batched.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="CPU worker processes (default: cores).")
+@click.option("--project", "project_matrix", default="ablations.toml", show_default=True,
+              help="Matrix whose full time is projected from the fastest path ('' to skip).")
+@DATA_DIR_OPTION
+def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
+    """Runs per second of the reference configuration (siamese CNN with aux loss, 1000 pairs,
+    25 epochs) through a plain per-run loop and the harness's paths, side by side.
+
+    Example: harness bench --device cuda
+    """
+    from harness.bench import PATHS, describe_machine, measure, projected_seconds, reference_config
+    from harness.config import ConfigError
+    from harness.data import DataError
+    from harness.report import bench_report
+    from harness.runner import resolve_device
+
+    chosen = [p.strip() for p in paths.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in PATHS]
+    if unknown or not chosen:
+        fail(f"--paths {paths}: unknown path {', '.join(unknown) or '(none)'}; choose from {', '.join(PATHS)}")
+    try:
+        device = resolve_device(device)
+        timings = measure(chosen, rounds, device, workers, data_dir, epochs)
+        fastest = max((t for t in timings if t.path != "plain"), key=lambda t: t.runs_per_second, default=None)
+        projection = None
+        if project_matrix and fastest and epochs is None:
+            seconds, runs = projected_seconds(project_matrix, reference_config(), 1 / fastest.runs_per_second)
+            projection = (project_matrix, seconds, runs)
+    except (ConfigError, DataError) as error:
+        fail(str(error))
+    command = " ".join(["harness", *sys.argv[1:]])
+    click.echo(bench_report(timings, machine=describe_machine(device), command=command, projection=projection))
 
 
 STORE_READ_OPTION = click.option(

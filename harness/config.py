@@ -25,6 +25,7 @@ MAX_PAIRS = 5000  # MNIST test holds 10,000 images: 5,000 pairs with no image tw
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LOSSES = ("cross_entropy", "mse", "mse_linear")
+LR_SCHEDULES = ("constant", "onecycle", "cosine")
 
 # Settings that describe a configuration without changing what it computes: left out of its id.
 PRESENTATION_KEYS = (
@@ -37,6 +38,17 @@ PRESENTATION_KEYS = (
     "reference_train_error",
     "reference_params",
 )
+
+# Settings added after results were first stored, with the value that reproduces the code before
+# them: at that value they are left out of a configuration's id, so stored ids stay valid.
+NEUTRAL = {
+    "augment_shift": 0,
+    "augment_rotate": 0.0,
+    "lr_schedule": "constant",
+    "label_smoothing": 0.0,
+    "ema_decay": 0.0,
+    "test_time_augment": False,
+}
 
 
 class ConfigError(Exception):
@@ -63,6 +75,8 @@ class RunConfig:
     validation: int = 0
     swap_augment: bool = False
     normalize: bool = True
+    augment_shift: int = 0  # each training digit moved by up to this many pixels (integer shifts)
+    augment_rotate: float = 0.0  # and rotated by up to this many degrees
     # training
     epochs: int = 25
     pretrain_epochs: int | None = None
@@ -72,6 +86,10 @@ class RunConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     loss: str = "cross_entropy"
+    lr_schedule: str = "constant"  # per step: constant, onecycle (peak = lr) or cosine decay from lr
+    label_smoothing: float = 0.0  # on every cross-entropy (comparison and digits)
+    ema_decay: float = 0.0  # evaluate an exponential moving average of the weights (0: off)
+    test_time_augment: bool = False  # average the logits over the input and its four 1-pixel shifts
     # protocol
     rounds: int = 10
     seed: int = 0
@@ -100,7 +118,11 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that change what a run computes (its id is their hash)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in PRESENTATION_KEYS}
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k not in PRESENTATION_KEYS and not (k in NEUTRAL and v == NEUTRAL[k])
+        }
 
     @property
     def config_id(self) -> str:
@@ -127,6 +149,12 @@ def describe(config: RunConfig) -> str:
         (config.dropout > 0, f"drop{config.dropout:g}"),
         (config.swap_augment, "swap"),
         (config.transfer != "none", config.transfer),
+        (config.augment_shift > 0, f"shift{config.augment_shift}"),
+        (config.augment_rotate > 0, f"rot{config.augment_rotate:g}"),
+        (config.lr_schedule != "constant", config.lr_schedule),
+        (config.label_smoothing > 0, f"ls{config.label_smoothing:g}"),
+        (config.ema_decay > 0, f"ema{config.ema_decay:g}"),
+        (config.test_time_augment, "tta"),
     ):
         if flag:
             parts.append(text)
@@ -176,6 +204,7 @@ def _range_problem(key: str, value: Any) -> str | None:
         "transfer": TRANSFERS,
         "optimizer": OPTIMIZERS,
         "loss": LOSSES,
+        "lr_schedule": LR_SCHEDULES,
     }
     if key in choices and value not in choices[key]:
         return f"must be one of {', '.join(choices[key])}{_suggest(value, choices[key])}"
@@ -184,8 +213,12 @@ def _range_problem(key: str, value: Any) -> str | None:
         return "must be greater than 0"
     if key in ("aux_weight", "weight_decay", "validation", "pretrain_epochs", "head_hidden", "reference_params") and value < 0:
         return "must not be negative"
-    if key in ("dropout", "momentum") and not 0 <= value < 1:
+    if key in ("dropout", "momentum", "label_smoothing", "ema_decay") and not 0 <= value < 1:
         return "must be in [0, 1)"
+    if key == "augment_shift" and not 0 <= value <= 4:
+        return "must be in 0..4 pixels (a 14x14 digit moved further leaves the image)"
+    if key == "augment_rotate" and not 0 <= value <= 90:
+        return "must be in [0, 90] degrees"
     if key == "pairs" and value > MAX_PAIRS:
         return f"a set holds at most {MAX_PAIRS} pairs (MNIST test has 10,000 images, two per pair)"
     return None

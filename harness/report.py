@@ -126,10 +126,18 @@ def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.Dat
             "params": summary["params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}"),
             "train error %": [_mean_std(m, s) for m, s in zip(summary["train_error_mean"], summary["train_error_std"])],
             "test error %": [_mean_std(m, s) for m, s in zip(summary["test_error_mean"], summary["test_error_std"])],
+            "range %": [
+                "–" if pd.isna(low) else f"{low:.1f}–{high:.1f}"
+                for low, high in zip(summary["test_error_min"], summary["test_error_max"])
+            ],
             "rounds": summary["rounds_done"],
             "s/run": summary["seconds_per_run"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}"),
         }
     )
+    if summary["validation_error_mean"].notna().any():  # choices are made on this column, not on test
+        table.insert(2, "validation error %", [
+            _mean_std(m, s) for m, s in zip(summary["validation_error_mean"], summary["validation_error_std"])
+        ])
     if with_reference:
         table["published test %"] = [
             "–" if pd.isna(m) else _mean_std(m, s)
@@ -235,7 +243,7 @@ def results_report(
     reproductions = summary[summary["report"].notna()] if "report" in summary else summary.iloc[0:0]
     ablations = summary.drop(reproductions.index)
     if not ablations.empty:
-        parts += [heading("Configurations"), "", "Test and train error in %, mean ± std over rounds.", "",
+        parts += [heading("Configurations"), "", "Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round.", "",
                   _render(configuration_rows(ablations, with_reference=False), output_format), ""]
         effect_frame = effects(runs[runs["config_id"].isin(ablations["config_id"])])
         if not effect_frame.empty:
@@ -292,3 +300,26 @@ def check_against(document: str, runs: pd.DataFrame, *, plan: Plan | None, sourc
                 problems.append(f"{name}: {params:,} parameters in {source}, {ours[name]:,} now")
         problems += [f"{name}: in the store but not in {source}" for name in ours if name not in theirs]
     return problems
+
+
+def bench_report(timings, *, machine: str, command: str, projection: tuple[str, float, int] | None) -> str:
+    """`harness bench` output: runs per second of each path and its ratio to the plain loop."""
+    plain = next((t for t in timings if t.path == "plain"), None)
+    rows = [
+        {
+            "path": t.path,
+            "runs": t.runs,
+            "seconds": f"{t.seconds:.1f}",
+            "runs/s": f"{t.runs_per_second:.3f}",
+            "vs plain": "–" if plain is None else f"{t.runs_per_second / plain.runs_per_second:.2f}x",
+            "mean test error %": f"{100 * t.test_error:.2f}",
+            "peak memory MB": f"{t.peak_memory_mb:.0f}",
+        }
+        for t in timings
+    ]
+    lines = [f"machine: {machine}", f"command: {command}", "", _render(pd.DataFrame(rows), "markdown")]
+    if projection:
+        matrix, seconds, runs = projection
+        lines += ["", f"projected time for {matrix} ({runs} runs) on the fastest harness path: "
+                  f"{seconds:.0f} s ({seconds / 60:.1f} min)"]
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import ConfigError, Job, Plan
+from harness.config import ConfigError, Job, Plan, RunConfig
 from harness.store import Store
 
 
@@ -89,6 +89,52 @@ def provenance(plan: Plan) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- workers
 
+@dataclass(frozen=True)
+class Task:
+    """One unit of work for a worker: one round of a configuration, or (batched) several rounds
+    of one configuration trained together as one vectorised model."""
+
+    config: RunConfig
+    rounds: tuple[int, ...]
+    batched: bool = False
+
+    def jobs(self) -> list[Job]:
+        return [Job(self.config, r) for r in self.rounds]
+
+
+def make_tasks(jobs: list[Job], batched: bool, workers: int = 1) -> list[Task]:
+    """Jobs as tasks: one each, or batched, one per configuration holding its missing rounds;
+    with fewer configurations than workers, a configuration's rounds are split so that every
+    worker gets a share."""
+    if not batched:
+        return [Task(job.config, (job.round,)) for job in jobs]
+    rounds: dict[str, list[int]] = {}
+    configs: dict[str, RunConfig] = {}
+    for job in jobs:
+        rounds.setdefault(job.config.config_id, []).append(job.round)
+        configs[job.config.config_id] = job.config
+    parts = max(1, -(-workers // len(rounds)))
+    tasks = []
+    for key, missing in rounds.items():
+        missing = sorted(missing)
+        size = -(-len(missing) // min(parts, len(missing)))
+        tasks += [Task(configs[key], tuple(missing[i : i + size]), True) for i in range(0, len(missing), size)]
+    return tasks
+
+
+def run_task(task: Task, source, device: str) -> list[tuple[Job, object]]:
+    """Train a task; (job, RunResult) for each of its rounds. Never raises for a failed run."""
+    if task.batched:
+        from harness.batched import train_rounds
+
+        results = train_rounds(task.config, list(task.rounds), source, device)
+    else:
+        from harness.train import train_run
+
+        results = [train_run(task.config, task.rounds[0], source, device)]
+    return list(zip(task.jobs(), results))
+
+
 _SOURCE = None
 _DEVICE = "cpu"
 
@@ -106,22 +152,21 @@ def _init_worker(data_dir, checksums, device: str) -> None:
     _DEVICE = device
 
 
-def _run_job(job: Job):
-    from harness.train import train_run
-
-    return job, train_run(job.config, job.round, _SOURCE, _DEVICE)
+def _run_task(task: Task):
+    return run_task(task, _SOURCE, _DEVICE)
 
 
-def _results(jobs: list[Job], workers: int, data_dir, checksums, device: str) -> Iterator:
+def _results(tasks: list[Task], workers: int, data_dir, checksums, device: str) -> Iterator:
     if workers <= 1:
         _init_worker(data_dir, checksums, device)
-        for job in jobs:
-            yield _run_job(job)
+        for task in tasks:
+            yield from _run_task(task)
         return
     context = multiprocessing.get_context("spawn")  # fork after torch is loaded is unsafe
     with context.Pool(workers, initializer=_init_worker, initargs=(data_dir, checksums, device)) as pool:
         try:
-            yield from pool.imap_unordered(_run_job, jobs)
+            for finished in pool.imap_unordered(_run_task, tasks):
+                yield from finished
         except BaseException:
             pool.terminate()  # Ctrl-C: runs in flight are lost, stored runs are complete
             raise
@@ -129,6 +174,13 @@ def _results(jobs: list[Job], workers: int, data_dir, checksums, device: str) ->
 
 def default_workers(device: str) -> int:
     return (os.cpu_count() or 1) if device == "cpu" else 1
+
+
+def default_batching(device: str) -> bool:
+    """Whether rounds train batched by default: on CUDA, where one small run leaves the GPU idle
+    between kernel launches. On CPU, process workers with one thread each measured faster (see
+    docs/performance.md and `harness bench`)."""
+    return device.startswith("cuda")
 
 
 def run_plan(
@@ -141,11 +193,16 @@ def run_plan(
     splits=None,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[Job, object], None] | None = None,
+    batched: bool | None = None,
+    ray_options=None,
 ) -> Summary:
     """Train every job of `plan` that the store does not hold as done; store each as it ends.
 
     `splits`: MNIST already loaded and verified (else it is loaded here). Raises DataError
-    before any work when MNIST is missing or corrupt.
+    before any work when MNIST is missing or corrupt. `batched`: train each configuration's
+    missing rounds as one vectorised model (default: `default_batching(device)`).
+    `ray_options` (harness.ray_backend.RayOptions): run the tasks on Ray instead of local
+    worker processes; the store is still written here, by this process alone.
     """
     from harness import data
 
@@ -156,7 +213,6 @@ def run_plan(
     for config in plan.configs:
         if config.pairs > limit:
             raise data.DataError(f"{config.name}: {config.pairs} pairs asked, the data holds {limit} per set")
-    del splits
 
     finished = store.finished_keys()
     jobs = [job for job in plan.jobs if job.key not in finished]
@@ -165,13 +221,22 @@ def run_plan(
         on_start(summary.already_done, len(jobs))
     if not jobs:
         return summary
-    workers = workers or default_workers(device)
-    if device != "cpu":
-        workers = 1  # one process owns the accelerator
-    workers = min(workers, len(jobs))
+    batched = default_batching(device) if batched is None else batched
+    if ray_options is not None:
+        from harness.data import PairSource
+        from harness.ray_backend import ray_results
+
+        results = ray_results(make_tasks(jobs, batched), PairSource(splits), device, ray_options)
+    else:
+        del splits  # workers read the files themselves
+        workers = workers or default_workers(device)
+        if device != "cpu":
+            workers = 1  # one process owns the accelerator
+        tasks = make_tasks(jobs, batched, workers)
+        results = _results(tasks, min(workers, len(tasks)), data_dir, checksums, device)
     record = provenance(plan)
     started = time.perf_counter()
-    for job, result in _results(jobs, workers, data_dir, checksums, device):
+    for job, result in results:
         store.write(result, job.config, record)
         summary.finished += 1
         if result.status != "done":

@@ -20,10 +20,19 @@ BASELINES = {
     "dropout": 0.0,
     "swap_augment": False,
     "transfer": "none",
+    "augment_shift": 0,
+    "augment_rotate": 0.0,
+    "lr_schedule": "constant",
+    "label_smoothing": 0.0,
+    "ema_decay": 0.0,
+    "test_time_augment": False,
 }
+# Numeric settings whose effect is reported against their smallest level when they vary.
+SCHEDULE_FACTORS = ("epochs", "pretrain_epochs", "aux_weight", "width")
 ENCODER_ORDER = ("linear", "mlp", "cnn")
 # Settings that only exist at some levels of a factor: not matched on when that factor changes.
-DEPENDENT = {"transfer": ("pretrain_epochs",)}
+# (a rule trains no pair stage, so its `epochs` mean nothing either)
+DEPENDENT = {"transfer": ("pretrain_epochs", "epochs")}
 IDENTITY = [key for key in SETTINGS if key not in PRESENTATION_KEYS]
 
 
@@ -44,6 +53,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             "test_error_max": 100 * grouped["test_error"].max(),
             "test_digit_error_mean": 100 * grouped["test_digit_error"].mean(),
             "validation_error_mean": 100 * grouped["validation_error"].mean(),
+            "validation_error_std": 100 * grouped["validation_error"].std(ddof=1),
             "seconds_per_run": grouped["seconds"].mean(),
             "rounds_done": grouped["round"].nunique(),
         }
@@ -136,7 +146,11 @@ def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | N
         return ranked[0], ranked[1:]
     baseline = BASELINES.get(factor)
     if baseline not in values:
-        baseline = sorted(values, key=str)[0]
+        numeric = all(isinstance(v, (int, float)) and not pd.isna(v) for v in values)
+        values = [v for v in values if not pd.isna(v)] if not numeric else values
+        if len(values) < 2:
+            return None
+        baseline = sorted(values, key=(lambda v: v) if numeric else str)[0]
     return baseline, [v for v in values if v != baseline]
 
 
@@ -181,7 +195,7 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | No
     return result
 
 
-def effects(runs: pd.DataFrame, factors=("encoder", *BASELINES)) -> pd.DataFrame:
+def effects(runs: pd.DataFrame, factors=("encoder", *BASELINES, *SCHEDULE_FACTORS)) -> pd.DataFrame:
     """Every factor level's paired effect on test error, with BH-adjusted p-values."""
     rows = []
     done = runs[runs["status"] == "done"] if not runs.empty else runs

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from architectures.pairs import PairOutput
 from harness.config import RunConfig
 from harness.data import PairSets, PairSource, digit_view, standardize, swap_augment
 
@@ -48,29 +49,35 @@ def seeds(config: RunConfig, round_index: int) -> tuple[int, int]:
     return config.seed + round_index, model_seed
 
 
+def failed_result(config: RunConfig, round_index: int, reason: str, device: str) -> RunResult:
+    """The record of a run that could not train at all (its worker was lost, say)."""
+    data_seed, model_seed = seeds(config, round_index)
+    return RunResult(config.config_id, round_index, data_seed, model_seed, "failed", reason=reason, device=device)
+
+
 # --------------------------------------------------------------------------- losses
 
 
-def comparison_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """logits (B, 2) or (B, 1); target (B,) long in {0, 1}."""
+def comparison_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, smoothing: float = 0.0) -> torch.Tensor:
+    """logits (B, 2) or (B, 1); target (B,) long in {0, 1}. `smoothing` applies to cross-entropy."""
     if logits.shape[1] == 1:
         score = logits.squeeze(1)
         if kind == "cross_entropy":
-            return F.binary_cross_entropy_with_logits(score, target.float())
+            return F.binary_cross_entropy_with_logits(score, target.float() * (1 - smoothing) + smoothing / 2)
         if kind == "mse":
             return F.mse_loss(torch.sigmoid(score), target.float())
         return F.mse_loss(score, target.float())
     if kind == "cross_entropy":
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, target, label_smoothing=smoothing)
     one_hot = F.one_hot(target, 2).float()
     return F.mse_loss(logits.softmax(1) if kind == "mse" else logits, one_hot)
 
 
-def digit_loss(digits: torch.Tensor, classes: torch.Tensor, kind: str) -> torch.Tensor:
+def digit_loss(digits: torch.Tensor, classes: torch.Tensor, kind: str, smoothing: float = 0.0) -> torch.Tensor:
     """The sum of the two digits' losses: digits (B, 2, 10) logits, classes (B, 2)."""
     logits, labels = digits.reshape(-1, 10), classes.reshape(-1)  # (2B, 10), (2B,)
     if kind == "cross_entropy":
-        return 2 * F.cross_entropy(logits, labels)
+        return 2 * F.cross_entropy(logits, labels, label_smoothing=smoothing)
     one_hot = F.one_hot(labels, 10).float()
     return 2 * F.mse_loss(logits.softmax(1) if kind == "mse" else logits, one_hot)
 
@@ -88,6 +95,59 @@ def make_optimizer(config: RunConfig, parameters) -> torch.optim.Optimizer:
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_schedule(config: RunConfig, optimizer, epochs: int, steps_per_epoch: int):
+    """The per-step learning-rate schedule of one stage, or None for a constant rate."""
+    total = max(1, epochs * steps_per_epoch)
+    if config.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return None
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def augments(config: RunConfig) -> bool:
+    return bool(config.augment_shift or config.augment_rotate)
+
+
+def random_affine(count: int, config: RunConfig, generator: torch.Generator) -> torch.Tensor:
+    """(count, 2, 3) affine maps on the CPU: a random whole number of pixels in [-shift, shift]
+    per axis and a random angle in [-rotate, rotate] degrees, drawn from `generator`."""
+    shift = torch.randint(-config.augment_shift, config.augment_shift + 1, (count, 2), generator=generator)
+    angle = (torch.rand(count, generator=generator) * 2 - 1) * math.radians(config.augment_rotate)
+    cos, sin = angle.cos(), angle.sin()
+    translate = shift.float() * 2 / 14  # pixels -> normalised [-1, 1] coordinates of a 14-pixel side
+    return torch.stack((cos, -sin, translate[:, 0], sin, cos, translate[:, 1]), 1).view(count, 2, 3)
+
+
+def apply_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Images (n, 1, 14, 14) resampled through the maps theta (n, 2, 3)."""
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    # border padding repeats the background, which is not zero once inputs are standardised
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augment_digits(images: torch.Tensor, config: RunConfig, generator: torch.Generator) -> torch.Tensor:
+    """Every digit of `images` (n, C, 14, 14) moved and rotated on its own (see random_affine);
+    the draws come from the run's generator, so augmentation is seeded like minibatch order."""
+    if not augments(config):
+        return images
+    single = images.reshape(-1, 1, *images.shape[-2:])  # (n*C, 1, 14, 14)
+    return apply_affine(single, random_affine(len(single), config, generator)).reshape(images.shape)
+
+
+TEST_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (..., H, W) moved by (dy, dx) pixels, the border repeated into the gap."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images.reshape(-1, 1, height, width), (1, 1, 1, 1), mode="replicate")
+    return padded[..., 1 - dy : 1 - dy + height, 1 - dx : 1 - dx + width].reshape(images.shape)
 
 
 # --------------------------------------------------------------------------- data for a run
@@ -130,8 +190,15 @@ def evaluate(model, config: RunConfig, pair_input, target, classes, batch_size: 
     model.eval()
     wrong = digit_wrong = 0
     has_digits = False
+    shifts = TEST_SHIFTS if config.test_time_augment else TEST_SHIFTS[:1]
     for start in range(0, len(pair_input), batch_size):
-        output = model(pair_input[start : start + batch_size])
+        batch = pair_input[start : start + batch_size]  # (b, 2, 14, 14)
+        outputs = [model(shifted(batch, dy, dx) if dy or dx else batch) for dy, dx in shifts]
+        # test-time augmentation averages the logits of the shifted copies
+        output = PairOutput(
+            torch.stack([o.comparison for o in outputs]).mean(0),
+            None if outputs[0].digits is None else torch.stack([o.digits for o in outputs]).mean(0),
+        )
         wrong += (predict(output.comparison, config.loss) != target[start : start + batch_size]).sum().item()
         if output.digits is not None:
             has_digits = True
@@ -157,22 +224,27 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, stage: str, epoc
     return value
 
 
-def pretrain_digits(model, config: RunConfig, data: RunData, generator, device, record) -> None:
+def pretrain_digits(model, config: RunConfig, data: RunData, generator, device, record, after_step) -> None:
     """Transfer stage 1: the digit encoder alone learns the 2N single training digits."""
     encoder = model.digit_encoder
     optimizer = make_optimizer(config, encoder.parameters())
     epochs = config.epochs if config.pretrain_epochs is None else config.pretrain_epochs
+    schedule = make_schedule(config, optimizer, epochs, math.ceil(len(data.digits) / config.batch_size))
     for epoch in range(epochs):
         encoder.train()
         total = 0.0
         for index in _minibatches(len(data.digits), config.batch_size, generator, device):
-            logits = encoder(data.digits[index])  # (b, 10)
-            loss = F.cross_entropy(logits, data.digit_classes[index])
+            images = augment_digits(data.digits[index], config, generator)  # (b, 1, 14, 14)
+            logits = encoder(images)  # (b, 10)
+            loss = F.cross_entropy(logits, data.digit_classes[index], label_smoothing=config.label_smoothing)
             total += _step(optimizer, loss, "pretrain", epoch) * len(index)
+            if schedule:
+                schedule.step()
+            after_step()
         record("pretrain", epoch, total / len(data.digits))
 
 
-def train_pairs(model, config: RunConfig, data: RunData, generator, device, record) -> None:
+def train_pairs(model, config: RunConfig, data: RunData, generator, device, record, after_step) -> None:
     """The pair stage: comparison loss + aux_weight x digit losses, minibatches reshuffled per epoch."""
     freeze = config.transfer == "frozen"
     if freeze:
@@ -180,20 +252,27 @@ def train_pairs(model, config: RunConfig, data: RunData, generator, device, reco
             parameter.requires_grad_(False)
             parameter.grad = None  # left over from pretraining
     optimizer = make_optimizer(config, model.parameters())
+    schedule = make_schedule(config, optimizer, config.epochs, math.ceil(len(data.train_input) / config.batch_size))
     use_aux = config.aux_loss and config.aux_weight > 0
+    smoothing = config.label_smoothing
     for epoch in range(config.epochs):
         model.train()
         if freeze:
             model.digit_encoder.eval()  # frozen means frozen batch-norm statistics too
         total = 0.0
         for index in _minibatches(len(data.train_input), config.batch_size, generator, device):
-            output = model(data.train_input[index])  # comparison (b, 2), digits (b, 2, 10)
-            loss = comparison_loss(output.comparison, data.train_target[index], config.loss)
+            pairs = augment_digits(data.train_input[index], config, generator)  # (b, 2, 14, 14)
+            output = model(pairs)  # comparison (b, 2), digits (b, 2, 10)
+            loss = comparison_loss(output.comparison, data.train_target[index], config.loss, smoothing)
             if use_aux:
                 if output.digits is None:
                     raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
-                loss = loss + config.aux_weight * digit_loss(output.digits, data.train_classes[index], config.loss)
+                digits = digit_loss(output.digits, data.train_classes[index], config.loss, smoothing)
+                loss = loss + config.aux_weight * digits
             total += _step(optimizer, loss, "pair", epoch) * len(index)
+            if schedule:
+                schedule.step()
+            after_step()
         record("pairs", epoch, total / len(data.train_input))
 
 
@@ -223,11 +302,22 @@ def train_run(config: RunConfig, round_index: int, source: PairSource, device: s
             if device.type == "cpu":
                 use_channels_last(model)
             result.params = count_parameters(model)
+            # the evaluated weights: the model's own, or their exponential moving average
+            averaged = None
+            if config.ema_decay:
+                averaged = torch.optim.swa_utils.AveragedModel(
+                    model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+                )
+
+            def after_step() -> None:
+                if averaged is not None:
+                    averaged.update_parameters(model)
 
             latest: dict[str, dict] = {}  # the last evaluation, after the last epoch of the last stage
 
             def evaluate_all() -> None:
-                latest.update({name: evaluate(model, config, *tensors) for name, tensors in data.eval_sets.items()})
+                evaluated = model if averaged is None else averaged.module
+                latest.update({name: evaluate(evaluated, config, *tensors) for name, tensors in data.eval_sets.items()})
 
             def record(stage: str, epoch: int, train_loss: float) -> None:
                 stage_epochs = config.epochs
@@ -240,9 +330,9 @@ def train_run(config: RunConfig, round_index: int, source: PairSource, device: s
                 result.epochs.append(row)
 
             if config.transfer != "none":
-                pretrain_digits(model, config, data, generator, device, record)
+                pretrain_digits(model, config, data, generator, device, record, after_step)
             if config.transfer != "rule":
-                train_pairs(model, config, data, generator, device, record)
+                train_pairs(model, config, data, generator, device, record, after_step)
             if not result.epochs:  # no epoch at all (pretrain_epochs = 0 with the rule)
                 evaluate_all()
             trained_on_digits = config.aux_loss or config.transfer != "none"

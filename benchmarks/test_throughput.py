@@ -1,0 +1,47 @@
+"""Throughput of the training paths (pytest-benchmark); not part of the default test run.
+
+    harness data && pytest benchmarks/ --benchmark-only
+
+Shortened reference runs (4 rounds of 10 epochs) keep this under a few minutes on a laptop;
+`harness bench` measures the full reference (10 rounds of 25 epochs). HARNESS_BENCH_DEVICE
+picks the device (default cpu).
+"""
+
+import os
+
+import pytest
+
+from harness.bench import PATHS, measure
+from harness.data import raw_dir, resolve_data_dir
+
+ROUNDS, EPOCHS = 4, 10
+DEVICE = os.environ.get("HARNESS_BENCH_DEVICE", "cpu")
+CPU_TARGET = 1.5  # the harness's CPU path against the plain loop, in runs per second
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+    directory = resolve_data_dir(None)
+    if not (raw_dir(directory) / "train-images-idx3-ubyte").exists() and not (raw_dir(directory) / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"no MNIST in {directory}: run `harness data` first")
+    return directory
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_throughput(benchmark, path, data_dir):
+    timing = benchmark.pedantic(lambda: measure([path], ROUNDS, DEVICE, None, data_dir, EPOCHS)[0], rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        device=DEVICE, runs=timing.runs, runs_per_second=timing.runs_per_second,
+        test_error=timing.test_error, peak_memory_mb=timing.peak_memory_mb,
+    )
+    assert timing.test_error < 0.5  # it learned something: a path that skips work is no faster path
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="the 1.5x target is for the CPU path")
+def test_cpu_path_beats_the_plain_loop(benchmark, data_dir):
+    plain, workers = benchmark.pedantic(
+        lambda: measure(["plain", "workers"], ROUNDS, "cpu", None, data_dir, EPOCHS), rounds=1, iterations=1
+    )
+    ratio = workers.runs_per_second / plain.runs_per_second
+    benchmark.extra_info["ratio"] = ratio
+    assert ratio >= CPU_TARGET, f"harness CPU path {ratio:.2f}x the plain loop, target {CPU_TARGET}x"

@@ -1,0 +1,161 @@
+"""Throughput of the training paths on one reference configuration, measured in one process.
+
+Paths:
+- plain: a per-run loop written the way the reports train (the model as built, torch's default
+  thread count, `narrow` minibatches, one run after another);
+- workers: the harness's CPU path, process workers with one thread each, channels_last;
+- batched: the harness's vectorised path, all rounds as one model in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from harness.config import RunConfig, expand, load_matrix, resolve
+
+REFERENCE = {"encoder": "cnn", "pairing": "siamese", "weight_sharing": True, "aux_loss": True,
+             "pairs": 1000, "epochs": 25, "batch_size": 100, "eval_every": 25}
+PATHS = ("plain", "workers", "batched")
+
+
+@dataclass
+class Timing:
+    path: str
+    runs: int
+    seconds: float
+    test_error: float  # mean over the runs, a check that every path learns
+    peak_memory_mb: float  # resident set (CPU) or allocated device memory (CUDA), largest process
+
+    @property
+    def runs_per_second(self) -> float:
+        return self.runs / self.seconds
+
+
+def reference_config(**overrides) -> RunConfig:
+    return resolve({**REFERENCE, **overrides}, "the reference configuration")
+
+
+def _rss_mb(who=resource.RUSAGE_SELF) -> float:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(who).ru_maxrss * scale / 2**20
+
+
+def plain_loop(config: RunConfig, rounds: int, source, device: str) -> Timing:
+    """The reports' way: build, train with Adam on `narrow` minibatches, evaluate; per round."""
+    from architectures import build
+
+    errors = []
+    started = time.perf_counter()
+    for round_index in range(rounds):
+        sets = source.pairs(config.pairs, round_index)
+        mean, std = sets.train_input.mean(), sets.train_input.std()
+        train_input = ((sets.train_input - mean) / std).to(device)
+        test_input = ((sets.test_input - mean) / std).to(device)
+        train_target, train_classes = sets.train_target.to(device), sets.train_classes.to(device)
+        torch.manual_seed(round_index)
+        model = build(config.encoder, config.model_options()).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        for _ in range(config.epochs):
+            model.train()
+            for start in range(0, config.pairs, config.batch_size):
+                output = model(train_input.narrow(0, start, config.batch_size))
+                loss = F.cross_entropy(output.comparison, train_target.narrow(0, start, config.batch_size))
+                digits = output.digits.reshape(-1, 10)
+                loss = loss + 2 * F.cross_entropy(digits, train_classes.narrow(0, start, config.batch_size).reshape(-1))
+                model.zero_grad()
+                loss.backward()
+                optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            predicted = model(test_input).comparison.argmax(1).cpu()
+        errors.append((predicted != sets.test_target).float().mean().item())
+    seconds = time.perf_counter() - started
+    return Timing("plain", rounds, seconds, sum(errors) / rounds, _peak(device))
+
+
+def _peak(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return _rss_mb()
+
+
+def harness_path(config: RunConfig, rounds: int, device: str, *, batched: bool, workers: int | None, data_dir) -> Timing:
+    """The harness's own runner on a temporary matrix and store: what `harness run` does."""
+    from harness.runner import run_plan
+    from harness.store import Store
+
+    with tempfile.TemporaryDirectory() as folder:
+        matrix = Path(folder) / "reference.toml"
+        settings = {**config.identity(), "rounds": rounds, "eval_every": config.eval_every}
+        lines = ["[defaults]"] + [f"{k} = {_toml(v)}" for k, v in settings.items() if v is not None]
+        matrix.write_text("\n".join(lines) + "\n")
+        plan = expand(load_matrix(matrix))
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        with Store(Path(folder) / "bench.sqlite") as store:
+            started = time.perf_counter()
+            summary = run_plan(plan, store, device=device, workers=workers, data_dir=data_dir, batched=batched)
+            seconds = time.perf_counter() - started
+            runs = store.runs()
+    if summary.failed:
+        raise RuntimeError(f"benchmark runs failed: {summary.failed[0]}")
+    peak = max(_peak(device), _rss_mb(resource.RUSAGE_CHILDREN) if not device.startswith("cuda") else 0.0)
+    return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_reference_run: float) -> tuple[float, int]:
+    """Time for a whole matrix at the measured rate: each configuration's run costs its timed
+    training steps (harness.plan.seconds_per_run) relative to the reference's."""
+    from harness.plan import seconds_per_run
+
+    plan = expand(load_matrix(matrix_path))
+    unit = seconds_per_run(reference)
+    total = sum(config.rounds * seconds_per_run(config) / unit for config in plan.configs)
+    return total * seconds_per_reference_run, len(plan.jobs)
+
+
+def measure(paths, rounds: int, device: str, workers: int | None, data_dir, epochs: int | None = None) -> list[Timing]:
+    from harness.data import PairSource, load_mnist
+
+    config = reference_config(**({"epochs": epochs, "eval_every": epochs} if epochs else {}))
+    timings = []
+    for path in paths:
+        if path == "plain":
+            source = PairSource(load_mnist(data_dir))
+            timings.append(plain_loop(config, rounds, source, device))
+        else:
+            timings.append(harness_path(config, rounds, device, batched=path == "batched", workers=workers, data_dir=data_dir))
+    return timings
+
+
+def describe_machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
+    return f"{os.cpu_count()} CPU cores ({_cpu_name()}), torch {torch.__version__}, {torch.get_num_threads()} threads by default"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

@@ -1,0 +1,120 @@
+"""The batched path (harness.batched) against the sequential one (harness.train)."""
+
+import math
+
+import pytest
+import torch
+
+from harness.batched import Members, member_order, train_rounds
+from harness.config import RunConfig, expand, load_matrix, resolve
+from harness.data import PairSource, load_mnist
+from harness.runner import run_plan
+from harness.store import Store
+from harness.train import _minibatches, augment_digits, train_run
+
+SMALL = {"epochs": 2, "pairs": 100, "batch_size": 25, "pretrain_epochs": 2}
+EQUIVALENT = [
+    {"encoder": "mlp", "pairing": "joint"},
+    {"encoder": "cnn", "aux_loss": True, "batch_norm": True},
+    {"encoder": "cnn", "weight_sharing": False, "aux_loss": True},
+    {"encoder": "cnn", "aux_loss": True, "batch_norm": True, "transfer": "finetune"},
+    {"encoder": "cnn", "batch_norm": True, "transfer": "frozen", "swap_augment": True},
+    {"encoder": "cnn", "aux_loss": True, "batch_norm": True, "transfer": "rule", "augment_shift": 1,
+     "augment_rotate": 10.0, "lr_schedule": "onecycle", "ema_decay": 0.9, "test_time_augment": True,
+     "label_smoothing": 0.1, "validation": 20},
+    {"encoder": "savary_cnn", "aux_loss": True},
+]
+
+
+@pytest.fixture
+def source(fake_mnist):
+    return PairSource(load_mnist())
+
+
+@pytest.mark.parametrize("settings", EQUIVALENT, ids=lambda s: resolve({**SMALL, **s}, "t").name)
+def test_batched_rounds_train_as_their_sequential_runs(source, settings):
+    config = resolve({**SMALL, **settings}, "test")
+    rounds = [0, 1, 2]
+    batched = train_rounds(config, rounds, source)
+    for round_index, together in zip(rounds, batched):
+        alone = train_run(config, round_index, source)
+        assert alone.status == together.status == "done", (alone.reason, together.reason)
+        assert (together.round, together.data_seed, together.model_seed) == (alone.round, alone.data_seed, alone.model_seed)
+        assert together.params == alone.params
+        assert [(r["stage"], r["epoch"]) for r in together.epochs] == [(r["stage"], r["epoch"]) for r in alone.epochs]
+        # same data, initial weights and order: only float summation order differs
+        for mine, theirs in zip(together.epochs, alone.epochs):
+            assert math.isclose(mine["train_loss"], theirs["train_loss"], rel_tol=2e-3), (mine, theirs)
+        for key, value in alone.metrics.items():
+            if value is None or key == "train_loss":
+                assert together.metrics[key] is None or key == "train_loss"
+            else:
+                # a prediction near the boundary may flip: up to one pair of the 20 held out
+                assert abs(together.metrics[key] - value) <= 0.05 + 1e-9, (key, together.metrics[key], value)
+
+
+def test_members_draw_the_minibatch_order_and_augmentation_of_their_runs():
+    config = RunConfig(augment_shift=2, augment_rotate=15.0, batch_size=7)
+    sequential, batched = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(3):  # three epochs from one generator
+        expected = _minibatches(30, 7, sequential, "cpu")
+        assert all(torch.equal(a, b) for a, b in zip(member_order(30, 7, batched), expected))
+    images = torch.randn(4, 2, 14, 14)
+    one = augment_digits(images, config, sequential)
+
+    class Stub:  # a one-member Members with that generator
+        augmented = Members.augmented
+
+        def __init__(self):
+            self.config, self.generators = config, [batched]
+
+    assert torch.equal(Stub().augmented(images[None])[0], one)
+
+
+def test_a_diverging_member_fails_alone(source, monkeypatch):
+    import harness.batched as batched_module
+
+    config = resolve({**SMALL, "encoder": "cnn", "aux_loss": True}, "test")
+    healthy = train_rounds(config, [0, 1, 2], source)
+    original = batched_module.stack_module_state
+
+    def poisoned(models):
+        params, buffers = original(models)
+        first = next(iter(params.values()))
+        with torch.no_grad():
+            first[1].fill_(float("nan"))  # round 1's first layer
+        return params, buffers
+
+    monkeypatch.setattr(batched_module, "stack_module_state", poisoned)
+    results = train_rounds(config, [0, 1, 2], source)
+    assert [r.status for r in results] == ["done", "failed", "done"]
+    assert "non-finite loss" in results[1].reason and "epoch 1" in results[1].reason
+    for position in (0, 2):  # the others are untouched by the failed member
+        assert results[position].metrics == healthy[position].metrics
+
+
+def test_dropout_members_train_with_their_own_masks(source):
+    config = resolve({**SMALL, "encoder": "mlp", "dropout": 0.5}, "test")
+    results = train_rounds(config, [0, 0], source)  # the same round twice: only dropout can differ
+    assert all(r.status == "done" for r in results)
+    assert results[0].epochs[0]["train_loss"] != results[1].epochs[0]["train_loss"]
+
+
+def test_run_plan_batched_stores_every_round_and_resumes(fake_mnist, tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text("[defaults]\nepochs = 1\nrounds = 3\npairs = 100\nbatch_size = 25\n[matrix]\nencoder = ['mlp', 'cnn']\n")
+    plan = expand(load_matrix(path))
+    with Store(tmp_path / "b.sqlite") as store:
+        summary = run_plan(plan, store, workers=1, batched=True)
+        frame = store.runs()
+    assert summary.finished == 6 and not summary.failed
+    assert sorted(frame["round"]) == [0, 0, 1, 1, 2, 2]
+    with Store(tmp_path / "s.sqlite") as store:
+        run_plan(plan, store, workers=1, batched=False)
+        sequential = store.runs()
+    merged = frame.merge(sequential, on=["config_id", "round"], suffixes=("_b", "_s"))
+    assert len(merged) == 6
+    assert ((merged["test_error_b"] - merged["test_error_s"]).abs() <= 0.03).all()
+    with Store(tmp_path / "b.sqlite") as store:
+        store_path = tmp_path / "b.sqlite"
+        assert run_plan(plan, store, workers=1, batched=True).already_done == 6, store_path
