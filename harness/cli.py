@@ -220,7 +220,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     Example: harness bench --device cuda
     """
     from harness.bench import PATHS, describe_machine, measure, projected_seconds, reference_config
-    from harness.config import ConfigError
+    from harness.config import ConfigError, load_matrix
     from harness.data import DataError
     from harness.report import bench_report
     from harness.runner import resolve_device
@@ -230,6 +230,8 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     if unknown or not chosen:
         fail(f"--paths {paths}: unknown path {', '.join(unknown) or '(none)'}; choose from {', '.join(PATHS)}")
     try:
+        if project_matrix:
+            load_matrix(project_matrix)  # a bad path fails now, not after minutes of measuring
         device = resolve_device(device)
         timings = measure(chosen, rounds, device, workers, data_dir, epochs)
         fastest = max((t for t in timings if t.path != "plain"), key=lambda t: t.runs_per_second, default=None)
