@@ -277,14 +277,28 @@ def _committed_rows(document: str) -> dict[bool, dict[str, int]]:
     return rows
 
 
+def _parts(document: str) -> list[str]:
+    """A results file may hold several `harness table` outputs, each under a `# ` heading."""
+    parts, current = [], []
+    for line in document.splitlines():
+        if line.startswith("# ") and current:
+            parts.append("\n".join(current))
+            current = []
+        current.append(line)
+    return [*parts, "\n".join(current)]
+
+
 def check_against(document: str, runs: pd.DataFrame, *, plan: Plan | None, source: str) -> list[str]:
     """Differences in configurations and parameter counts between a committed results file and
     the store, section by section for the sections the store has runs for (errors are not
-    compared: a smoke run cannot match a full one)."""
-    committed = _committed_rows(document)
-    if not committed:
-        raise ReportError(f"{source}: no configuration rows found (expected `harness table` markdown)")
+    compared: a smoke run cannot match a full one). In a file of several `harness table`
+    outputs, the one sharing the most configuration names with the store is compared."""
     summary = summarize(select(runs, plan))
+    names = set(summary["name"]) if not summary.empty else set()
+    candidates = [rows for rows in map(_committed_rows, _parts(document)) if rows]
+    if not candidates:
+        raise ReportError(f"{source}: no configuration rows found (expected `harness table` markdown)")
+    committed = max(candidates, key=lambda rows: sum(len(names & set(part)) for part in rows.values()))
     reproduces = summary["report"].notna() if "report" in summary else pd.Series(False, index=summary.index)
     problems = []
     for is_reproduction in (False, True):

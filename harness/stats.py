@@ -137,6 +137,11 @@ def benjamini_hochberg(p_values: list[float]) -> list[float]:
 # --------------------------------------------------------------------------- effects
 
 
+def _level_text(value) -> str:
+    """25.0 reads 25: a column with missing values holds its integers as floats."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | None:
     values = list(pd.unique(frame[factor]))
     if len(values) < 2:
@@ -178,7 +183,7 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | No
     mean = float(per_round.mean())
     result = {
         "factor": factor,
-        "change": f"{baseline} -> {level}",
+        "change": f"{_level_text(baseline)} -> {_level_text(level)}",
         "pairs": len(merged),
         "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
         "rounds": rounds,

@@ -157,3 +157,11 @@ def test_transfer_effect_matches_despite_its_pretraining_setting(tmp_path):
         frame = effects(store.runs()).set_index("factor")
     assert frame.loc["transfer", "change"] == "none -> rule"
     assert frame.loc["transfer", "effect"] == pytest.approx(-6.5)
+
+
+def test_check_picks_the_matching_table_in_a_file_of_several():
+    from harness.report import _committed_rows, _parts
+
+    document = "# A\n\n## Configurations\n\n| configuration | params |\n|---|---|\n| one | 1,000 |\n\n# B\n\n## Configurations\n\n| configuration | params |\n|---|---|\n| two | 2,000 |\n"
+    parts = [_committed_rows(part) for part in _parts(document)]
+    assert parts == [{False: {"one": 1000}}, {False: {"two": 2000}}]
