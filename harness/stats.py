@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from harness.config import PRESENTATION_KEYS, SETTINGS
+from harness.config import NEUTRAL, PRESENTATION_KEYS, SETTINGS
 
 # The level an effect is measured against ("switching the factor on" means leaving this level).
 BASELINES = {
@@ -20,12 +20,7 @@ BASELINES = {
     "dropout": 0.0,
     "swap_augment": False,
     "transfer": "none",
-    "augment_shift": 0,
-    "augment_rotate": 0.0,
-    "lr_schedule": "constant",
-    "label_smoothing": 0.0,
-    "ema_decay": 0.0,
-    "test_time_augment": False,
+    **NEUTRAL,  # the recipe's tricks, each off
 }
 # Numeric settings whose effect is reported against their smallest level when they vary.
 SCHEDULE_FACTORS = ("epochs", "pretrain_epochs", "aux_weight", "width")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_runner import results as stored
 
 from harness.cli import main
 from harness.config import expand, load_matrix
@@ -64,12 +65,6 @@ def tiny(fake_mnist, tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     return expand(load_matrix(path))
-
-
-def stored(path):
-    with Store(path, create=False) as store:
-        frame = store.runs()
-    return frame.set_index(["config_id", "round"])[["status", "test_error", "train_loss"]].sort_index()
 
 
 def test_ray_gives_the_numbers_of_the_local_backend(local_ray, tiny, tmp_path):
