@@ -27,6 +27,7 @@ from harness.data import PairSource
 from harness.train import (
     TEST_SHIFTS,
     RunResult,
+    _minibatches,
     apply_affine,
     augments,
     comparison_loss,
@@ -40,12 +41,6 @@ from harness.train import (
     seeds,
     shifted,
 )
-
-
-def member_order(count: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch's minibatches of one member: the same draws as the sequential loop makes."""
-    order = torch.randperm(count, generator=generator)
-    return [order[start : start + batch_size] for start in range(0, count, batch_size)]
 
 
 class Members:
@@ -108,7 +103,7 @@ class Members:
 
     def batches(self, count: int) -> list[torch.Tensor]:
         """The epoch's minibatch indices (R, b) per step, each member drawing from its generator."""
-        orders = [member_order(count, self.config.batch_size, g) for g in self.generators]
+        orders = [_minibatches(count, self.config.batch_size, g, "cpu") for g in self.generators]
         return [torch.stack(step).to(self.device) for step in zip(*orders)]
 
     def augmented(self, images: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.config import RunConfig, expand, load_matrix, resolve
+from harness.config import RunConfig, _toml, expand, load_matrix, resolve
 
 REFERENCE = {"encoder": "cnn", "pairing": "siamese", "weight_sharing": True, "aux_loss": True,
              "pairs": 1000, "epochs": 25, "batch_size": 100, "eval_every": 25}
@@ -110,14 +110,6 @@ def harness_path(config: RunConfig, rounds: int, device: str, *, batched: bool, 
         raise RuntimeError(f"benchmark runs failed: {summary.failed[0]}")
     peak = max(_peak(device), _rss_mb(resource.RUSAGE_CHILDREN) if not device.startswith("cuda") else 0.0)
     return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak)
-
-
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value)
 
 
 def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_reference_run: float) -> tuple[float, int]:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from harness.batched import Members, member_order, train_rounds
+from harness.batched import Members, train_rounds
 from harness.config import RunConfig, expand, load_matrix, resolve
 from harness.data import PairSource, load_mnist
 from harness.runner import run_plan
@@ -56,18 +56,18 @@ def test_batched_rounds_train_as_their_sequential_runs(source, settings):
 def test_members_draw_the_minibatch_order_and_augmentation_of_their_runs():
     config = RunConfig(augment_shift=2, augment_rotate=15.0, batch_size=7)
     sequential, batched = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    for _ in range(3):  # three epochs from one generator
-        expected = _minibatches(30, 7, sequential, "cpu")
-        assert all(torch.equal(a, b) for a, b in zip(member_order(30, 7, batched), expected))
-    images = torch.randn(4, 2, 14, 14)
-    one = augment_digits(images, config, sequential)
 
     class Stub:  # a one-member Members with that generator
-        augmented = Members.augmented
+        augmented, batches = Members.augmented, Members.batches
 
         def __init__(self):
-            self.config, self.generators = config, [batched]
+            self.config, self.generators, self.device = config, [batched], torch.device("cpu")
 
+    for _ in range(3):  # three epochs from one generator
+        expected = _minibatches(30, 7, sequential, "cpu")
+        assert all(torch.equal(a[0], b) for a, b in zip(Stub().batches(30), expected))
+    images = torch.randn(4, 2, 14, 14)
+    one = augment_digits(images, config, sequential)
     assert torch.equal(Stub().augmented(images[None])[0], one)
 
 

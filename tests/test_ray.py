@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_runner import TINY
 from test_runner import results as stored
 
 from harness.cli import main
@@ -13,17 +14,6 @@ from harness.config import expand, load_matrix
 from harness.data import PairSource, load_mnist
 from harness.runner import make_tasks, run_plan
 from harness.store import Store
-
-TINY = """
-[defaults]
-epochs = 1
-rounds = 2
-pairs = 100
-batch_size = 25
-[matrix]
-encoder = ["mlp", "cnn"]
-aux_loss = [false, true]
-"""
 
 
 def test_ray_backend_without_ray_fails_in_one_line(fake_mnist, tmp_path, monkeypatch):
