@@ -279,6 +279,8 @@ def _train(members: Members) -> None:
         evaluate_all()
     trained_on_digits = config.aux_loss or config.transfer != "none"
     for position, result in enumerate(members.results):
+        if not members.alive[position]:
+            continue  # a diverged member is failed: its weights are not finite, its errors meaningless
         for name, scores in latest.items():
             result.metrics[f"{name}_error"] = scores[position]["error"]
             result.metrics[f"{name}_digit_error"] = scores[position]["digit_error"] if trained_on_digits else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 
 import click
@@ -75,12 +77,18 @@ ONLY_OPTION = click.option(
 )
 
 
-def load_plan(matrix_path, profile, overrides=None, only=()):
-    from harness.config import ConfigError, expand, load_matrix, parse_assignments
+MAX_CONFIGS_OPTION = click.option(
+    "--max-configs", type=click.IntRange(min=1), default=None,
+    help="Refuse matrices that cross more combinations than this (default 10,000).",
+)
+
+
+def load_plan(matrix_path, profile, overrides=None, only=(), max_configs=None):
+    from harness.config import MAX_CONFIGS, ConfigError, expand, load_matrix, parse_assignments
 
     try:
         selection = parse_assignments(only, "--only")
-        return expand(load_matrix(matrix_path), profile, overrides, selection)
+        return expand(load_matrix(matrix_path), profile, overrides, selection, max_configs=max_configs or MAX_CONFIGS)
     except ConfigError as error:
         fail(str(error))
 
@@ -89,12 +97,13 @@ def load_plan(matrix_path, profile, overrides=None, only=()):
 @MATRIX_OPTION
 @PROFILE_OPTION
 @ONLY_OPTION
+@MAX_CONFIGS_OPTION
 @click.option("--format", "output_format", type=click.Choice(["text", "csv"]), default="text", show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
 @click.option("--estimate/--no-estimate", default=True, show_default=True, help="Estimate the time it takes.")
 @click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False),
               help="Where finished runs are counted and timed, if it exists.")
-def plan(matrix_path, profile, only, output_format, workers, estimate, store_path):
+def plan(matrix_path, profile, only, max_configs, output_format, workers, estimate, store_path):
     """List the configurations a matrix expands to, what was dropped and why, and the cost.
 
     Runs already in the store are counted, and their mean time replaces the estimate.
@@ -104,104 +113,132 @@ def plan(matrix_path, profile, only, output_format, workers, estimate, store_pat
     from pathlib import Path
 
     from harness.report import plan_table
+
+    the_plan = load_plan(matrix_path, profile, only=only, max_configs=max_configs)
+    stored = read_runs(store_path)[0] if Path(store_path).is_file() else None
+    click.echo(plan_table(the_plan, output_format, workers=workers, estimate=estimate, stored=stored))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def termination_as_interrupt():
+    """SIGTERM (a CI cancel, `timeout`, `kill`) stops the run as Ctrl-C does: workers stopped,
+    the store checkpointed and closed, the terminal restored, one line, exit 143."""
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def open_store(path, fresh: bool):
+    """The store for writing, emptied into a backup first with --fresh; one line on failure."""
     from harness.store import Store, StoreError
 
-    the_plan = load_plan(matrix_path, profile, only=only)
-    stored = None
-    if Path(store_path).is_file():
+    try:
+        store = Store(path)
+    except StoreError as error:
+        fail(str(error))
+    if fresh:
         try:
-            with Store(store_path, create=False) as store:
-                stored = store.runs()
+            backup = store.start_fresh()
         except StoreError as error:
+            store.close()
             fail(str(error))
-    click.echo(plan_table(the_plan, output_format, workers=workers, estimate=estimate, stored=stored))
+        click.echo(f"previous runs kept in {backup}; starting afresh" if backup else "the store held no runs; starting afresh")
+    return store
 
 
 @main.command()
 @MATRIX_OPTION
 @PROFILE_OPTION
 @ONLY_OPTION
+@MAX_CONFIGS_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--rounds", type=int, default=None, help="Override every configuration's rounds.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, help="Override every configuration's rounds.")
 @click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False))
 @DATA_DIR_OPTION
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="CPU worker processes, one thread each (default: cores).")
-@click.option("--fresh", is_flag=True, help="Move the existing store aside and start a new one.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="CPU worker processes, one thread each (default and most: the usable cores).")
+@click.option("--fresh", is_flag=True, help="Back the store up (STORE.<time>.bak) and start it empty.")
 @click.option(
     "--batch-rounds/--no-batch-rounds", "batched", default=None,
     help="Train a configuration's rounds as one vectorised model (default: on CUDA only).",
 )
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--backend", "backend_name", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or tasks on a Ray cluster (pip install -e '.[ray]').")
 @click.option("--address", default=None, help="Ray: 'auto' joins a running cluster; default starts a local one.")
 @click.option("--cpus-per-job", type=float, default=1.0, show_default=True, help="Ray: CPUs each task reserves.")
 @click.option("--gpus-per-job", type=float, default=0.0, show_default=True, help="Ray: GPU share each task reserves.")
-def run(matrix_path, profile, only, device, rounds, store_path, data_dir, workers, fresh, batched,
-        backend, address, cpus_per_job, gpus_per_job):
+def run(matrix_path, profile, only, max_configs, device, rounds, store_path, data_dir, workers, fresh, batched,
+        backend_name, address, cpus_per_job, gpus_per_job):
     """Train every job of a matrix that the store does not hold yet, and store each result.
+
+    Ctrl-C or SIGTERM stops it (exit 130 or 143) with every finished run stored; the same
+    command resumes. One `harness run` writes a store at a time.
 
     Example: harness run --matrix ablations.toml --device cuda
     """
-    import time
-    from pathlib import Path
-
+    from harness import backends
     from harness.config import ConfigError
     from harness.data import DataError, load_mnist
     from harness.progress import Progress
-    from harness.runner import resolve_device, run_plan
-    from harness.store import Store, StoreError
+    from harness.runner import resolve_device, run_plan, worker_count
+    from harness.store import StoreError
 
     overrides = {} if rounds is None else {"rounds": rounds}
-    the_plan = load_plan(matrix_path, profile, overrides, only)
-    ray_options = None
-    try:
-        if backend == "ray":
-            from harness.ray_backend import RayOptions, check
-
-            ray_options = RayOptions(address, cpus_per_job, gpus_per_job)
-            if device == "auto":  # the cluster's devices, not this machine's
+    the_plan = load_plan(matrix_path, profile, overrides, only, max_configs)
+    backend = store = progress = None
+    with termination_as_interrupt():
+        try:
+            if backend_name == "ray" and device == "auto":  # the cluster's devices, not this machine's
                 device = "cuda" if gpus_per_job > 0 else "cpu"
-            device = device if device.startswith("cuda") else resolve_device(device)  # GPUs may be elsewhere
-            check(ray_options, device)
-        else:
-            device = resolve_device(device)
-    except ConfigError as error:
-        fail(str(error))
-    try:  # data before the store: bad input writes nothing
-        splits = load_mnist(data_dir)
-    except DataError as error:
-        fail(str(error))
-    path = Path(store_path)
-    if fresh and path.exists():
-        aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-        path.rename(aside)
-        for suffix in ("-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        click.echo(f"previous store moved to {aside}")
-    try:
-        store = Store(path)
-    except StoreError as error:
-        fail(str(error))
-    progress = Progress()
-    click.echo(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {device} -> {path}")
-    try:
-        summary = run_plan(
-            the_plan, store, device=device, workers=workers, data_dir=data_dir, splits=splits,
-            on_start=progress.start, on_result=progress.result, batched=batched, ray_options=ray_options,
-        )
-    except DataError as error:
-        fail(str(error))
-    except KeyboardInterrupt:
-        fail("interrupted: finished runs are stored; run the same command again to resume", 130)
-    finally:
-        progress.stop()
-        store.close()
+            if backend_name == "local" or not device.startswith("cuda"):  # a cluster's GPUs may be elsewhere
+                device = resolve_device(device)
+            count = worker_count(workers, device)
+            if workers and workers > count and device == "cpu":
+                click.echo(f"--workers {workers}: using {count}, the CPU cores this process may use")
+            backend = backends.make(backend_name, device=device, workers=count, address=address,
+                                    cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
+            splits = load_mnist(data_dir)  # data and backend before the store: bad input writes nothing
+            backend.start()
+            store = open_store(store_path, fresh)
+            progress = Progress()
+            click.echo(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {device} -> {store_path}")
+            summary = run_plan(the_plan, store, device=device, splits=splits, on_start=progress.start,
+                               on_result=progress.result, batched=batched, backend=backend)
+        except (ConfigError, DataError, StoreError, backends.BackendError) as error:
+            fail(str(error))
+        except KeyboardInterrupt as stop:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            what, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+            stored = f"; finished runs are stored in {store_path}: run the same command again to resume" if store else ""
+            fail(f"{what}{stored}", code)
+        finally:
+            _shut(progress, store, backend)
     done = summary.finished - len(summary.failed)
-    click.echo(f"{done} runs finished, {len(summary.failed)} failed, in {summary.seconds:.0f} s; store {path}")
+    click.echo(f"{done} runs finished, {len(summary.failed)} failed, in {summary.seconds:.0f} s; store {store_path}")
     for name, round_index, reason in summary.failed:
         click.echo(f"  failed: {name} round {round_index}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _shut(progress, store, backend) -> None:
+    """Stop the bar (restores the cursor), the workers, and checkpoint and close the store."""
+    if progress is not None:
+        progress.stop()
+    if backend is not None:
+        backend.close()
+    if store is not None:
+        store.close()
 
 
 @main.command()
@@ -251,10 +288,11 @@ STORE_READ_OPTION = click.option(
 
 
 def read_runs(store_path):
+    """The store's runs and epochs, read without writing anything (read-only media too)."""
     from harness.store import Store, StoreError
 
     try:
-        with Store(store_path, create=False) as store:
+        with Store.open_readonly(store_path) as store:
             return store.runs(), store.epochs()
     except StoreError as error:
         fail(str(error))

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +23,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MAX_PAIRS = 5000  # MNIST test holds 10,000 images: 5,000 pairs with no image twice
+MAX_CONFIGS = 10_000  # combinations a matrix may cross before it is refused (--max-configs)
+MAX_ROUNDS = 1000
+MAX_SEED = 2**32 - 1  # data seeds are seed + round: stored as SQLite integers, fed to torch.Generator
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LOSSES = ("cross_entropy", "mse", "mse_linear")
@@ -189,6 +193,8 @@ def check_value(key: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: '{key}' must be {_type_name(base)}, got {value!r}")
     if base == "float":
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: '{key}' = {value!r}: must be a finite number")
     problem = _range_problem(key, value)
     if problem:
         raise ConfigError(f"{where}: '{key}' = {value!r}: {problem}")
@@ -219,6 +225,14 @@ def _range_problem(key: str, value: Any) -> str | None:
         return "must be in 0..4 pixels (a 14x14 digit moved further leaves the image)"
     if key == "augment_rotate" and not 0 <= value <= 90:
         return "must be in [0, 90] degrees"
+    if key == "rounds" and value > MAX_ROUNDS:
+        return f"must be at most {MAX_ROUNDS}"
+    if key == "seed" and not 0 <= value <= MAX_SEED:
+        return f"must be in 0..{MAX_SEED} (2**32 - 1)"
+    if key == "width" and value > 16:
+        return "must be at most 16 (times the family's hidden widths)"
+    if key == "head_hidden" and value > 4096:
+        return "must be at most 4096 units"
     if key == "pairs" and value > MAX_PAIRS:
         return f"a set holds at most {MAX_PAIRS} pairs (MNIST test has 10,000 images, two per pair)"
     return None
@@ -295,7 +309,11 @@ def load_matrix(path: str | Path) -> MatrixFile:
     if not path.is_file():
         raise ConfigError(f"{where}: no such file (see ablations.toml for an example)")
     try:
-        document = tomllib.loads(path.read_text())
+        document = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {error.start}); save the matrix file as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read it ({error.strerror or error}); check its permissions") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where}: TOML syntax error: {error}") from None
     for section in document:
@@ -382,17 +400,32 @@ def why_meaningless(config: RunConfig) -> str | None:
     return why_invalid(config.encoder, config.model_options())
 
 
+def crossed_count(matrix: MatrixFile) -> int:
+    """How many combinations the matrix crosses before exclusions, counted without making them."""
+    return math.prod(len(values) for values in matrix.factors.values()) + len(matrix.include)
+
+
 def expand(
     matrix: MatrixFile,
     profile: str | None = None,
     overrides: dict[str, Any] | None = None,
     only: dict[str, Any] | None = None,
+    *,
+    max_configs: int = MAX_CONFIGS,
 ) -> Plan:
     """The configurations a matrix file stands for, with the dropped combinations and why.
 
     `overrides` (command line) beat the profile, which beats the matrix, then [defaults].
-    `only` keeps the configurations whose settings equal every given value.
+    `only` keeps the configurations whose settings equal every given value. A matrix that
+    crosses more than `max_configs` combinations is refused before any is made.
     """
+    count = crossed_count(matrix)
+    if count > max_configs:
+        sizes = " x ".join(str(len(values)) for values in matrix.factors.values())
+        raise ConfigError(
+            f"{matrix.path}: [matrix] crosses {count:,} combinations ({sizes}), over the limit of {max_configs:,}; "
+            "narrow its lists or split the study, or raise the limit with --max-configs"
+        )
     if profile is not None and profile not in matrix.profiles:
         known = ", ".join(matrix.profiles) or "none defined"
         raise ConfigError(f"{matrix.path}: unknown profile '{profile}'{_suggest(profile, matrix.profiles)} (profiles: {known})")

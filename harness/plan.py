@@ -27,8 +27,10 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     model = build(config.encoder, config.model_options())
     use_channels_last(model)  # as CPU runs do
     optimizer = make_optimizer(config, model.parameters())
-    batch = torch.randn(config.batch_size, 2, 14, 14)
-    target = torch.randint(0, 2, (config.batch_size,))
+    train_pairs = (config.pairs - config.validation) * (2 if config.swap_augment else 1)
+    batch_size = min(config.batch_size, train_pairs)  # no minibatch is larger than the training set
+    batch = torch.randn(batch_size, 2, 14, 14)
+    target = torch.randint(0, 2, (batch_size,))
     model.train()
     timings = []
     for _ in range(steps + 1):
@@ -39,9 +41,8 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
         optimizer.step()
         timings.append(time.perf_counter() - started)
     step = min(timings[1:])
-    train_pairs = (config.pairs - config.validation) * (2 if config.swap_augment else 1)
-    steps_per_epoch = -(-train_pairs // config.batch_size)
-    eval_steps = (config.pairs * 2) / config.batch_size / 3
+    steps_per_epoch = -(-train_pairs // batch_size)
+    eval_steps = (config.pairs * 2) / batch_size / 3
     epochs = config.epochs if config.transfer != "rule" else 0
     pretrain = 0 if config.transfer == "none" else (config.pretrain_epochs or config.epochs)
     return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * (epochs + pretrain)

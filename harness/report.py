@@ -196,7 +196,16 @@ def order(summary: pd.DataFrame, plan: Plan | None, sort: str) -> pd.DataFrame:
 
 def _render(frame: pd.DataFrame, output_format: str) -> str:
     fmt = {"markdown": "github", "latex": "latex"}[output_format]
+    if output_format == "markdown":  # a '|' in a label would end its cell
+        frame = frame.apply(lambda column: column.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v))
     return tabulate(frame, headers="keys", tablefmt=fmt, showindex=False, disable_numparse=True)
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a markdown table row, '\\|' read back as '|'."""
+    marker = "\0"
+    parts = line.strip().replace("\\|", marker).strip("|").split("|")
+    return [cell.strip().replace(marker, "|") for cell in parts]
 
 
 def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
@@ -271,7 +280,7 @@ def _committed_rows(document: str) -> dict[bool, dict[str, int]]:
         if line.startswith("## "):
             section = SECTIONS.get(line[3:].strip())
             continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        cells = _cells(line)
         if section is not None and line.startswith("|") and len(cells) >= 2 and cells[1].replace(",", "").isdigit():
             rows.setdefault(section, {})[cells[0]] = int(cells[1].replace(",", ""))
     return rows

@@ -6,16 +6,16 @@ numbers do not depend on --workers (thread count changes float summation order).
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.backends import Backend, TaskFailed
+from harness.backends.local import usable_cores
 from harness.config import ConfigError, Job, Plan, RunConfig
 from harness.store import Store
 
@@ -55,23 +55,29 @@ def resolve_device(requested: str) -> str:
     raise ConfigError(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
 
 
-def code_version() -> str:
-    """The git commit of the code (with '+dirty' for local changes), else the package version."""
+def code_version(root: Path | None = None) -> str:
+    """The git commit of the code (with '+dirty' for local changes), else the package version.
+
+    Only a checkout of this project counts: the package installed inside some other git
+    repository (a virtual environment within one, say) reports its version, not that
+    repository's commit."""
     from harness import __version__
 
-    root = Path(__file__).resolve().parent.parent
+    root = (root or Path(__file__).resolve().parent.parent).resolve()
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *arguments], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        toplevel = git("rev-parse", "--show-toplevel")
+        if not toplevel or Path(toplevel).resolve() != root or not git("ls-files", "harness/runner.py"):
+            return __version__
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", ""
+        return __version__
     return f"{commit}{'+dirty' if dirty else ''}" if commit else __version__
 
 
@@ -135,45 +141,34 @@ def run_task(task: Task, source, device: str) -> list[tuple[Job, object]]:
     return list(zip(task.jobs(), results))
 
 
-_SOURCE = None
-_DEVICE = "cpu"
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every worker holds for all its tasks: the verified data, where to train, threads."""
+
+    source: object  # harness.data.PairSource
+    device: str
+    threads: int = 1
 
 
-def _init_worker(data_dir, checksums, device: str) -> None:
-    """Load MNIST once per worker process."""
-    global _SOURCE, _DEVICE
+def prepare_worker(context: WorkerContext) -> None:
+    """Once per worker: one torch thread per run on CPU, so numbers do not depend on --workers."""
     import torch
 
-    from harness.data import PairSource, load_mnist
-
-    if device == "cpu":
-        torch.set_num_threads(1)
-    _SOURCE = PairSource(load_mnist(data_dir, download=False, checksums=checksums))
-    _DEVICE = device
+    if context.device == "cpu":
+        torch.set_num_threads(context.threads)
 
 
-def _run_task(task: Task):
-    return run_task(task, _SOURCE, _DEVICE)
+def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
+    """The work function every backend runs: one task in, its rounds' results out."""
+    return run_task(task, context.source, context.device)
 
 
-def _results(tasks: list[Task], workers: int, data_dir, checksums, device: str) -> Iterator:
-    if workers <= 1:
-        _init_worker(data_dir, checksums, device)
-        for task in tasks:
-            yield from _run_task(task)
-        return
-    context = multiprocessing.get_context("spawn")  # fork after torch is loaded is unsafe
-    with context.Pool(workers, initializer=_init_worker, initargs=(data_dir, checksums, device)) as pool:
-        try:
-            for finished in pool.imap_unordered(_run_task, tasks):
-                yield from finished
-        except BaseException:
-            pool.terminate()  # Ctrl-C: runs in flight are lost, stored runs are complete
-            raise
-
-
-def default_workers(device: str) -> int:
-    return (os.cpu_count() or 1) if device == "cpu" else 1
+def worker_count(requested: int | None, device: str) -> int:
+    """Worker processes for `device`: one process owns an accelerator; on CPU, the request
+    (default: every core) capped at the cores this process may use, as more would only share them."""
+    if device != "cpu":
+        return 1
+    return max(1, min(requested or usable_cores(), usable_cores()))
 
 
 def default_batching(device: str) -> bool:
@@ -194,21 +189,24 @@ def run_plan(
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[Job, object], None] | None = None,
     batched: bool | None = None,
-    ray_options=None,
+    backend: Backend | None = None,
 ) -> Summary:
     """Train every job of `plan` that the store does not hold as done; store each as it ends.
 
-    `splits`: MNIST already loaded and verified (else it is loaded here). Raises DataError
-    before any work when MNIST is missing or corrupt. `batched`: train each configuration's
-    missing rounds as one vectorised model (default: `default_batching(device)`).
-    `ray_options` (harness.ray_backend.RayOptions): run the tasks on Ray instead of local
-    worker processes; the store is still written here, by this process alone.
+    `splits`: MNIST already loaded and verified (else it is loaded here); workers receive it
+    from here and never read the files themselves. Raises DataError before any work when MNIST
+    is missing or corrupt. `batched`: train each configuration's missing rounds as one
+    vectorised model (default: `default_batching(device)`). `backend`: where the tasks run
+    (default: local worker processes, `worker_count(workers, device)` of them); the store is
+    written here, by this process alone. A task whose worker was lost past its retries, or
+    whose work raised, is stored as failed with the reason; WorkerSetupError and StoreError end
+    the run, with every run finished before them stored.
     """
     from harness import data
+    from harness.train import failed_result
 
-    checksums = dict(data.MNIST_SHA256)
     if splits is None:
-        splits = data.load_mnist(data_dir, checksums=checksums)  # fetch and verify once, here
+        splits = data.load_mnist(data_dir)  # fetch and verify once, here
     limit = data.max_pairs(splits)
     for config in plan.configs:
         if config.pairs > limit:
@@ -222,26 +220,27 @@ def run_plan(
     if not jobs:
         return summary
     batched = default_batching(device) if batched is None else batched
-    if ray_options is not None:
-        from harness.data import PairSource
-        from harness.ray_backend import ray_results
+    if backend is None:
+        from harness.backends.local import LocalBackend
 
-        results = ray_results(make_tasks(jobs, batched), PairSource(splits), device, ray_options)
-    else:
-        del splits  # workers read the files themselves
-        workers = workers or default_workers(device)
-        if device != "cpu":
-            workers = 1  # one process owns the accelerator
-        tasks = make_tasks(jobs, batched, workers)
-        results = _results(tasks, min(workers, len(tasks)), data_dir, checksums, device)
+        backend = LocalBackend(worker_count(workers, device))
+    tasks = make_tasks(jobs, batched, backend.workers)
+    context = WorkerContext(data.PairSource(splits), device, backend.threads_per_task)
     record = provenance(plan)
     started = time.perf_counter()
-    for job, result in results:
-        store.write(result, job.config, record)
-        summary.finished += 1
-        if result.status != "done":
-            summary.failed.append((job.config.name, job.round, result.reason or "unknown"))
-        if on_result:
-            on_result(job, result)
+    outcomes = backend.launch(tasks, execute, context, prepare_worker)
+    try:
+        for task, outcome in outcomes:
+            if isinstance(outcome, TaskFailed):
+                outcome = [(job, failed_result(job.config, job.round, outcome.reason, device)) for job in task.jobs()]
+            for job, result in outcome:
+                store.write(result, job.config, record)
+                summary.finished += 1
+                if result.status != "done":
+                    summary.failed.append((job.config.name, job.round, result.reason or "unknown"))
+                if on_result:
+                    on_result(job, result)
+    finally:
+        outcomes.close()  # stops the workers now, whatever ended the loop
     summary.seconds = time.perf_counter() - started
     return summary

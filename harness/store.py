@@ -1,47 +1,78 @@
 """The results store: one SQLite file (WAL), one transaction per finished run.
 
 A run is keyed by its configuration id (SHA-256 of the canonical resolved configuration, the
-round left out) and its round. Only the process that owns the Store writes to it.
+round left out) and its round.
+
+One writer at a time: a writable Store holds an exclusive lock (`flock` on `<store>.lock`,
+released by the kernel when its process ends, even by `kill -9`) for as long as it is open; a
+second writer is refused with a line naming the holder. Readers (`Store.open_readonly`) take no
+lock, never write, and work on read-only media. Every SQLite or file-system failure becomes a
+StoreError whose one-line message says what happened, where, and how to fix it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    config_id TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT,
-    data_seed INTEGER NOT NULL,
-    model_seed INTEGER NOT NULL,
-    train_error REAL, test_error REAL, validation_error REAL,
-    train_digit_error REAL, test_digit_error REAL, validation_digit_error REAL,
-    train_loss REAL,
-    params INTEGER,
-    seconds REAL,
-    device TEXT, torch_version TEXT, code_version TEXT, python_version TEXT,
-    matrix TEXT, command TEXT,
-    finished_at TEXT NOT NULL,
-    PRIMARY KEY (config_id, round)
-);
-CREATE TABLE IF NOT EXISTS epochs (
-    config_id TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    stage TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    train_loss REAL, train_error REAL, test_error REAL, validation_error REAL,
-    PRIMARY KEY (config_id, round, stage, epoch)
-);
-"""
+# Version 1: the layout below, marked in `PRAGMA user_version`. Stores written before the
+# version existed read as version 0 and are migrated (missing nullable columns added) on open.
+SCHEMA_VERSION = 1
+RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an older store
+    "config_id": "TEXT NOT NULL",
+    "round": "INTEGER NOT NULL",
+    "name": "TEXT NOT NULL",
+    "config": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",
+    "reason": "TEXT",
+    "data_seed": "INTEGER NOT NULL",
+    "model_seed": "INTEGER NOT NULL",
+    "train_error": "REAL",
+    "test_error": "REAL",
+    "validation_error": "REAL",
+    "train_digit_error": "REAL",
+    "test_digit_error": "REAL",
+    "validation_digit_error": "REAL",
+    "train_loss": "REAL",
+    "params": "INTEGER",
+    "seconds": "REAL",
+    "device": "TEXT",
+    "torch_version": "TEXT",
+    "code_version": "TEXT",
+    "python_version": "TEXT",
+    "matrix": "TEXT",
+    "command": "TEXT",
+    "finished_at": "TEXT NOT NULL",
+}
+EPOCH_COLUMNS = {
+    "config_id": "TEXT NOT NULL",
+    "round": "INTEGER NOT NULL",
+    "stage": "TEXT NOT NULL",
+    "epoch": "INTEGER NOT NULL",
+    "train_loss": "REAL",
+    "train_error": "REAL",
+    "test_error": "REAL",
+    "validation_error": "REAL",
+}
+
+
+def _create_table(name: str, columns: dict[str, str], key: str) -> str:
+    body = ",\n    ".join(f"{column} {kind}" for column, kind in columns.items())
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body},\n    PRIMARY KEY ({key})\n);"
+
+
+TABLES = (
+    ("runs", RUN_COLUMNS, "config_id, round"),
+    ("epochs", EPOCH_COLUMNS, "config_id, round, stage, epoch"),
+)
 METRICS = (
     "train_error",
     "test_error",
@@ -51,29 +82,240 @@ METRICS = (
     "validation_digit_error",
     "train_loss",
 )
+SQLITE_HEADER = b"SQLite format 3\x00"
+DEFAULT_TIMEOUT = 30.0  # seconds a write waits for another program's lock on the file
 
 
 class StoreError(Exception):
     """The store cannot be opened, written or read; the message says why and how to fix it."""
 
 
-class Store:
-    def __init__(self, path: str | Path, *, create: bool = True):
-        self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise StoreError(f"{self.path}: no store here; run `harness run` first or pass --store")
+class StoreBusy(StoreError):
+    """Another process writes this store."""
+
+
+def _explain(path: Path, error: BaseException, doing: str) -> StoreError:
+    """One line for an SQLite or OS error met while `doing` something ("open it") with the
+    store at `path`: what happened, where, and how to fix it."""
+    import errno
+
+    text = str(error)
+    lowered = text.lower()
+    if isinstance(error, OSError):
+        text = error.strerror or text
+        if error.errno == errno.ENOSPC:
+            lowered = "disk is full"
+    kept = "; the runs stored before are kept" if "run" in doing or "afresh" in doing else ""
+    if "disk is full" in lowered or "disk full" in lowered:
+        return StoreError(f"{path}: cannot {doing}: the disk is full; free some space and run again{kept}")
+    if "locked" in lowered or "busy" in lowered:
+        return StoreError(
+            f"{path}: cannot {doing}: locked by another program for over {DEFAULT_TIMEOUT:.0f} s ({text}); "
+            f"close the program that holds it (an sqlite3 shell, a viewer) and run again{kept}"
+        )
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return StoreError(f"{path}: cannot {doing}: the store is corrupt ({text}); restore a backup (*.bak) or move it aside")
+    return StoreError(f"{path}: cannot {doing} ({text}); choose a writable --store path{kept}")
+
+
+class WriterLock:
+    """An exclusive, process-lifetime lock on `<store>.lock`; its file names the holder."""
+
+    def __init__(self, store_path: Path):
+        self.store_path = store_path
+        self.path = store_path.with_name(store_path.name + ".lock")
+        self.handle = None
+
+    def acquire(self) -> None:
+        import fcntl
+
         try:
-            if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.connection = sqlite3.connect(self.path, timeout=30)
+            handle = open(self.path, "a+")  # never truncated before the lock is held
+        except OSError as error:
+            raise _explain(self.store_path, error, f"create its lock file {self.path.name}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise StoreBusy(
+                f"{self.store_path}: in use by another harness process ({_describe_holder(holder)}); "
+                "wait for it to end, or pass another --store"
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join(["harness", *sys.argv[1:]]),
+            }))
+            handle.flush()
+        except OSError as error:
+            handle.close()
+            raise _explain(self.store_path, error, f"write its lock file {self.path.name}") from None
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.seek(0)
+                self.handle.truncate()
+            self.handle.close()  # closing releases the flock
+            self.handle = None
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']} on {holder['host']} since {holder['since']}: {holder['command']}"
+    except (ValueError, KeyError, TypeError):
+        return "a process that left no description"
+
+
+def _check_file(path: Path) -> None:
+    """StoreError unless `path` is absent, empty, or starts like an SQLite database."""
+    if path.is_dir():
+        raise StoreError(f"{path}: is a folder, not a store; pass a file path to --store")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise _explain(path, error, "read it") from None
+    if header and header != SQLITE_HEADER:
+        raise StoreError(f"{path}: not a harness store (not an SQLite database); pass another --store path")
+
+
+class Store:
+    """A results store. `Store(path)` opens it for writing (created, migrated, locked);
+    `Store.open_readonly(path)` for reading only."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT):
+        self.path = Path(path)
+        self.readonly = readonly
+        self.lock = None
+        self.connection = None
+        _check_file(self.path)
+        try:
+            if readonly:
+                self._open_readonly()
+            else:
+                self._open_writable(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> Store:
+        """The store at `path` for reading; StoreError when there is none or it cannot be read."""
+        return cls(path, readonly=True)
+
+    # ----------------------------------------------------------------------- opening
+
+    def _open_writable(self, timeout: float) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _explain(self.path, error, "create its folder") from None
+        self.lock = WriterLock(self.path)
+        self.lock.acquire()
+        try:
+            self.connection = sqlite3.connect(self.path, timeout=timeout)
+            self._check_integrity()
             self.connection.execute("PRAGMA journal_mode=WAL")
-            if create:
-                self.connection.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise StoreError(f"{self.path}: cannot open the store ({error}); choose a writable --store path") from None
+            self._migrate()
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "open it") from None
+
+    def _open_readonly(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: no store here; run `harness run` first or pass --store")
+        if self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path}: an empty file (0 bytes) holds no runs; run `harness run` first or pass --store")
+        uri = self.path.resolve().as_uri()
+        try:
+            self.connection = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+            self._check_integrity()
+        except sqlite3.OperationalError:
+            # read-only media: WAL needs its -shm file, which cannot be made there; no one can
+            # be writing to such a store, so it is read as immutable
+            self.connection = sqlite3.connect(f"{uri}?immutable=1", uri=True)
+            try:
+                self._check_integrity()
+            except sqlite3.Error as error:
+                raise _explain(self.path, error, "read it") from None
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "read it") from None
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise self._too_new(version)
+        if version < SCHEMA_VERSION and "runs" not in self._tables():
+            raise StoreError(f"{self.path}: not a harness store (no runs table); pass another --store path")
+
+    def _check_integrity(self) -> None:
+        rows = self.connection.execute("PRAGMA quick_check").fetchall()
+        problems = [row[0] for row in rows if row[0] != "ok"]
+        if problems:
+            raise StoreError(
+                f"{self.path}: the store is corrupt ({problems[0]}); restore a backup (*.bak) or move it aside and run again"
+            )
+
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _version(self) -> int:
+        return self.connection.execute("PRAGMA user_version").fetchone()[0]
+
+    def _too_new(self, version: int) -> StoreError:
+        return StoreError(
+            f"{self.path}: written by a newer harness (store schema {version}, this harness reads up to "
+            f"{SCHEMA_VERSION}); upgrade harness (pip install -U) or pass another --store"
+        )
+
+    def _migrate(self) -> None:
+        """Create the tables of a new store; bring an older store to SCHEMA_VERSION, or refuse."""
+        version, tables = self._version(), self._tables()
+        if version > SCHEMA_VERSION:
+            raise self._too_new(version)
+        if version == SCHEMA_VERSION:
+            return
+        if tables and "runs" not in tables:
+            raise StoreError(f"{self.path}: an SQLite database but not a harness store (no runs table); pass another --store path")
+        with self.connection:  # one transaction: the store is migrated whole or not at all
+            self.connection.execute("BEGIN IMMEDIATE")  # DDL opens no transaction by itself
+            for table, columns, key in TABLES:
+                present = {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
+                if not present:
+                    self.connection.execute(_create_table(table, columns, key))
+                    continue
+                missing = [c for c in columns if c not in present]
+                required = [c for c in missing if "NOT NULL" in columns[c]]
+                if required:
+                    raise StoreError(
+                        f"{self.path}: an older store whose {table} table lacks {', '.join(required)}; "
+                        "it cannot be migrated: move it aside (rename the file) and run again"
+                    )
+                for column in missing:
+                    self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {columns[column]}")
+            self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # ----------------------------------------------------------------------- closing
 
     def close(self) -> None:
-        self.connection.close()
+        """Checkpoint the WAL into the main file (a writer), close, release the writer lock."""
+        if self.connection is not None:
+            if not self.readonly:
+                with contextlib.suppress(sqlite3.Error):
+                    self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.connection.close()
+            self.connection = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def __enter__(self):
         return self
@@ -81,13 +323,71 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
+    # ----------------------------------------------------------------------- --fresh
+
+    def start_fresh(self) -> Path | None:
+        """Back the store up under a name no other backup has, then empty it; the backup's path,
+        or None when there was nothing to keep. The backup is a consistent copy made through
+        SQLite's backup API (the WAL included), so runs not yet checkpointed are kept too; the
+        store is emptied in one transaction only after the copy is complete."""
+        self._require_writer()
+        try:
+            count = self.connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            if count == 0:
+                return None
+            backup = self._reserve_backup_name()
+            try:
+                target = sqlite3.connect(backup)
+                try:
+                    self.connection.backup(target)
+                    target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+                    copied = target.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                finally:
+                    target.close()
+                if copied != count:
+                    raise StoreError(f"{backup}: the backup holds {copied} runs of {count}; nothing was removed")
+            except BaseException:
+                backup.unlink(missing_ok=True)
+                raise
+            with self.connection:
+                self.connection.execute("DELETE FROM epochs")
+                self.connection.execute("DELETE FROM runs")
+            return backup
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "start afresh (nothing was removed)") from None
+        except OSError as error:
+            raise _explain(self.path, error, "write the backup for --fresh (nothing was removed)") from None
+
+    def _reserve_backup_name(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for attempt in range(1000):
+            suffix = f"{stamp}" if attempt == 0 else f"{stamp}-{attempt}"
+            candidate = self.path.with_name(f"{self.path.name}.{suffix}.bak")
+            try:
+                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return candidate
+            except FileExistsError:
+                continue
+        raise StoreError(f"{self.path}: 1000 backups named for {stamp} already exist; remove some and run again")
+
+    def _require_writer(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+
+    # ----------------------------------------------------------------------- runs
+
     def finished_keys(self) -> set[tuple[str, int]]:
         """Keys of runs that are done (failed runs are tried again)."""
-        rows = self.connection.execute("SELECT config_id, round FROM runs WHERE status = 'done'")
+        try:
+            rows = self.connection.execute("SELECT config_id, round FROM runs WHERE status = 'done'").fetchall()
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "read its runs") from None
         return {(config_id, round_index) for config_id, round_index in rows}
 
     def write(self, result, config, provenance: dict[str, str]) -> None:
-        """Store one finished run and its learning curve, all or nothing."""
+        """Store one finished run and its learning curve, all or nothing. A failed run never
+        replaces a run stored as done."""
+        self._require_writer()
         row = {
             "config_id": result.config_id,
             "round": result.round,
@@ -106,36 +406,48 @@ class Store:
         }
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self.connection:  # one transaction: the run and its epochs, or nothing
-            self.connection.execute(
-                "DELETE FROM epochs WHERE config_id = ? AND round = ?", (result.config_id, result.round)
-            )
-            self.connection.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
-            self.connection.executemany(
-                "INSERT INTO epochs (config_id, round, stage, epoch, train_loss, train_error, test_error, validation_error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        result.config_id,
-                        result.round,
-                        epoch["stage"],
-                        epoch["epoch"],
-                        epoch.get("train_loss"),
-                        epoch.get("train_error"),
-                        epoch.get("test_error"),
-                        epoch.get("validation_error"),
-                    )
-                    for epoch in result.epochs
-                ],
-            )
+        key = (result.config_id, result.round)
+        try:
+            with self.connection:  # one transaction: the run and its epochs, or nothing
+                stored = self.connection.execute(
+                    "SELECT status FROM runs WHERE config_id = ? AND round = ?", key
+                ).fetchone()
+                if stored is not None and stored[0] == "done" and result.status != "done":
+                    return
+                self.connection.execute("DELETE FROM epochs WHERE config_id = ? AND round = ?", key)
+                self.connection.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
+                self.connection.executemany(
+                    f"INSERT INTO epochs ({', '.join(EPOCH_COLUMNS)}) VALUES ({', '.join('?' for _ in EPOCH_COLUMNS)})",
+                    [
+                        (
+                            result.config_id,
+                            result.round,
+                            epoch["stage"],
+                            epoch["epoch"],
+                            epoch.get("train_loss"),
+                            epoch.get("train_error"),
+                            epoch.get("test_error"),
+                            epoch.get("validation_error"),
+                        )
+                        for epoch in result.epochs
+                    ],
+                )
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "store a finished run") from None
 
     def runs(self) -> pd.DataFrame:
         """Every stored run, one row each, the resolved configuration parsed into columns."""
-        frame = pd.read_sql_query("SELECT * FROM runs ORDER BY config_id, round", self.connection)
+        try:
+            frame = pd.read_sql_query("SELECT * FROM runs ORDER BY config_id, round", self.connection)
+        except (sqlite3.Error, pd.errors.DatabaseError) as error:
+            raise _explain(self.path, error, "read its runs") from None
         if frame.empty:
             return frame
         settings = pd.DataFrame([json.loads(text) for text in frame["config"]], index=frame.index)
         return pd.concat([frame, settings.drop(columns=[c for c in settings if c in frame])], axis=1)
 
     def epochs(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM epochs ORDER BY config_id, round, stage, epoch", self.connection)
+        try:
+            return pd.read_sql_query("SELECT * FROM epochs ORDER BY config_id, round, stage, epoch", self.connection)
+        except (sqlite3.Error, pd.errors.DatabaseError) as error:
+            raise _explain(self.path, error, "read its learning curves") from None

@@ -89,6 +89,7 @@ def test_a_diverging_member_fails_alone(source, monkeypatch):
     results = train_rounds(config, [0, 1, 2], source)
     assert [r.status for r in results] == ["done", "failed", "done"]
     assert "non-finite loss" in results[1].reason and "epoch 1" in results[1].reason
+    assert results[1].metrics == {}  # a diverged member has no error values to show
     for position in (0, 2):  # the others are untouched by the failed member
         assert results[position].metrics == healthy[position].metrics
 

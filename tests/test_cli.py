@@ -4,6 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """
@@ -80,8 +81,11 @@ def test_run_then_rerun_reports_all_done(fake_mnist, matrix, tmp_path):
     more = invoke("run", "--matrix", matrix, "--store", store, "--rounds", "3", "--only", "encoder=cnn")
     assert "6 done, 3 to run" in more.output
     fresh = invoke("run", "--matrix", matrix, "--store", store, "--profile", "one", "--fresh", "--workers", "1")
-    assert "moved to" in fresh.output and "0 done, 6 to run" in fresh.output
-    assert list(tmp_path.glob("r.sqlite.*.bak"))
+    assert "previous runs kept in" in fresh.output and "0 done, 6 to run" in fresh.output
+    backups = list(tmp_path.glob("r.sqlite.*.bak"))
+    assert len(backups) == 1
+    with Store.open_readonly(backups[0]) as backup:
+        assert len(backup.runs()) == 15  # every run of the store before --fresh
 
 
 @pytest.mark.parametrize(
@@ -90,7 +94,7 @@ def test_run_then_rerun_reports_all_done(fake_mnist, matrix, tmp_path):
         (["--device", "cuda"], "CUDA is not available"),
         (["--profile", "nope"], "unknown profile 'nope'"),
         (["--only", "encoder=cnx"], "did you mean 'cnn'"),
-        (["--store", "/proc/forbidden/x.sqlite"], "cannot open the store"),
+        (["--store", "/proc/forbidden/x.sqlite"], "/proc/forbidden/x.sqlite: cannot create its folder"),
     ],
 )
 def test_run_errors_exit_2_with_one_line_and_write_nothing(fake_mnist, matrix, tmp_path, args, fragment):
@@ -125,3 +129,86 @@ def test_missing_data_is_exit_2_before_any_run(tmp_path, matrix, monkeypatch):
     assert result.exit_code == 2
     assert "MNIST is not in" in result.output
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_runs(fake_mnist, matrix, tmp_path, monkeypatch):
+    import harness.progress
+
+    seen = []
+
+    def interrupt_after_two(self, job, result):
+        seen.append(job.key)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.progress.Progress, "result", interrupt_after_two)
+    store = tmp_path / "s.sqlite"
+    result = invoke("run", "--matrix", matrix, "--store", store, "--workers", "1")
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines() == [
+        f"error: interrupted; finished runs are stored in {store}: run the same command again to resume"
+    ]
+    with Store.open_readonly(store) as opened:
+        assert len(opened.runs()) == 2
+    assert not Path(f"{store}.lock").read_text()  # released, the holder's description cleared
+
+
+def test_workers_are_capped_by_the_cores(fake_mnist, matrix, tmp_path):
+    from harness.backends.local import usable_cores
+
+    result = invoke("run", "--matrix", matrix, "--store", tmp_path / "s.sqlite", "--workers", "1000", "--rounds", "1")
+    assert result.exit_code == 0, result.output
+    assert f"--workers 1000: using {usable_cores()}, the CPU cores this process may use" in result.output
+
+
+def test_plan_refuses_a_huge_matrix_unless_the_limit_is_raised(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text("[matrix]\ndropout = [0.0, 0.1, 0.2]\nencoder = ['mlp', 'cnn']\n")
+    refused = invoke("plan", "--matrix", path, "--no-estimate", "--max-configs", "5")
+    assert refused.exit_code == 2 and "crosses 6 combinations" in refused.stderr and "--max-configs" in refused.stderr
+    assert invoke("plan", "--matrix", path, "--no-estimate", "--max-configs", "6").exit_code == 0
+
+
+def test_plan_of_a_silly_batch_size_times_the_real_minibatch(tmp_path):
+    import resource
+    import time
+
+    path = tmp_path / "m.toml"
+    path.write_text("[defaults]\nbatch_size = 1000000\nencoder = 'cnn'\n")
+    started = time.monotonic()
+    result = invoke("plan", "--matrix", path)
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 30
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 * 2**20  # KiB: under 4 GB, not 7
+
+
+def test_a_non_utf8_matrix_and_an_unreadable_data_dir_are_one_line(fake_mnist, matrix, tmp_path, monkeypatch):
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("[defaults]\nlabel = 'Réseau'\n".encode("latin-1"))
+    result = invoke("plan", "--matrix", latin)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "not UTF-8 text" in result.stderr
+
+    original = Path.read_bytes
+
+    def denied(self):
+        if "MNIST" in str(self):
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    result = invoke("run", "--matrix", matrix, "--store", tmp_path / "s.sqlite")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "cannot read it (Permission denied); check its permissions" in result.stderr
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_a_worker_setup_failure_is_one_line(fake_mnist, matrix, tmp_path, monkeypatch):
+    import harness.runner
+
+    def broken(context):
+        raise RuntimeError("no threads for you")
+
+    monkeypatch.setattr(harness.runner, "prepare_worker", broken)
+    result = invoke("run", "--matrix", matrix, "--store", tmp_path / "s.sqlite", "--workers", "1")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == ["error: RuntimeError: no threads for you"]

@@ -119,6 +119,11 @@ def test_config_id_ignores_presentation_and_rounds():
         ("[matrix]\npairing = ['joint']\n[[matrix.exclude]]\nencoder = 'cnn'\n", "not a factor"),
         ("[defaults\nepochs = 3\n", "TOML syntax error"),
         ("[defaults]\nvalidation = 1000\n", "must be below 'pairs'"),
+        ("[defaults]\nlr = nan\n", "'lr' = nan: must be a finite number"),
+        ("[defaults]\naux_weight = inf\n", "must be a finite number"),
+        ("[defaults]\nseed = 9223372036854775807\n", "'seed' = 9223372036854775807: must be in 0..4294967295"),
+        ("[defaults]\nrounds = 100000\n", "must be at most 1000"),
+        ("[defaults]\nwidth = 1000.0\n", "must be at most 16"),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path, text, fragment):
@@ -146,3 +151,34 @@ def test_command_line_assignments():
     }
     with pytest.raises(ConfigError, match="--only: unknown setting 'encodr'"):
         parse_assignments(("encodr=cnn",), "--only")
+
+
+def test_a_matrix_file_that_is_not_utf8_is_one_error(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[defaults]\nlabel = 'Réseau'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text .*save the matrix file as UTF-8"):
+        load_matrix(path)
+
+
+def test_a_huge_matrix_is_refused_before_anything_is_made(tmp_path, monkeypatch):
+    import time
+
+    import harness.config as config
+
+    values = "[" + ", ".join(str(v) for v in (0.0, 0.1, 0.2, 0.3, 0.4)) + "]"
+    factors = ["dropout", "label_smoothing", "momentum", "ema_decay", "aux_weight", "lr", "weight_decay",
+               "augment_rotate", "width", "batch_size"]
+    lines = ["[matrix]"] + [f"{key} = {values if key != 'batch_size' else '[10, 20, 30, 40, 50]'}" for key in factors]
+    path = write(tmp_path, "\n".join(lines).replace("width = [0.0, ", "width = [0.5, ").replace("lr = [0.0, ", "lr = [0.5, "))
+    monkeypatch.setattr(config, "resolve", lambda *a: pytest.fail("a configuration was made"))
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"crosses 9,765,625 combinations \(5 x 5 x 5.*over the limit of 10,000.*--max-configs"):
+        expand(load_matrix(path))
+    assert time.monotonic() - started < 1
+
+
+def test_the_limit_can_be_raised(tmp_path):
+    path = write(tmp_path, "[matrix]\ndropout = [0.0, 0.1, 0.2]\nlr = [1e-3, 1e-2]\n")
+    with pytest.raises(ConfigError, match="crosses 6 combinations"):
+        expand(load_matrix(path), max_configs=5)
+    assert len(expand(load_matrix(path), max_configs=6).configs) == 6

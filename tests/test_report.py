@@ -165,3 +165,16 @@ def test_check_picks_the_matching_table_in_a_file_of_several():
     document = "# A\n\n## Configurations\n\n| configuration | params |\n|---|---|\n| one | 1,000 |\n\n# B\n\n## Configurations\n\n| configuration | params |\n|---|---|\n| two | 2,000 |\n"
     parts = [_committed_rows(part) for part in _parts(document)]
     assert parts == [{False: {"one": 1000}}, {False: {"two": 2000}}]
+
+
+def test_a_label_with_a_bar_keeps_its_row_whole(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        fill(store, RunConfig(label="cnn | aux", rounds=2), [0.1, 0.2])
+        fill(store, RunConfig(encoder="mlp", rounds=2), [0.2, 0.3])
+        runs = store.runs()
+    document = results_report(runs, store_path="s.sqlite")
+    rows = [line for line in document.splitlines() if line.startswith("| cnn")]
+    assert rows == [rows[0]] and "cnn \\| aux" in rows[0]
+    header = next(line for line in document.splitlines() if line.startswith("| configuration"))
+    assert rows[0].replace("\\|", "").count("|") == header.count("|")
+    assert check_against(document, runs, plan=None, source="R.md") == []

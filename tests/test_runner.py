@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,7 +36,7 @@ def tiny_plan(tmp_path):
 
 
 def results(store_path):
-    with Store(store_path, create=False) as store:
+    with Store.open_readonly(store_path) as store:
         frame = store.runs()
     return frame.set_index(["config_id", "round"])[["status", "test_error", "train_error", "train_loss"]].sort_index()
 
@@ -193,3 +194,22 @@ def test_frozen_transfer_leaves_the_encoder_untouched(fake_mnist, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(snapshots["before"], snapshots["after"]))
     assert all(snapshots["head_grads"]) and all(snapshots["encoder_grads"])
     assert [row["stage"] for row in result.epochs] == ["pretrain", "pretrain", "pairs", "pairs"]
+
+
+def test_code_version_is_this_checkout_or_the_package_version(tmp_path):
+    from harness import __version__
+    from harness.runner import code_version
+
+    other = tmp_path / "unrelated"
+    (other / "harness").mkdir(parents=True)
+    (other / "notes.txt").write_text("not this project\n")
+    for command in (["init", "-q"], ["add", "notes.txt"],
+                    ["-c", "user.name=x", "-c", "user.email=x@y", "commit", "-q", "-m", "unrelated"]):
+        subprocess.run(["git", "-C", str(other), *command], check=True, capture_output=True)
+    # the package installed inside an unrelated repository reports its version, not that commit
+    assert code_version(other) == __version__
+    assert code_version(other / "harness") == __version__
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+        assert code_version().split("+")[0] == head.stdout.strip()

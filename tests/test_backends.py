@@ -1,0 +1,70 @@
+"""The local backend's worker processes: deaths noticed and retried, setup failures fatal."""
+
+import time
+
+import backend_work
+import pytest
+
+from harness.backends import TaskFailed, WorkerSetupError, make
+from harness.backends.base import BackendError
+from harness.backends.local import LocalBackend
+
+
+def launch(tasks, work, folder, workers=2, setup=backend_work.setup_nothing, max_retries=3):
+    backend = LocalBackend(workers, max_retries=max_retries)
+    try:
+        return dict(backend.launch(tasks, work, str(folder), setup))
+    finally:
+        backend.close()
+
+
+def test_every_task_runs_once_across_workers(tmp_path):
+    tasks = [(f"t{i}", 0.05) for i in range(6)]
+    outcomes = launch(tasks, backend_work.square, tmp_path)
+    assert set(outcomes) == set(tasks)
+    pids = {value.rsplit(" ", 1)[1] for value in outcomes.values()}
+    assert len(pids) == 2  # both workers took part
+
+
+def test_a_killed_worker_is_noticed_and_its_task_retried(tmp_path):
+    tasks = [("victim", 1.0), ("bystander", 1.0), ("later", 0.1)]
+    started = time.monotonic()
+    outcomes = launch(tasks, backend_work.dies_once, tmp_path)
+    assert time.monotonic() - started < 60  # bounded: never the hang of a pool that missed the death
+    assert all(isinstance(value, str) and value.startswith(name) for (name, _), value in outcomes.items()), outcomes
+    assert (tmp_path / "died-victim").exists()
+
+
+def test_a_task_that_always_kills_its_worker_fails_alone_after_its_retries(tmp_path):
+    tasks = [("killer", 0.4), ("innocent", 0.4), ("other", 0.1)]
+    outcomes = launch(tasks, backend_work.always_dies, tmp_path, max_retries=2)
+    failed = outcomes[("killer", 0.4)]
+    assert isinstance(failed, TaskFailed)
+    assert "died 3 times" in failed.reason and "SIGKILL" in failed.reason, failed.reason
+    assert len(list(tmp_path.glob("attempt-killer-*"))) == 3  # the first try and 2 retries
+    # the task that shared the pool with it when it first died was rerun alone and finished
+    assert outcomes[("innocent", 0.4)].startswith("innocent ok")
+    assert outcomes[("other", 0.1)].startswith("other ok")
+
+
+def test_a_task_that_raises_is_failed_with_its_reason_and_the_rest_finish(tmp_path):
+    tasks = [("bad", 0.0), ("good", 0.0), ("fine", 0.0)]
+    for workers in (1, 2):
+        outcomes = launch(tasks, backend_work.raises, tmp_path, workers=workers)
+        assert outcomes[("bad", 0.0)] == TaskFailed("ValueError: this task breaks on purpose")
+        assert outcomes[("good", 0.0)].startswith("good ok")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_setup_that_fails_ends_the_launch_once_without_respawning(tmp_path, workers):
+    tasks = [(f"t{i}", 0.0) for i in range(8)]
+    started = time.monotonic()
+    with pytest.raises(WorkerSetupError, match="^RuntimeError: this worker cannot start$"):
+        launch(tasks, backend_work.square, tmp_path, workers=workers, setup=backend_work.setup_fails)
+    assert time.monotonic() - started < 60
+    assert len(list(tmp_path.glob("setup-*"))) <= workers  # no worker started again and again
+
+
+def test_unknown_backend_names_the_known_ones():
+    with pytest.raises(BackendError, match="unknown backend 'rey' .*known: local, ray.*did you mean 'ray'"):
+        make("rey", device="cpu")

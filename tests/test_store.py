@@ -1,0 +1,247 @@
+"""Every failure of the store gets one line, a non-zero exit, and loses nothing."""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+
+import pytest
+from click.testing import CliRunner
+from test_report import PROVENANCE, fill
+from test_runner import TINY
+
+from harness.cli import main
+from harness.config import RunConfig, expand, load_matrix
+from harness.runner import run_plan
+from harness.store import SCHEMA_VERSION, Store, StoreBusy, StoreError
+from harness.train import RunResult, seeds
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_exit_2(result, fragment):
+    """Exit 2 with one line on stderr that names the problem; no traceback anywhere."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture
+def full_store(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        fill(store, RunConfig(rounds=3), [0.1, 0.2, 0.3])
+    return path
+
+
+def can_mount() -> bool:
+    if shutil.which("mount") is None:
+        return False
+    with tempfile.TemporaryDirectory() as point:
+        probe = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", point], capture_output=True)
+        if probe.returncode != 0:
+            return False
+        subprocess.run(["umount", point], check=True)
+    return True
+
+
+needs_mount = pytest.mark.skipif(not can_mount(), reason="needs permission to mount a small file system")
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """Mount helpers that are undone after the test: tmpfs of a size, or a read-only bind."""
+    points = []
+
+    def mount(*arguments, at):
+        at.mkdir(exist_ok=True)
+        subprocess.run(["mount", *arguments, str(at)], check=True)
+        points.append(at)
+        return at
+
+    yield mount
+    for point in reversed(points):
+        subprocess.run(["umount", str(point)], check=False)
+
+
+# --------------------------------------------------------------------------- what is a store
+
+
+def test_a_zero_byte_store_is_one_line_for_table_and_never_rewritten(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    one_line_exit_2(invoke("table", "--store", empty), "an empty file (0 bytes) holds no runs")
+    one_line_exit_2(invoke("plot", "--store", empty, "--out", tmp_path / "plots"), "an empty file (0 bytes)")
+    assert empty.stat().st_size == 0 and not (tmp_path / "empty.sqlite-wal").exists()
+
+
+def test_a_zero_byte_store_becomes_a_store_when_written(tmp_path, fake_mnist, tiny):
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    result = invoke("run", "--matrix", tiny, "--store", empty, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    with Store.open_readonly(empty) as store:
+        assert len(store.runs()) == 8
+
+
+def test_fresh_refuses_a_file_that_is_not_a_store(tmp_path, fake_mnist, tiny):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    one_line_exit_2(invoke("run", "--matrix", tiny, "--store", notes, "--fresh"), "not a harness store")
+    one_line_exit_2(invoke("table", "--store", notes), "not a harness store")
+    assert notes.read_text() == "my notes\n" and len(list(tmp_path.iterdir())) == 2  # nothing beside it
+
+
+def test_an_sqlite_database_of_another_program_is_refused(tmp_path, fake_mnist, tiny):
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE contacts (name TEXT)")
+    one_line_exit_2(invoke("run", "--matrix", tiny, "--store", other), "not a harness store (no runs table)")
+    one_line_exit_2(invoke("table", "--store", other), "not a harness store (no runs table)")
+
+
+def test_a_corrupt_store_is_one_line_for_run_and_table(full_store, fake_mnist, tiny):
+    size = full_store.stat().st_size
+    with open(full_store, "r+b") as handle:  # garbage over every page but the first
+        handle.seek(4096)
+        handle.write(b"\x5a" * (size - 4096))
+    for command in (["run", "--matrix", tiny], ["table"], ["plan", "--matrix", tiny]):
+        one_line_exit_2(invoke(*command, "--store", full_store), "the store is corrupt")
+
+
+# --------------------------------------------------------------------------- schema versions
+
+
+def old_store(path, drop=("python_version", "validation_digit_error")):
+    """A store as an older harness wrote it: no schema version, fewer columns, one run."""
+    with Store(path) as store:
+        fill(store, RunConfig(encoder="mlp", epochs=2, pairs=100, batch_size=25, rounds=2), [0.3])
+    connection = sqlite3.connect(path)
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)") if row[1] not in drop]
+    connection.executescript(
+        f"CREATE TABLE old AS SELECT {', '.join(columns)} FROM runs; DROP TABLE runs; ALTER TABLE old RENAME TO runs;"
+        "PRAGMA user_version = 0;"
+    )
+    connection.close()
+
+
+def test_an_older_store_is_migrated_before_training_and_keeps_its_runs(tmp_path, fake_mnist, tiny):
+    store = tmp_path / "old.sqlite"
+    old_store(store)
+    with Store.open_readonly(store) as opened:  # readers work on the old layout as it is
+        assert len(opened.runs()) == 1
+    result = invoke("run", "--matrix", tiny, "--store", store, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "1 done, 7 to run" in result.output  # the old run counts: same configuration id
+    with Store.open_readonly(store) as opened:
+        runs = opened.runs()
+        assert opened.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert len(runs) == 8 and runs["python_version"].isna().sum() == 1
+    assert invoke("table", "--store", store).exit_code == 0
+
+
+def test_a_store_too_old_to_migrate_is_refused_before_any_training(tmp_path, fake_mnist, tiny):
+    store = tmp_path / "old.sqlite"
+    old_store(store, drop=("finished_at",))
+    result = invoke("run", "--matrix", tiny, "--store", store)
+    one_line_exit_2(result, "an older store whose runs table lacks finished_at")
+    assert "to run" not in result.output
+
+
+def test_a_store_of_a_newer_harness_is_refused(full_store, fake_mnist, tiny):
+    with sqlite3.connect(full_store) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    one_line_exit_2(invoke("run", "--matrix", tiny, "--store", full_store), "written by a newer harness (store schema 99")
+    one_line_exit_2(invoke("table", "--store", full_store), "written by a newer harness")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def finished(config, round_index, status="done"):
+    data_seed, model_seed = seeds(config, round_index)
+    return RunResult(config.config_id, round_index, data_seed, model_seed, status,
+                     metrics={"test_error": 0.1}, epochs=[{"stage": "pairs", "epoch": 1, "train_loss": 0.5}])
+
+
+def test_a_failed_run_never_replaces_a_done_one(tmp_path):
+    config = RunConfig()
+    with Store(tmp_path / "s.sqlite") as store:
+        store.write(finished(config, 0), config, PROVENANCE)
+        store.write(finished(config, 0, "failed"), config, PROVENANCE)
+        runs = store.runs()
+    assert runs["status"].tolist() == ["done"]
+
+
+def test_one_writer_at_a_time_and_readers_beside_it(full_store):
+    with Store(full_store) as writer:
+        with pytest.raises(StoreBusy) as refused:
+            Store(full_store)
+        holder = json.loads((full_store.parent / "s.sqlite.lock").read_text())
+        assert f"pid {holder['pid']}" in str(refused.value) and "pass another --store" in str(refused.value)
+        with Store.open_readonly(full_store) as reader:
+            assert len(reader.runs()) == 3
+        writer.write(finished(RunConfig(), 5), RunConfig(), PROVENANCE)
+    with Store(full_store) as again:  # released on close
+        assert len(again.runs()) == 4
+
+
+def test_a_store_locked_by_another_program_stops_the_run_in_one_line(tmp_path, fake_mnist, tiny):
+    path = tmp_path / "s.sqlite"
+    plan = expand(load_matrix(tiny))
+    with Store(path, timeout=0.2) as store:
+        other = sqlite3.connect(path)
+        other.execute("BEGIN IMMEDIATE")  # an sqlite3 shell holding a write transaction
+        try:
+            with pytest.raises(StoreError, match="locked by another program"):
+                run_plan(plan, store, workers=1)
+        finally:
+            other.rollback()
+            other.close()
+        assert len(store.runs()) == 0
+        assert run_plan(plan, store, workers=1).finished == 8  # nothing was left half-written
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_stored(tmp_path, fake_mnist, tiny):
+    path = tmp_path / "s.sqlite"
+    plan = expand(load_matrix(tiny))
+    stored = []
+    with Store(path) as store:
+        pages = store.connection.execute("PRAGMA page_count").fetchone()[0]
+        store.connection.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite's own "disk full"
+        with pytest.raises(StoreError, match="the disk is full; free some space and run again; the runs stored before are kept"):
+            run_plan(plan, store, workers=1, on_result=lambda job, result: stored.append(job.key))
+    with Store.open_readonly(path) as store:
+        runs = store.runs()
+    assert 0 < len(runs) == len(stored) < 8 and (runs["status"] == "done").all()
+
+
+@needs_mount
+def test_a_full_disk_through_the_command_line(tmp_path, fake_mnist, tiny, mounted):
+    small = mounted("-t", "tmpfs", "-o", "size=160k", "tmpfs", at=tmp_path / "small")
+    result = invoke("run", "--matrix", tiny, "--store", small / "s.sqlite", "--workers", "1")
+    one_line_exit_2(result, "the disk is full")
+
+
+@needs_mount
+def test_read_only_media_table_works_and_run_and_fresh_refuse(full_store, tmp_path, fake_mnist, tiny, mounted):
+    media = mounted("--bind", "-o", "ro", str(full_store.parent), at=tmp_path.parent / f"{tmp_path.name}-ro")
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(media)], check=True)
+    result = invoke("table", "--store", media / "s.sqlite")
+    assert result.exit_code == 0, result.output
+    assert "cnn siamese ws" in result.output
+    for extra in ([], ["--fresh"]):
+        one_line_exit_2(invoke("run", "--matrix", tiny, "--store", media / "s.sqlite", *extra), "Read-only file system")
+    with Store.open_readonly(full_store) as store:
+        assert len(store.runs()) == 3
