@@ -310,6 +310,9 @@ class Store:
         if self.connection is not None:
             if not self.readonly:
                 with contextlib.suppress(sqlite3.Error):
+                    # another program's lock (or a full disk) must not hold the exit up: the WAL
+                    # is consistent as it is, and the next open checkpoints it
+                    self.connection.execute("PRAGMA busy_timeout = 1000")
                     self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.connection.close()
             self.connection = None

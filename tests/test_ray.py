@@ -153,3 +153,27 @@ def test_ray_address_that_does_not_answer_fails_fast_in_one_line(fake_mnist, tmp
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --address 127.0.0.1:9: no Ray cluster answers there")
     assert not store.exists()
+
+
+def test_ray_address_that_listens_but_stays_silent_fails_in_bounded_time(fake_mnist, tmp_path, monkeypatch):
+    import socket
+    import time
+
+    import harness.backends.ray as ray_module
+
+    monkeypatch.setattr(ray_module, "CONNECT_TIMEOUT", 1.0)
+    (tmp_path / "m.toml").write_text(TINY)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        result = CliRunner().invoke(main, ["run", "--matrix", str(tmp_path / "m.toml"), "--backend", "ray",
+                                           "--address", address, "--store", str(tmp_path / "s.sqlite")])
+        assert time.monotonic() - started < 30
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: --address {address}: no Ray cluster answers there (timed out); "
+        "start one with `ray start --head` or check the address"
+    ]
+    assert not (tmp_path / "s.sqlite").exists()

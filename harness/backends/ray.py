@@ -57,18 +57,32 @@ def check(options: RayOptions, device: str) -> None:
         raise BackendError("--gpus-per-job with --device cpu reserves GPUs that no job uses; use --device cuda")
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+HTTP2_SETTINGS = 4
+
+
 def _check_reachable(address: str) -> None:
-    """A `host:port` that does not answer within CONNECT_TIMEOUT fails now, not after a hang."""
+    """A `host:port` where no Ray head answers within CONNECT_TIMEOUT fails now: `ray.init`
+    itself waits without end on an address that accepts connections but is not Ray's. The
+    head's GCS is a gRPC server, so it answers an HTTP/2 connection preface with a SETTINGS
+    frame; anything else (nothing listening, silence, another protocol) is refused here."""
     host, _, port = address.rpartition(":")
     if address.startswith("ray://") or not host or not port.isdigit():
         return  # ray.init validates other forms itself
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT) as connection:
+            connection.sendall(HTTP2_PREFACE)
+            header = connection.recv(9)  # length (3), type (1), flags (1), stream (4)
     except OSError as error:
         raise BackendError(
             f"--address {address}: no Ray cluster answers there ({error.strerror or error}); "
             "start one with `ray start --head` or check the address"
         ) from None
+    if len(header) < 4 or header[3] != HTTP2_SETTINGS:
+        raise BackendError(
+            f"--address {address}: something listens there but it is not a Ray head (no gRPC answer "
+            f"within {CONNECT_TIMEOUT:.0f} s); check the address and port (the head's, 6379 by default)"
+        )
 
 
 class RayBackend:
