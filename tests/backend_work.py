@@ -25,14 +25,18 @@ def square(task, folder):
     return f"{name} ok in {os.getpid()}"
 
 
+def die_midway(seconds):
+    time.sleep(seconds / 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def dies_once(task, folder):
     """The worker running `victim` dies (SIGKILL) the first time, mid-task."""
     name, seconds = task
     marker = Path(folder, f"died-{name}")
     if name.startswith("victim") and not marker.exists():
         marker.touch()
-        time.sleep(seconds / 2)
-        os.kill(os.getpid(), signal.SIGKILL)
+        die_midway(seconds)
     return square(task, folder)
 
 
@@ -41,8 +45,7 @@ def always_dies(task, folder):
     name, seconds = task
     if name == "killer":
         Path(folder, f"attempt-{name}-{time.monotonic_ns()}").touch()
-        time.sleep(seconds / 2)
-        os.kill(os.getpid(), signal.SIGKILL)
+        die_midway(seconds)
     return square(task, folder)
 
 

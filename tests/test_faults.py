@@ -108,6 +108,13 @@ def workers_of(pid: int) -> list[int]:
     return [child for child, command in children(pid) if "popen_loky" in command]
 
 
+def start_with_workers(study, store, runs: int):
+    """`harness run --workers 2`, once `runs` runs are stored; the process and its workers."""
+    process = start(study, store, "--workers", "2")
+    wait_for_runs(process, store, runs)
+    return process, workers_of(process.pid)
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -133,9 +140,7 @@ def assert_same_numbers(store, reference, runs=RUNS):
 
 def test_a_killed_worker_is_retried_and_every_number_matches(study, tmp_path):
     store = tmp_path / "s.sqlite"
-    process = start(study, store, "--workers", "2")
-    wait_for_runs(process, store, 3)
-    workers = workers_of(process.pid)
+    process, workers = start_with_workers(study, store, 3)
     assert len(workers) == 2, children(process.pid)
     os.kill(workers[0], signal.SIGKILL)
     code, out, err = finish(process)
@@ -146,9 +151,7 @@ def test_a_killed_worker_is_retried_and_every_number_matches(study, tmp_path):
 
 def test_sigterm_stops_workers_checkpoints_and_resume_matches(study, tmp_path):
     store = tmp_path / "s.sqlite"
-    process = start(study, store, "--workers", "2")
-    wait_for_runs(process, store, 3)
-    workers = workers_of(process.pid)
+    process, workers = start_with_workers(study, store, 3)
     process.send_signal(signal.SIGTERM)
     code, out, err = finish(process, 60)
     assert code == 143
@@ -168,9 +171,7 @@ def test_sigterm_stops_workers_checkpoints_and_resume_matches(study, tmp_path):
 
 def test_killing_the_driver_takes_its_workers_along(study, tmp_path):
     store = tmp_path / "s.sqlite"
-    process = start(study, store, "--workers", "2")
-    wait_for_runs(process, store, 2)
-    workers = workers_of(process.pid)
+    process, workers = start_with_workers(study, store, 2)
     assert workers
     process.kill()
     process.wait()
