@@ -1,0 +1,37 @@
+"""Configuration ids never change: a changed id orphans every stored run of that configuration
+(the whole store would train again and old results would no longer pair with new ones)."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from harness.config import RunConfig, expand, load_matrix
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# SHA-256 over the sorted ids of every configuration each committed matrix expands to
+MATRICES = {
+    "ablations.toml": (152, "e2885b90b4fec1bd5bcc97f2f5c43092e59affe80c0c8412bce7182295869699"),
+    "matrices/best.toml": (7, "0b12c689e4dd77e9d024b22bac06d282df52d6a26e1caadc24e728c905fadfa3"),
+    "matrices/reports.toml": (22, "ddc27be5d4808242d4a62cae7cebe45b25cb7ffe27be961ab95efc774dd14ce1"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(MATRICES))
+def test_every_configuration_of_the_committed_matrices_keeps_its_id(path):
+    count, digest = MATRICES[path]
+    ids = sorted(config.config_id for config in expand(load_matrix(ROOT / path)).configs)
+    assert len(ids) == count
+    assert hashlib.sha256("".join(ids).encode()).hexdigest() == digest
+
+
+def test_named_configurations_keep_their_ids():
+    best = expand(load_matrix(ROOT / "matrices/best.toml")).configs[0]
+    report = expand(load_matrix(ROOT / "matrices/reports.toml")).configs[0]
+    assert (best.name, best.config_id) == ("best", "97be8f7de0ea33ac7512c4067f145eb33ed1557351946bb0fbc8a091e66ce27e")
+    assert (report.name, report.config_id) == (
+        "000 Linear regression", "f989e8ccb8d233f56fc301e9f933887831a4dbe1cd242681c334ac5b6e5187ae"
+    )
+    assert RunConfig().config_id == "1c869e89c8294a1ecf3ecc4c150dec42fa6c20a6b0f41033f0d87d87090c7e58"
+    assert RunConfig(aux_loss=True).config_id == "83e68affed8e66536af2ffe625f390f20e80aab7386cb2eaf5f23e01b1bd9e97"
