@@ -124,17 +124,27 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def termination_as_interrupt():
-    """SIGTERM (a CI cancel, `timeout`, `kill`) stops the run as Ctrl-C does: workers stopped,
-    the store checkpointed and closed, the terminal restored, one line, exit 143."""
-    def terminate(signum, frame):
-        raise Terminated
+def stop_signals_as_interrupts():
+    """SIGINT and SIGTERM (Ctrl-C, `timeout`, a CI cancel, `kill`) stop the run the same way:
+    KeyboardInterrupt (Terminated for SIGTERM) unwinds it, so workers are stopped, the store is
+    checkpointed and closed and the terminal restored, then one line and exit 130 or 143.
+    After the first signal both are ignored: a second one (`timeout` signals the command, then
+    its whole group) must not cut that clean-up short."""
+    received = []
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    def stop(signum, frame):
+        received.append(signum)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not received:  # after a signal this process is ending: leave them ignored
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def open_store(path, fresh: bool):
@@ -195,7 +205,7 @@ def run(matrix_path, profile, only, max_configs, device, rounds, store_path, dat
     overrides = {} if rounds is None else {"rounds": rounds}
     the_plan = load_plan(matrix_path, profile, overrides, only, max_configs)
     backend = store = progress = None
-    with termination_as_interrupt():
+    with stop_signals_as_interrupts():
         try:
             if backend_name == "ray" and device == "auto":  # the cluster's devices, not this machine's
                 device = "cuda" if gpus_per_job > 0 else "cpu"
@@ -216,8 +226,6 @@ def run(matrix_path, profile, only, max_configs, device, rounds, store_path, dat
         except (ConfigError, DataError, StoreError, backends.BackendError) as error:
             fail(str(error))
         except KeyboardInterrupt as stop:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             what, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
             stored = f"; finished runs are stored in {store_path}: run the same command again to resume" if store else ""
             fail(f"{what}{stored}", code)

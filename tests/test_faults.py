@@ -66,7 +66,9 @@ def start(study, store, *args):
         main()
     """)
     env = {**os.environ, "HARNESS_DATA_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a process group of its own, as a shell gives a command: signals can reach all of it
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
 
 
 def stored_count(store) -> int:
@@ -149,22 +151,37 @@ def test_a_killed_worker_is_retried_and_every_number_matches(study, tmp_path):
     assert_same_numbers(store, study[1])
 
 
-def test_sigterm_stops_workers_checkpoints_and_resume_matches(study, tmp_path):
+@pytest.mark.parametrize(
+    "signal_number,code,what,driver_first",
+    [
+        (signal.SIGTERM, 143, "terminated (SIGTERM)", False),  # a CI cancel, `kill -TERM -PGID`
+        (signal.SIGTERM, 143, "terminated (SIGTERM)", True),  # `timeout`: the command, then its group
+        (signal.SIGINT, 130, "interrupted", False),  # Ctrl-C at a terminal
+    ],
+)
+def test_a_signal_to_the_process_group_stops_cleanly_and_resume_matches(
+    study, tmp_path, signal_number, code, what, driver_first
+):
+    """The signal reaches the driver, its workers and any helper process it has started, as
+    a terminal, `timeout` or a CI runner send it."""
     store = tmp_path / "s.sqlite"
     process, workers = start_with_workers(study, store, 3)
-    process.send_signal(signal.SIGTERM)
-    code, out, err = finish(process, 60)
-    assert code == 143
+    if driver_first:
+        process.send_signal(signal_number)
+        time.sleep(0.05)  # the driver is stopping its workers when the group's signal comes
+    os.killpg(process.pid, signal_number)
+    returncode, out, err = finish(process, 60)
+    assert returncode == code
     assert err.strip().splitlines() == [
-        f"error: terminated (SIGTERM); finished runs are stored in {store}: run the same command again to resume"
-    ]
+        f"error: {what}; finished runs are stored in {store}: run the same command again to resume"
+    ]  # one line: no worker, pool or helper traceback
     time.sleep(0.5)
     assert not [pid for pid in workers if alive(pid)]  # no orphan trains on
     assert not Path(f"{store}-wal").exists() or Path(f"{store}-wal").stat().st_size == 0  # checkpointed
     kept = stored_count(store)
     assert 3 <= kept < RUNS
-    code, out, err = finish(start(study, store, "--workers", "2"))
-    assert code == 0, err
+    returncode, out, err = finish(start(study, store, "--workers", "2"))
+    assert returncode == 0, err
     assert f"{kept} done, {RUNS - kept} to run" in out
     assert_same_numbers(store, study[1])
 

@@ -8,8 +8,9 @@ blamed on the task that caused it and a task that merely shared the pool with it
 charged. A task whose worker died more than `max_retries` times, the last time alone, is
 yielded as TaskFailed with the exit codes; every other task goes on.
 
-Workers ignore SIGINT (the driver stops them) and, on Linux, die with the driver, so a
-`kill -9` of `harness run` leaves no orphans training on.
+Workers ignore SIGINT and SIGTERM (sent to the whole process group by Ctrl-C, `timeout` or a
+CI cancel, they are the driver's to handle; it stops the workers) and, on Linux, die with the
+driver, so a `kill -9` of `harness run` leaves no orphans training on.
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ class LocalBackend:
         )
 
     def _stop_pool(self) -> None:
+        """Kill the workers (they may be mid-task) without waiting for loky's manager thread:
+        if it fails, the workers still die with this process (see _die_with_parent)."""
         if self._executor is not None:
             executor, self._executor = self._executor, None
-            executor.shutdown(wait=True, kill_workers=True)
+            executor.shutdown(wait=False, kill_workers=True)
 
     def _pooled(self, tasks, work, context, setup, workers: int):
         from loky import BrokenProcessPool
@@ -175,7 +178,10 @@ def _start_worker(setup: Callable, context: Any, driver: int) -> None:
     """loky's initializer. It never raises: a failure is kept and reported by the first task,
     so the driver ends the launch with one line instead of a pool that respawns and fails."""
     global _CONTEXT, _SETUP_ERROR
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the driver stops us
+    # Ctrl-C, `timeout` and CI cancels signal the whole process group: the driver alone
+    # handles them, and stops its workers (SIGKILL) after storing what has finished
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent(driver)
     try:
         setup(context)
