@@ -13,6 +13,7 @@ StoreError whose one-line message says what happened, where, and how to fix it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -439,14 +440,22 @@ class Store:
             raise _explain(self.path, error, "store a finished run") from None
 
     def runs(self) -> pd.DataFrame:
-        """Every stored run, one row each, the resolved configuration parsed into columns."""
+        """Every stored run, one row each, the resolved configuration parsed into columns.
+
+        A run stored before a setting existed has no value for it: it gets the setting's
+        built-in default, the value that reproduces the code before the setting (which is why
+        such a value leaves the configuration id unchanged), so old and new runs of one
+        configuration show the same settings and pair up."""
+        from harness.config import DEFAULTS
+
         try:
             frame = pd.read_sql_query("SELECT * FROM runs ORDER BY config_id, round", self.connection)
         except (sqlite3.Error, pd.errors.DatabaseError) as error:
             raise _explain(self.path, error, "read its runs") from None
         if frame.empty:
             return frame
-        settings = pd.DataFrame([json.loads(text) for text in frame["config"]], index=frame.index)
+        defaults = dataclasses.asdict(DEFAULTS)
+        settings = pd.DataFrame([{**defaults, **json.loads(text)} for text in frame["config"]], index=frame.index)
         return pd.concat([frame, settings.drop(columns=[c for c in settings if c in frame])], axis=1)
 
     def epochs(self) -> pd.DataFrame:

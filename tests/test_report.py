@@ -178,3 +178,26 @@ def test_a_label_with_a_bar_keeps_its_row_whole(tmp_path):
     header = next(line for line in document.splitlines() if line.startswith("| configuration"))
     assert rows[0].replace("\\|", "").count("|") == header.count("|")
     assert check_against(document, runs, plan=None, source="R.md") == []
+
+
+def test_runs_stored_before_a_setting_existed_table_and_pair_with_newer_ones(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        fill(store, RunConfig(rounds=3), [0.10, 0.20, 0.30])
+        fill(store, RunConfig(rounds=3, aux_loss=True), [0.05, 0.10, 0.20])
+    newer = ("augment_shift", "augment_rotate", "lr_schedule", "label_smoothing", "ema_decay", "test_time_augment")
+    with sqlite3.connect(path) as connection:  # the aux-off rows as a harness before those settings wrote them
+        for rowid, text in connection.execute("SELECT rowid, config FROM runs").fetchall():
+            settings = json.loads(text)
+            if not settings["aux_loss"]:
+                connection.execute("UPDATE runs SET config = ? WHERE rowid = ?",
+                                   (json.dumps({k: v for k, v in settings.items() if k not in newer}), rowid))
+    with Store.open_readonly(path) as store:
+        runs = store.runs()
+    assert runs["augment_shift"].eq(0).all() and runs["lr_schedule"].eq("constant").all()
+    frame = effects(runs)
+    row = frame[frame["factor"] == "aux_loss"].iloc[0]
+    assert row["rounds"] == 3 and row["effect"] == pytest.approx(-100 * (0.05 + 0.10 + 0.10) / 3)
+    assert "## Effects" in results_report(runs, store_path=str(path))
