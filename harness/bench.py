@@ -9,6 +9,7 @@ Paths:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.config import RunConfig, _toml, expand, load_matrix, resolve
+from harness.config import Plan, RunConfig, expand, load_matrix, resolve
 
 REFERENCE = {"encoder": "cnn", "pairing": "siamese", "weight_sharing": True, "aux_loss": True,
              "pairs": 1000, "epochs": 25, "batch_size": 100, "eval_every": 25}
@@ -93,12 +94,8 @@ def harness_path(config: RunConfig, rounds: int, device: str, *, batched: bool, 
     from harness.runner import run_plan
     from harness.store import Store
 
+    plan = Plan.from_configs([dataclasses.replace(config, rounds=rounds)], source="harness bench (reference)")
     with tempfile.TemporaryDirectory() as folder:
-        matrix = Path(folder) / "reference.toml"
-        settings = {**config.identity(), "rounds": rounds, "eval_every": config.eval_every}
-        lines = ["[defaults]"] + [f"{k} = {_toml(v)}" for k, v in settings.items() if v is not None]
-        matrix.write_text("\n".join(lines) + "\n")
-        plan = expand(load_matrix(matrix))
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         with Store(Path(folder) / "bench.sqlite") as store:

@@ -298,6 +298,28 @@ class Plan:
         rounds = max((c.rounds for c in self.configs), default=0)
         return [Job(c, r) for r in range(rounds) for c in self.configs if r < c.rounds]
 
+    @classmethod
+    def from_configs(cls, configs, source: str = "(python)") -> Plan:
+        """A plan of configurations made in code (RunConfig objects, or dicts of settings
+        checked as a matrix file's are), with the same drops as a file's: combinations that
+        mean nothing and repeats. `source` stands where a plan from a file records its path."""
+        matrix = MatrixFile(source, {}, {}, [], [], {})
+        kept, dropped, seen = [], [], {}
+        for position, config in enumerate(configs):
+            if isinstance(config, dict):
+                config = resolve(config, f"{source} (configuration {position + 1})")
+            reason = why_meaningless(config)
+            if reason is None and config.config_id in seen:
+                reason = f"same configuration as '{seen[config.config_id]}'"
+            if reason:
+                dropped.append(Dropped(config.identity(), reason))
+                continue
+            seen[config.config_id] = config.name
+            kept.append(config)
+        if not kept:
+            raise ConfigError(f"{source}: no configuration to run (each was dropped: see the plan's dropped list)")
+        return cls(matrix, None, kept, dropped)
+
 
 SECTIONS = ("defaults", "matrix", "profiles")
 

@@ -182,3 +182,18 @@ def test_the_limit_can_be_raised(tmp_path):
     with pytest.raises(ConfigError, match="crosses 6 combinations"):
         expand(load_matrix(path), max_configs=5)
     assert len(expand(load_matrix(path), max_configs=6).configs) == 6
+
+
+def test_a_plan_from_configurations_made_in_code():
+    from harness.config import Plan
+
+    plan = Plan.from_configs(
+        [RunConfig(encoder="mlp", rounds=2), {"encoder": "cnn", "aux_loss": True, "rounds": 3},
+         RunConfig(encoder="mlp", rounds=2), {"transfer": "rule"}],
+        source="notebook",
+    )
+    assert [c.name for c in plan.configs] == ["mlp siamese ws", "cnn siamese ws aux"]
+    assert len(plan.jobs) == 5 and plan.matrix.path == "notebook"
+    assert [d.reason.split(":")[0] for d in plan.dropped] == ["same configuration as 'mlp siamese ws'", "transfer 'rule' trains only the digit classifier"]
+    with pytest.raises(ConfigError, match=r"notebook \(configuration 1\): unknown setting 'epoch'; did you mean 'epochs'"):
+        Plan.from_configs([{"epoch": 3}], source="notebook")
