@@ -165,6 +165,33 @@ def describe(config: RunConfig) -> str:
     return " ".join(parts)
 
 
+def unique_names(configs: list[RunConfig]) -> list[RunConfig]:
+    """The configurations, those whose names collide given a label that adds the settings
+    telling them apart (`mlp siamese ws aux (lr=0.01, aux_weight=0.5)`): two configurations
+    of one plan never share a name. A label is presentation only, so no id changes."""
+    groups: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(config.name, []).append(config)
+    renamed = {}
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        differing = [
+            key for key in SETTINGS
+            if key not in PRESENTATION_KEYS and len({json.dumps(getattr(c, key)) for c in group}) > 1
+        ]
+        for config in group:
+            shown = ", ".join(f"{key}={_shown(getattr(config, key))}" for key in differing)
+            renamed[config.config_id] = dataclasses.replace(config, label=f"{name} ({shown})")
+    return [renamed.get(config.config_id, config) for config in configs]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 # --------------------------------------------------------------------------- value checks
 
 
@@ -318,7 +345,7 @@ class Plan:
             kept.append(config)
         if not kept:
             raise ConfigError(f"{source}: no configuration to run (each was dropped: see the plan's dropped list)")
-        return cls(matrix, None, kept, dropped)
+        return cls(matrix, None, unique_names(kept), dropped)
 
 
 SECTIONS = ("defaults", "matrix", "profiles")
@@ -469,6 +496,7 @@ def expand(
         configs.append(config)
     if only:
         configs = [c for c in configs if all(getattr(c, k) == v for k, v in only.items())]
+    configs = unique_names(configs)
     if not configs:
         what = f" with --only {only}" if only else ""
         raise ConfigError(f"{matrix.path}: the matrix expands to no job{what}; check [matrix.exclude] and the dropped list of `harness plan`")

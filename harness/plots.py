@@ -35,13 +35,16 @@ def box_plot(runs: pd.DataFrame, directory: Path) -> list[Path]:
     """Test error per configuration over rounds, sorted by median, best at the top."""
     plt = _pyplot()
     done = runs[runs["status"] == "done"]
-    groups = {name: 100 * frame["test_error"].to_numpy() for name, frame in done.groupby("name")}
-    names = sorted(groups, key=lambda n: pd.Series(groups[n]).median(), reverse=True)
+    # one box per configuration id: configurations that share a name are never pooled
+    groups = {key: 100 * frame["test_error"].to_numpy() for key, frame in done.groupby("config_id")}
+    label = done.drop_duplicates("config_id").set_index("config_id")["name"]
+    keys = sorted(groups, key=lambda k: pd.Series(groups[k]).median(), reverse=True)
+    names = [label[k] for k in keys]
     figure, axes = plt.subplots(figsize=(9, max(3, 0.22 * len(names) + 1)))
     try:
-        axes.boxplot([groups[n] for n in names], orientation="horizontal", tick_labels=names, showmeans=True)
+        axes.boxplot([groups[k] for k in keys], orientation="horizontal", tick_labels=names, showmeans=True)
     except TypeError:  # matplotlib < 3.10
-        axes.boxplot([groups[n] for n in names], vert=False, labels=names, showmeans=True)
+        axes.boxplot([groups[k] for k in keys], vert=False, labels=names, showmeans=True)
     axes.set_xlabel("test error (%)")
     axes.set_title(f"Test error over rounds, {len(names)} configurations (▲ mean)")
     axes.tick_params(axis="y", labelsize=7)

@@ -197,3 +197,16 @@ def test_a_plan_from_configurations_made_in_code():
     assert [d.reason.split(":")[0] for d in plan.dropped] == ["same configuration as 'mlp siamese ws'", "transfer 'rule' trains only the digit classifier"]
     with pytest.raises(ConfigError, match=r"notebook \(configuration 1\): unknown setting 'epoch'; did you mean 'epochs'"):
         Plan.from_configs([{"epoch": 3}], source="notebook")
+
+
+def test_two_configurations_of_a_plan_never_share_a_name(tmp_path):
+    path = write(tmp_path, "[defaults]\nencoder = 'mlp'\naux_loss = true\n[matrix]\nlr = [1e-3, 1e-2]\naux_weight = [0.5, 1.0]\n")
+    plan = expand(load_matrix(path))
+    names = [c.name for c in plan.configs]
+    assert len(set(names)) == 4, names
+    assert "mlp siamese ws aux (aux_weight=0.5, lr=0.01)" in names
+    reference = expand(load_matrix(write(tmp_path, "[defaults]\nencoder = 'mlp'\naux_loss = true\n", "one.toml")))
+    assert reference.configs[0].name == "mlp siamese ws aux"  # a name alone in its plan stays as it was
+    unlabelled = {RunConfig(encoder="mlp", aux_loss=True, lr=lr, aux_weight=w).config_id
+                  for lr in (1e-3, 1e-2) for w in (0.5, 1.0)}
+    assert {c.config_id for c in plan.configs} == unlabelled  # the names are presentation: ids unchanged

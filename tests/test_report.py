@@ -201,3 +201,15 @@ def test_runs_stored_before_a_setting_existed_table_and_pair_with_newer_ones(tmp
     row = frame[frame["factor"] == "aux_loss"].iloc[0]
     assert row["rounds"] == 3 and row["effect"] == pytest.approx(-100 * (0.05 + 0.10 + 0.10) / 3)
     assert "## Effects" in results_report(runs, store_path=str(path))
+
+
+def test_the_box_plot_keeps_configurations_that_share_a_name_apart(tmp_path):
+    pytest.importorskip("matplotlib")
+    from harness import plots
+
+    with Store(tmp_path / "s.sqlite") as store:  # two stored configurations under one name
+        fill(store, RunConfig(label="same", lr=1e-3, rounds=2), [0.1, 0.2])
+        fill(store, RunConfig(label="same", lr=1e-2, rounds=2), [0.3, 0.4])
+        runs = store.runs()
+    (svg,) = [p for p in plots.box_plot(runs, tmp_path) if p.suffix == ".svg"]
+    assert "2 configurations" in svg.read_text()
