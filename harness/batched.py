@@ -27,7 +27,6 @@ from harness.data import PairSource
 from harness.train import (
     TEST_SHIFTS,
     RunResult,
-    _minibatches,
     apply_affine,
     augments,
     comparison_loss,
@@ -35,6 +34,7 @@ from harness.train import (
     failed_result,
     make_optimizer,
     make_schedule,
+    minibatches,
     predict,
     prepare_data,
     random_affine,
@@ -103,7 +103,7 @@ class Members:
 
     def batches(self, count: int) -> list[torch.Tensor]:
         """The epoch's minibatch indices (R, b) per step, each member drawing from its generator."""
-        orders = [_minibatches(count, self.config.batch_size, g, "cpu") for g in self.generators]
+        orders = [minibatches(count, self.config.batch_size, g, "cpu") for g in self.generators]
         return [torch.stack(step).to(self.device) for step in zip(*orders)]
 
     def augmented(self, images: torch.Tensor) -> torch.Tensor:

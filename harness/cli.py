@@ -112,11 +112,13 @@ def plan(matrix_path, profile, only, max_configs, output_format, workers, estima
     """
     from pathlib import Path
 
+    from harness.plan import plan_frame
     from harness.report import plan_table
 
     the_plan = load_plan(matrix_path, profile, only=only, max_configs=max_configs)
     stored = read_runs(store_path)[0] if Path(store_path).is_file() else None
-    click.echo(plan_table(the_plan, output_format, workers=workers, estimate=estimate, stored=stored))
+    frame = plan_frame(the_plan, estimate=estimate, stored=stored)
+    click.echo(plan_table(frame, the_plan, output_format, workers=workers, estimate=estimate))
 
 
 class Terminated(KeyboardInterrupt):

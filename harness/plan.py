@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from harness.config import RunConfig
+from harness.config import Plan, RunConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def parameter_count(config: RunConfig) -> int:
@@ -44,6 +48,27 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     steps_per_epoch = -(-train_pairs // batch_size)
     eval_steps = (config.pairs * 2) / batch_size / 3
     epochs = config.epochs if config.transfer != "rule" else 0
-    pretrain = 0 if config.transfer == "none" else (config.pretrain_epochs or config.epochs)
+    pretrain = 0 if config.transfer == "none" else (config.epochs if config.pretrain_epochs is None else config.pretrain_epochs)
     return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * (epochs + pretrain)
 
+
+def plan_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A row per configuration. `stored`: the store's runs; their mean seconds replace the
+    timed-step estimate, and their count is shown as rounds done."""
+    import pandas as pd
+
+    done = stored[stored["status"] == "done"] if stored is not None and not stored.empty else None
+    rows = []
+    for config in plan.configs:
+        row = {"id": config.config_id[:10], "name": config.name, **config.__dict__}
+        row["params"] = parameter_count(config)
+        measured = done[done["config_id"] == config.config_id] if done is not None else None
+        if done is not None:
+            row["done"] = int(measured["round"].lt(config.rounds).sum())
+        if estimate:
+            if measured is not None and len(measured):
+                row["s/run"], row["timing"] = round(float(measured["seconds"].mean()), 2), "stored"
+            else:
+                row["s/run"], row["timing"] = round(seconds_per_run(config), 2), "timed steps"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -29,39 +29,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def plan_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None = None) -> pd.DataFrame:
-    """A row per configuration. `stored`: the store's runs; their mean seconds replace the
-    timed-step estimate, and their count is shown as rounds done."""
-    from harness.plan import parameter_count, seconds_per_run
-
-    done = stored[stored["status"] == "done"] if stored is not None and not stored.empty else None
-    rows = []
-    for config in plan.configs:
-        row = {"id": config.config_id[:10], "name": config.name, **config.__dict__}
-        row["params"] = parameter_count(config)
-        measured = done[done["config_id"] == config.config_id] if done is not None else None
-        if done is not None:
-            row["done"] = int(measured["round"].lt(config.rounds).sum())
-        if estimate:
-            if measured is not None and len(measured):
-                row["s/run"], row["timing"] = round(float(measured["seconds"].mean()), 2), "stored"
-            else:
-                row["s/run"], row["timing"] = round(seconds_per_run(config), 2), "timed steps"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def plan_table(
+    frame: pd.DataFrame,
     plan: Plan,
     output_format: str = "text",
     *,
     workers: int | None = None,
     estimate: bool = True,
-    stored: pd.DataFrame | None = None,
 ) -> str:
+    """`harness plan` output from `harness.plan.plan_frame`'s rows: text or CSV."""
     import os
 
-    frame = plan_frame(plan, estimate=estimate, stored=stored)
     extra = ("id", "name", "params", "s/run", "timing", "done", *PRESENTATION_KEYS)
     settings = [k for k in frame.columns if k not in extra]
     shown = ["id", "name", *_varying(frame, FACTORS + tuple(k for k in settings if k not in FACTORS)), "params", "rounds"]

@@ -208,7 +208,7 @@ def evaluate(model, config: RunConfig, pair_input, target, classes, batch_size: 
     return result
 
 
-def _minibatches(count: int, batch_size: int, generator: torch.Generator, device):
+def minibatches(count: int, batch_size: int, generator: torch.Generator, device):
     order = torch.randperm(count, generator=generator).to(device)
     return [order[start : start + batch_size] for start in range(0, count, batch_size)]
 
@@ -233,7 +233,7 @@ def pretrain_digits(model, config: RunConfig, data: RunData, generator, device, 
     for epoch in range(epochs):
         encoder.train()
         total = 0.0
-        for index in _minibatches(len(data.digits), config.batch_size, generator, device):
+        for index in minibatches(len(data.digits), config.batch_size, generator, device):
             images = augment_digits(data.digits[index], config, generator)  # (b, 1, 14, 14)
             logits = encoder(images)  # (b, 10)
             loss = F.cross_entropy(logits, data.digit_classes[index], label_smoothing=config.label_smoothing)
@@ -260,7 +260,7 @@ def train_pairs(model, config: RunConfig, data: RunData, generator, device, reco
         if freeze:
             model.digit_encoder.eval()  # frozen means frozen batch-norm statistics too
         total = 0.0
-        for index in _minibatches(len(data.train_input), config.batch_size, generator, device):
+        for index in minibatches(len(data.train_input), config.batch_size, generator, device):
             pairs = augment_digits(data.train_input[index], config, generator)  # (b, 2, 14, 14)
             output = model(pairs)  # comparison (b, 2), digits (b, 2, 10)
             loss = comparison_loss(output.comparison, data.train_target[index], config.loss, smoothing)

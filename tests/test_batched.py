@@ -10,7 +10,7 @@ from harness.config import RunConfig, expand, load_matrix, resolve
 from harness.data import PairSource, load_mnist
 from harness.runner import run_plan
 from harness.store import Store
-from harness.train import _minibatches, augment_digits, train_run
+from harness.train import augment_digits, minibatches, train_run
 
 SMALL = {"epochs": 2, "pairs": 100, "batch_size": 25, "pretrain_epochs": 2}
 EQUIVALENT = [
@@ -64,7 +64,7 @@ def test_members_draw_the_minibatch_order_and_augmentation_of_their_runs():
             self.config, self.generators, self.device = config, [batched], torch.device("cpu")
 
     for _ in range(3):  # three epochs from one generator
-        expected = _minibatches(30, 7, sequential, "cpu")
+        expected = minibatches(30, 7, sequential, "cpu")
         assert all(torch.equal(a[0], b) for a, b in zip(Stub().batches(30), expected))
     images = torch.randn(4, 2, 14, 14)
     one = augment_digits(images, config, sequential)
