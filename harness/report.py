@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 from tabulate import tabulate
@@ -172,11 +174,80 @@ def order(summary: pd.DataFrame, plan: Plan | None, sort: str) -> pd.DataFrame:
     return summary.sort_values("name")
 
 
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$", "Δ": r"$\Delta$", "–": "--", "—": "---", "→": r"$\rightarrow$", "≤": r"$\le$",
+    "≥": r"$\ge$", "×": r"$\times$", "…": r"\ldots{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Text as LaTeX typesets it literally: special characters escaped, symbols as math, and
+    `--` kept two hyphens (a command's options), not an en dash."""
+    text = str(text).replace("->", "→")
+    return "".join(
+        "-{}" if character == "-" and text[position + 1 : position + 2] == "-" else LATEX_SPECIAL.get(character, character)
+        for position, character in enumerate(text)
+    )
+
+
+def _inline_code(text: str, code) -> str:
+    """`text` with its `backquoted` spans passed to `code` and the rest to latex_escape."""
+    pieces = text.split("`")
+    return "".join(code(piece) if index % 2 else latex_escape(piece) for index, piece in enumerate(pieces))
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    # a '|' in a label would end its cell
+    frame = frame.apply(lambda column: column.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v))
+    return tabulate(frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
+
+
+def _latex_table(frame: pd.DataFrame) -> str:
+    """A booktabs longtable (it breaks across pages), its header repeated on each."""
+    columns = "l" + "r" * (len(frame.columns) - 1)
+    row = lambda cells: " & ".join(latex_escape(cell) for cell in cells) + r" \\"  # noqa: E731
+    lines = [rf"\begin{{longtable}}{{{columns}}}", r"\toprule", row(frame.columns), r"\midrule", r"\endhead"]
+    lines += [row(values) for values in frame.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{longtable}"]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How one document format writes the parts of `harness table`'s report."""
+
+    preamble: str
+    heading: Callable[[str], str]
+    paragraph: Callable[[str], str]
+    table: Callable[[pd.DataFrame], str]
+    items: Callable[[list[str]], str]  # items may hold `code` spans
+
+
+FORMATS = {
+    "markdown": OutputFormat(
+        preamble="",
+        heading=lambda text: f"## {text}",
+        paragraph=lambda text: text,
+        table=_markdown_table,
+        items=lambda items: "\n".join(f"- {item}" for item in items),
+    ),
+    "latex": OutputFormat(
+        preamble="% harness table --format latex: \\input it into a document that loads booktabs and longtable",
+        heading=lambda text: rf"\section*{{{latex_escape(text)}}}",
+        paragraph=latex_escape,
+        table=_latex_table,
+        items=lambda items: "\n".join(
+            [r"\begin{itemize}", *(r"\item " + _inline_code(item, lambda c: rf"\texttt{{{latex_escape(c)}}}") for item in items),
+             r"\end{itemize}"]
+        ),
+    ),
+}
+
+
 def _render(frame: pd.DataFrame, output_format: str) -> str:
-    fmt = {"markdown": "github", "latex": "latex"}[output_format]
-    if output_format == "markdown":  # a '|' in a label would end its cell
-        frame = frame.apply(lambda column: column.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v))
-    return tabulate(frame, headers="keys", tablefmt=fmt, showindex=False, disable_numparse=True)
+    return FORMATS[output_format].table(frame)
 
 
 def _cells(line: str) -> list[str]:
@@ -191,13 +262,13 @@ def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
     def values(column):
         return ", ".join(sorted(str(v) for v in done[column].dropna().unique())) or "–"
     return [
-        f"- store: `{store_path}` ({len(runs)} runs, {len(done)} done)",
-        f"- commands: {values('command')}",
-        f"- matrices: {values('matrix')}",
-        f"- devices: {values('device')}; torch {values('torch_version')}; Python {values('python_version')}",
-        f"- code versions: {values('code_version')}",
-        f"- runs finished between {done['finished_at'].min()} and {done['finished_at'].max()}",
-        f"- epochs: {values('epochs')}; rounds per configuration: {values('rounds')}; pairs: {values('pairs')}",
+        f"store: `{store_path}` ({len(runs)} runs, {len(done)} done)",
+        f"commands: {values('command')}",
+        f"matrices: {values('matrix')}",
+        f"devices: {values('device')}; torch {values('torch_version')}; Python {values('python_version')}",
+        f"code versions: {values('code_version')}",
+        f"runs finished between {done['finished_at'].min()} and {done['finished_at'].max()}",
+        f"epochs: {values('epochs')}; rounds per configuration: {values('rounds')}; pairs: {values('pairs')}",
     ]
 
 
@@ -225,25 +296,27 @@ def results_report(
         return buffer.getvalue().rstrip("\n")
 
 
-    heading = (lambda text: f"## {text}") if output_format == "markdown" else (lambda text: f"% {text}")
-    parts = []
+    form = FORMATS[output_format]
+    parts = [form.preamble, ""] if form.preamble else []
     reproductions = summary[summary["report"].notna()] if "report" in summary else summary.iloc[0:0]
     ablations = summary.drop(reproductions.index)
     if not ablations.empty:
-        parts += [heading("Configurations"), "", "Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round.", "",
-                  _render(configuration_rows(ablations, with_reference=False), output_format), ""]
+        parts += [form.heading("Configurations"), "",
+                  form.paragraph("Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round."), "",
+                  form.table(configuration_rows(ablations, with_reference=False)), ""]
         effect_frame = effects(runs[runs["config_id"].isin(ablations["config_id"])])
         if not effect_frame.empty:
-            parts += [heading("Effects"), "",
-                      "Change in test error (percentage points) when a factor leaves its baseline, paired on every "
-                      "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
-                      "Benjamini–Hochberg adjusted across the rows.", "",
-                      _render(effect_rows(effect_frame), output_format), ""]
+            parts += [form.heading("Effects"), "",
+                      form.paragraph(
+                          "Change in test error (percentage points) when a factor leaves its baseline, paired on every "
+                          "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
+                          "Benjamini–Hochberg adjusted across the rows."), "",
+                      form.table(effect_rows(effect_frame)), ""]
     if not reproductions.empty:
-        parts += [heading("Reproductions of the reports"), "",
-                  "Ours beside the published figures (test error in %, mean ± std).", "",
-                  _render(configuration_rows(reproductions, with_reference=True), output_format), ""]
-    parts += [heading("Provenance"), "", *provenance_lines(runs, store_path)]
+        parts += [form.heading("Reproductions of the reports"), "",
+                  form.paragraph("Ours beside the published figures (test error in %, mean ± std)."), "",
+                  form.table(configuration_rows(reproductions, with_reference=True)), ""]
+    parts += [form.heading("Provenance"), "", form.items(provenance_lines(runs, store_path))]
     return "\n".join(parts).rstrip("\n")
 
 

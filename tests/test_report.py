@@ -96,9 +96,46 @@ def test_csv_parses_with_one_row_per_configuration(constructed):
     assert {"name", "params", "test_error_mean", "test_error_std", "rounds_done"} <= set(rows[0])
 
 
-def test_latex_is_a_tabular(constructed):
+def test_latex_is_booktabs_tables_with_everything_escaped(constructed):
     text = results_report(constructed.runs(), store_path="s.sqlite", output_format="latex")
-    assert text.count("\\begin{tabular}") == 2 and text.count("\\end{tabular}") == 2
+    assert text.count("\\begin{longtable}") == 2 and text.count("\\end{longtable}") == 2
+    assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
+    assert "\\section*{Configurations}" in text and "\\section*{Provenance}" in text
+    assert "Errors in \\%, mean $\\pm$ std" in text and "$\\Delta$ test error" in text
+    assert "±" not in text and "Δ" not in text and "–" not in text and "\n- " not in text
+    assert "\\item commands: harness run" in text and "\\texttt{s.sqlite}" in text
+
+
+def test_latex_escapes_what_latex_would_read_as_commands():
+    from harness.report import latex_escape
+
+    assert latex_escape("50% & more_#1 {x} ~ ^ $ \\") == (
+        "50\\% \\& more\\_\\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\$ \\textbackslash{}"
+    )
+    assert latex_escape("--fresh 1–2 a -> b") == "-{}-fresh 1--2 a $\\rightarrow$ b"
+
+
+def test_latex_compiles_in_a_document(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (Debian: texlive-latex-base); the escaping tests above still run")
+    with Store(tmp_path / "s.sqlite") as store:
+        fill(store, RunConfig(label="50% of {x} & y_1 | #2 ~ ^ $", rounds=2), [0.1, 0.2])
+        fill(store, RunConfig(encoder="mlp", rounds=2), [0.2, 0.3])
+        fill(store, RunConfig(report="000", label="000 x", reference_test_error=12.5, reference_test_std=1.0, rounds=2), [0.1, 0.2])
+        fill(store, RunConfig(aux_loss=True, rounds=2), [0.05, 0.15])
+        runs = store.runs()
+    (tmp_path / "table.tex").write_text(results_report(runs, store_path="a_b/s%.sqlite", output_format="latex"))
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs,longtable}\n"
+        "\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    )
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
 
 
 def test_reproductions_show_published_figures(tmp_path):
