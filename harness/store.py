@@ -241,7 +241,9 @@ class Store:
         try:
             self.connection = sqlite3.connect(f"{uri}?mode=ro", uri=True)
             self._check_integrity()
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as error:
+            if os.access(self.path.parent, os.W_OK):
+                raise _explain(self.path, error, "read it") from None
             # read-only media: WAL needs its -shm file, which cannot be made there; no one can
             # be writing to such a store, so it is read as immutable
             self.connection = sqlite3.connect(f"{uri}?immutable=1", uri=True)
