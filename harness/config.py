@@ -330,22 +330,16 @@ class Plan:
         """A plan of configurations made in code (RunConfig objects, or dicts of settings
         checked as a matrix file's are), with the same drops as a file's: combinations that
         mean nothing and repeats. `source` stands where a plan from a file records its path."""
-        matrix = MatrixFile(source, {}, {}, [], [], {})
-        kept, dropped, seen = [], [], {}
-        for position, config in enumerate(configs):
-            if isinstance(config, dict):
-                config = resolve(config, f"{source} (configuration {position + 1})")
-            reason = why_meaningless(config)
-            if reason is None and config.config_id in seen:
-                reason = f"same configuration as '{seen[config.config_id]}'"
-            if reason:
-                dropped.append(Dropped(config.identity(), reason))
-                continue
-            seen[config.config_id] = config.name
-            kept.append(config)
+        def candidates():
+            for position, config in enumerate(configs):
+                if isinstance(config, dict):
+                    config = resolve(config, f"{source} (configuration {position + 1})")
+                yield config, config.identity()
+
+        kept, dropped = admit(candidates())
         if not kept:
             raise ConfigError(f"{source}: no configuration to run (each was dropped: see the plan's dropped list)")
-        return cls(matrix, None, unique_names(kept), dropped)
+        return cls(MatrixFile(source, {}, {}, [], [], {}), None, unique_names(kept), dropped)
 
 
 SECTIONS = ("defaults", "matrix", "profiles")
@@ -449,6 +443,22 @@ def why_meaningless(config: RunConfig) -> str | None:
     return why_invalid(config.encoder, config.model_options())
 
 
+def admit(candidates) -> tuple[list[RunConfig], list[Dropped]]:
+    """(configuration, the settings that describe it) pairs -> the configurations kept, and
+    those dropped with the reason: a combination that means nothing, or a repeat."""
+    kept, dropped, seen = [], [], {}
+    for config, settings in candidates:
+        reason = why_meaningless(config)
+        if reason is None and config.config_id in seen:
+            reason = f"same configuration as '{seen[config.config_id]}'"
+        if reason:
+            dropped.append(Dropped(settings, reason))
+            continue
+        seen[config.config_id] = config.name
+        kept.append(config)
+    return kept, dropped
+
+
 def crossed_count(matrix: MatrixFile) -> int:
     """How many combinations the matrix crosses before exclusions, counted without making them."""
     return math.prod(len(values) for values in matrix.factors.values()) + len(matrix.include)
@@ -479,21 +489,14 @@ def expand(
         known = ", ".join(matrix.profiles) or "none defined"
         raise ConfigError(f"{matrix.path}: unknown profile '{profile}'{_suggest(profile, matrix.profiles)} (profiles: {known})")
     profile_settings = matrix.profiles.get(profile, {}) if profile else {}
-    configs, dropped, seen = [], [], {}
-    combos = combinations(matrix) if matrix.factors or matrix.include else [{}]  # no [matrix]: the defaults
-    for combo in combos:
-        settings = {}
-        for layer in (matrix.defaults, combo, profile_settings, overrides or {}):
-            settings.update(layer)
-        config = resolve(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path)
-        reason = why_meaningless(config)
-        if reason is None and config.config_id in seen:
-            reason = f"same configuration as '{seen[config.config_id]}'"
-        if reason:
-            dropped.append(Dropped(combo, reason))
-            continue
-        seen[config.config_id] = config.name
-        configs.append(config)
+    def candidates():
+        for combo in combinations(matrix) if matrix.factors or matrix.include else [{}]:  # no [matrix]: the defaults
+            settings = {}
+            for layer in (matrix.defaults, combo, profile_settings, overrides or {}):
+                settings.update(layer)
+            yield resolve(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
+
+    configs, dropped = admit(candidates())
     if only:
         configs = [c for c in configs if all(getattr(c, k) == v for k, v in only.items())]
     configs = unique_names(configs)
