@@ -150,19 +150,16 @@ def stop_signals_as_interrupts():
 
 
 def open_store(path, fresh: bool):
-    """The store for writing, emptied into a backup first with --fresh; one line on failure."""
-    from harness.store import Store, StoreError
+    """The store for writing, emptied into a backup first with --fresh; StoreError otherwise."""
+    from harness.store import Store
 
-    try:
-        store = Store(path)
-    except StoreError as error:
-        fail(str(error))
+    store = Store(path)
     if fresh:
         try:
             backup = store.start_fresh()
-        except StoreError as error:
+        except BaseException:
             store.close()
-            fail(str(error))
+            raise
         click.echo(f"previous runs kept in {backup}; starting afresh" if backup else "the store held no runs; starting afresh")
     return store
 
