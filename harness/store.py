@@ -115,8 +115,13 @@ def _explain(path: Path, error: BaseException, doing: str) -> StoreError:
             f"close the program that holds it (an sqlite3 shell, a viewer) and run again{kept}"
         )
     if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
-        return StoreError(f"{path}: cannot {doing}: the store is corrupt ({text}); restore a backup (*.bak) or move it aside")
+        return _corrupt(path, text, doing)
     return StoreError(f"{path}: cannot {doing} ({text}); choose a writable --store path{kept}")
+
+
+def _corrupt(path: Path, detail: str, doing: str | None = None) -> StoreError:
+    where = f"cannot {doing}: " if doing else ""
+    return StoreError(f"{path}: {where}the store is corrupt ({detail}); restore a backup (*.bak) or move it aside")
 
 
 class WriterLock:
@@ -253,19 +258,13 @@ class Store:
                 raise _explain(self.path, error, "read it") from None
         except sqlite3.Error as error:
             raise _explain(self.path, error, "read it") from None
-        version = self._version()
-        if version > SCHEMA_VERSION:
-            raise self._too_new(version)
-        if version < SCHEMA_VERSION and "runs" not in self._tables():
-            raise StoreError(f"{self.path}: not a harness store (no runs table); pass another --store path")
+        self._check_kind(empty_is_new=False)
 
     def _check_integrity(self) -> None:
         rows = self.connection.execute("PRAGMA quick_check").fetchall()
         problems = [row[0] for row in rows if row[0] != "ok"]
         if problems:
-            raise StoreError(
-                f"{self.path}: the store is corrupt ({problems[0]}); restore a backup (*.bak) or move it aside and run again"
-            )
+            raise _corrupt(self.path, problems[0])
 
     def _tables(self) -> set[str]:
         return {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -273,21 +272,24 @@ class Store:
     def _version(self) -> int:
         return self.connection.execute("PRAGMA user_version").fetchone()[0]
 
-    def _too_new(self, version: int) -> StoreError:
-        return StoreError(
-            f"{self.path}: written by a newer harness (store schema {version}, this harness reads up to "
-            f"{SCHEMA_VERSION}); upgrade harness (pip install -U) or pass another --store"
-        )
+    def _check_kind(self, *, empty_is_new: bool) -> tuple[int, set[str]]:
+        """The store's schema version and tables; StoreError for a store of a newer harness or a
+        database that is not a harness store (an empty one is a new store when `empty_is_new`)."""
+        version, tables = self._version(), self._tables()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: written by a newer harness (store schema {version}, this harness reads up to "
+                f"{SCHEMA_VERSION}); upgrade harness (pip install -U) or pass another --store"
+            )
+        if version < SCHEMA_VERSION and "runs" not in tables and (tables or not empty_is_new):
+            raise StoreError(f"{self.path}: an SQLite database but not a harness store (no runs table); pass another --store path")
+        return version, tables
 
     def _migrate(self) -> None:
         """Create the tables of a new store; bring an older store to SCHEMA_VERSION, or refuse."""
-        version, tables = self._version(), self._tables()
-        if version > SCHEMA_VERSION:
-            raise self._too_new(version)
+        version, tables = self._check_kind(empty_is_new=True)
         if version == SCHEMA_VERSION:
             return
-        if tables and "runs" not in tables:
-            raise StoreError(f"{self.path}: an SQLite database but not a harness store (no runs table); pass another --store path")
         with self.connection:  # one transaction: the store is migrated whole or not at all
             self.connection.execute("BEGIN IMMEDIATE")  # DDL opens no transaction by itself
             for table, columns, key in TABLES:
