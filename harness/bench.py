@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.config import Plan, RunConfig, expand, load_matrix, resolve
+from harness.device import DevicePolicy
 
 REFERENCE = {"encoder": "cnn", "pairing": "siamese", "weight_sharing": True, "aux_loss": True,
              "pairs": 1000, "epochs": 25, "batch_size": 100, "eval_every": 25}
@@ -50,10 +51,11 @@ def _rss_mb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss * scale / 2**20
 
 
-def plain_loop(config: RunConfig, rounds: int, source, device: str) -> Timing:
+def plain_loop(config: RunConfig, rounds: int, source, policy: DevicePolicy) -> Timing:
     """The reports' way: build, train with Adam on `narrow` minibatches, evaluate; per round."""
     from architectures import build
 
+    device = policy.device
     errors = []
     started = time.perf_counter()
     for round_index in range(rounds):
@@ -80,32 +82,32 @@ def plain_loop(config: RunConfig, rounds: int, source, device: str) -> Timing:
             predicted = model(test_input).comparison.argmax(1).cpu()
         errors.append((predicted != sets.test_target).float().mean().item())
     seconds = time.perf_counter() - started
-    return Timing("plain", rounds, seconds, sum(errors) / rounds, _peak(device))
+    return Timing("plain", rounds, seconds, sum(errors) / rounds, _peak(policy))
 
 
-def _peak(device: str) -> float:
-    if device.startswith("cuda"):
+def _peak(policy: DevicePolicy) -> float:
+    if policy.is_cuda:
         return torch.cuda.max_memory_allocated() / 2**20
     return _rss_mb()
 
 
-def harness_path(config: RunConfig, rounds: int, device: str, *, batched: bool, workers: int | None, data_dir) -> Timing:
+def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batched: bool, data_dir) -> Timing:
     """The harness's own runner on a temporary matrix and store: what `harness run` does."""
     from harness.runner import run_plan
     from harness.store import Store
 
     plan = Plan.from_configs([dataclasses.replace(config, rounds=rounds)], source="harness bench (reference)")
     with tempfile.TemporaryDirectory() as folder:
-        if device.startswith("cuda"):
+        if policy.is_cuda:
             torch.cuda.reset_peak_memory_stats()
         with Store(Path(folder) / "bench.sqlite") as store:
             started = time.perf_counter()
-            summary = run_plan(plan, store, device=device, workers=workers, data_dir=data_dir, batched=batched)
+            summary = run_plan(plan, store, policy=dataclasses.replace(policy, batched=batched), data_dir=data_dir)
             seconds = time.perf_counter() - started
             runs = store.runs()
     if summary.failed:
         raise RuntimeError(f"benchmark runs failed: {summary.failed[0]}")
-    peak = max(_peak(device), _rss_mb(resource.RUSAGE_CHILDREN) if not device.startswith("cuda") else 0.0)
+    peak = max(_peak(policy), _rss_mb(resource.RUSAGE_CHILDREN) if not policy.is_cuda else 0.0)
     return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak)
 
 
@@ -120,7 +122,7 @@ def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_refere
     return total * seconds_per_reference_run, len(plan.jobs)
 
 
-def measure(paths, rounds: int, device: str, workers: int | None, data_dir, epochs: int | None = None) -> list[Timing]:
+def measure(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | None = None) -> list[Timing]:
     from harness.data import PairSource, load_mnist
 
     config = reference_config(**({"epochs": epochs, "eval_every": epochs} if epochs else {}))
@@ -128,15 +130,15 @@ def measure(paths, rounds: int, device: str, workers: int | None, data_dir, epoc
     for path in paths:
         if path == "plain":
             source = PairSource(load_mnist(data_dir))
-            timings.append(plain_loop(config, rounds, source, device))
+            timings.append(plain_loop(config, rounds, source, policy))
         else:
-            timings.append(harness_path(config, rounds, device, batched=path == "batched", workers=workers, data_dir=data_dir))
+            timings.append(harness_path(config, rounds, policy, batched=path == "batched", data_dir=data_dir))
     return timings
 
 
-def describe_machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
+def describe_machine(policy: DevicePolicy) -> str:
+    if policy.is_cuda:
+        return f"{torch.cuda.get_device_name(policy.torch_device())}, torch {torch.__version__}"
     return f"{os.cpu_count()} CPU cores ({_cpu_name()}), torch {torch.__version__}, {torch.get_num_threads()} threads by default"
 
 

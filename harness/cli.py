@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import textwrap
 
 import click
 
 from harness import __version__
+from harness.backends import NAMES as BACKEND_NAMES
+from harness.results import Status
+from harness.settings import DECLARED
 
 DATA_DIR_OPTION = click.option(
     "--data-dir",
@@ -93,7 +97,12 @@ def load_plan(matrix_path, profile, overrides=None, only=(), max_configs=None):
         fail(str(error))
 
 
-@main.command()
+SETTINGS_EPILOG = "\b\nSettings (`harness settings` describes each):\n" + textwrap.fill(
+    " ".join(DECLARED), 78, initial_indent="  ", subsequent_indent="  "
+)
+
+
+@main.command(epilog=SETTINGS_EPILOG)
 @MATRIX_OPTION
 @PROFILE_OPTION
 @ONLY_OPTION
@@ -119,6 +128,18 @@ def plan(matrix_path, profile, only, max_configs, output_format, workers, estima
     stored = read_runs(store_path)[0] if Path(store_path).is_file() else None
     frame = plan_frame(the_plan, estimate=estimate, stored=stored)
     click.echo(plan_table(frame, the_plan, output_format, workers=workers, estimate=estimate))
+
+
+@main.command()
+def settings():
+    """Every setting a matrix file may give: default, values, whether it enters the
+    configuration id, meaning (markdown; the README's table is this output).
+
+    Example: harness settings
+    """
+    from harness.settings import settings_table
+
+    click.echo(settings_table())
 
 
 class Terminated(KeyboardInterrupt):
@@ -180,7 +201,7 @@ def open_store(path, fresh: bool):
     "--batch-rounds/--no-batch-rounds", "batched", default=None,
     help="Train a configuration's rounds as one vectorised model (default: on CUDA only).",
 )
-@click.option("--backend", "backend_name", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--backend", "backend_name", type=click.Choice(BACKEND_NAMES), default="local", show_default=True,
               help="local worker processes, or tasks on a Ray cluster (pip install -e '.[ray]').")
 @click.option("--address", default=None, help="Ray: 'auto' joins a running cluster; default starts a local one.")
 @click.option("--cpus-per-job", type=float, default=1.0, show_default=True, help="Ray: CPUs each task reserves.")
@@ -197,8 +218,9 @@ def run(matrix_path, profile, only, max_configs, device, rounds, store_path, dat
     from harness import backends
     from harness.config import ConfigError
     from harness.data import DataError, load_mnist
+    from harness.device import resolve
     from harness.progress import Progress
-    from harness.runner import resolve_device, run_plan, worker_count
+    from harness.runner import run_plan
     from harness.store import StoreError
 
     overrides = {} if rounds is None else {"rounds": rounds}
@@ -206,22 +228,19 @@ def run(matrix_path, profile, only, max_configs, device, rounds, store_path, dat
     backend = store = progress = None
     with stop_signals_as_interrupts():
         try:
-            if backend_name == "ray" and device == "auto":  # the cluster's devices, not this machine's
-                device = "cuda" if gpus_per_job > 0 else "cpu"
-            if backend_name == "local" or not device.startswith("cuda"):  # a cluster's GPUs may be elsewhere
-                device = resolve_device(device)
-            count = worker_count(workers, device)
-            if workers and workers > count and device == "cpu":
-                click.echo(f"--workers {workers}: using {count}, the CPU cores this process may use")
-            backend = backends.make(backend_name, device=device, workers=count, address=address,
+            remote_gpus = gpus_per_job if backend_name != "local" else None
+            policy = resolve(device, workers=workers, batched=batched, remote_gpus=remote_gpus)
+            if workers and workers > policy.workers and policy.kind == "cpu":
+                click.echo(f"--workers {workers}: using {policy.workers}, the CPU cores this process may use")
+            backend = backends.make(backend_name, device=policy.device, workers=policy.workers, address=address,
                                     cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
             splits = load_mnist(data_dir)  # data and backend before the store: bad input writes nothing
             backend.start()
             store = open_store(store_path, fresh)
             progress = Progress()
-            click.echo(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {device} -> {store_path}")
-            summary = run_plan(the_plan, store, device=device, splits=splits, on_start=progress.start,
-                               on_result=progress.result, batched=batched, backend=backend)
+            click.echo(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {policy.device} -> {store_path}")
+            summary = run_plan(the_plan, store, policy=policy, splits=splits, on_start=progress.start,
+                               on_result=progress.result, backend=backend)
         except (ConfigError, DataError, StoreError, backends.BackendError) as error:
             fail(str(error))
         except KeyboardInterrupt as stop:
@@ -266,8 +285,8 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     from harness.bench import PATHS, describe_machine, measure, projected_seconds, reference_config
     from harness.config import ConfigError, load_matrix
     from harness.data import DataError
+    from harness.device import resolve
     from harness.report import bench_report
-    from harness.runner import resolve_device
 
     chosen = [p.strip() for p in paths.split(",") if p.strip()]
     unknown = [p for p in chosen if p not in PATHS]
@@ -276,8 +295,8 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     try:
         if project_matrix:
             load_matrix(project_matrix)  # a bad path fails now, not after minutes of measuring
-        device = resolve_device(device)
-        timings = measure(chosen, rounds, device, workers, data_dir, epochs)
+        policy = resolve(device, workers=workers)
+        timings = measure(chosen, rounds, policy, data_dir, epochs)
         fastest = max((t for t in timings if t.path != "plain"), key=lambda t: t.runs_per_second, default=None)
         projection = None
         if project_matrix and fastest and epochs is None:
@@ -286,7 +305,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     except (ConfigError, DataError) as error:
         fail(str(error))
     command = " ".join(["harness", *sys.argv[1:]])
-    click.echo(bench_report(timings, machine=describe_machine(device), command=command, projection=projection))
+    click.echo(bench_report(timings, machine=describe_machine(policy), command=command, projection=projection))
 
 
 STORE_READ_OPTION = click.option(
@@ -359,11 +378,11 @@ def plot(store_path, out_dir, matrix_path):
         fail("plotting needs matplotlib: pip install -e '.[plot]'")
     runs, epochs = read_runs(store_path)
     runs = select(runs, load_plan(matrix_path, None) if matrix_path else None)
-    if runs.empty or not (runs["status"] == "done").any():
+    if runs.empty or not (runs["status"] == Status.DONE).any():
         fail(f"{store_path}: no finished runs to plot; run `harness run` first")
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    done = runs[runs["status"] == "done"]
+    done = runs[runs["status"] == Status.DONE]
     written = plots.box_plot(done, directory) + plots.learning_curves(done, epochs, directory)
     written += plots.forest_plot(effects(done[done["report"].isna()] if "report" in done else done), directory)
     for path in written:

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from harness.config import Plan, RunConfig
+from harness.results import Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +26,8 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     import torch
 
     from architectures import build
-    from harness.train import comparison_loss, make_optimizer, use_channels_last
+    from harness.training.protocol import comparison_loss, make_optimizer, stages
+    from harness.training.sequential import use_channels_last
 
     torch.manual_seed(0)
     model = build(config.encoder, config.model_options())
@@ -45,11 +47,10 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
         optimizer.step()
         timings.append(time.perf_counter() - started)
     step = min(timings[1:])
+    epochs = sum(stage.epochs for stage in stages(config))  # the protocol's stages and epochs
     steps_per_epoch = -(-train_pairs // batch_size)
     eval_steps = (config.pairs * 2) / batch_size / 3
-    epochs = config.epochs if config.transfer != "rule" else 0
-    pretrain = 0 if config.transfer == "none" else (config.epochs if config.pretrain_epochs is None else config.pretrain_epochs)
-    return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * (epochs + pretrain)
+    return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * epochs
 
 
 def plan_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -57,7 +58,7 @@ def plan_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None
     timed-step estimate, and their count is shown as rounds done."""
     import pandas as pd
 
-    done = stored[stored["status"] == "done"] if stored is not None and not stored.empty else None
+    done = stored[stored["status"] == Status.DONE] if stored is not None and not stored.empty else None
     rows = []
     for config in plan.configs:
         row = {"id": config.config_id[:10], "name": config.name, **config.__dict__}

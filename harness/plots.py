@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.results import Stage, Status
+
 CURVES_PER_PAGE = 24
 
 
@@ -34,7 +36,7 @@ def _save(figure, directory: Path, stem: str) -> list[Path]:
 def box_plot(runs: pd.DataFrame, directory: Path) -> list[Path]:
     """Test error per configuration over rounds, sorted by median, best at the top."""
     plt = _pyplot()
-    done = runs[runs["status"] == "done"]
+    done = runs[runs["status"] == Status.DONE]
     # one box per configuration id: configurations that share a name are never pooled
     groups = {key: 100 * frame["test_error"].to_numpy() for key, frame in done.groupby("config_id")}
     label = done.drop_duplicates("config_id").set_index("config_id")["name"]
@@ -58,8 +60,8 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, directory: Path) -
     """Train and test error per epoch of the pair stage, mean ± 1 std over rounds, per configuration."""
     plt = _pyplot()
     names = runs.drop_duplicates("config_id").set_index("config_id")["name"]
-    curves = epochs[(epochs["stage"] == "pairs") & epochs["test_error"].notna()]
-    curves = curves.merge(runs[runs["status"] == "done"][["config_id", "round"]], on=["config_id", "round"])
+    curves = epochs[(epochs["stage"] == Stage.PAIRS) & epochs["test_error"].notna()]
+    curves = curves.merge(runs[runs["status"] == Status.DONE][["config_id", "round"]], on=["config_id", "round"])
     ids = sorted(curves["config_id"].unique(), key=lambda i: names.get(i, i))
     paths = []
     for page, start in enumerate(range(0, len(ids), CURVES_PER_PAGE), 1):

@@ -7,6 +7,8 @@ import time
 
 import click
 
+from harness.results import Status
+
 
 class Progress:
     def __init__(self, force_plain: bool = False):
@@ -40,7 +42,7 @@ class Progress:
 
     def result(self, job, result) -> None:
         self.count += 1
-        if result.status == "done":
+        if result.status == Status.DONE:
             outcome = f"test error {100 * result.metrics['test_error']:.1f}%"
         else:
             outcome = f"FAILED: {result.reason}"

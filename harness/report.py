@@ -9,12 +9,10 @@ from dataclasses import dataclass
 import pandas as pd
 from tabulate import tabulate
 
-from harness.config import PRESENTATION_KEYS, Plan
+from harness.config import Plan
+from harness.results import Status
+from harness.settings import FACTORS, PRESENTATION_KEYS
 from harness.stats import effects, summarize
-
-FACTORS = (
-    "encoder", "pairing", "weight_sharing", "aux_loss", "batch_norm", "dropout", "swap_augment", "transfer",
-)
 
 
 def _varying(frame: pd.DataFrame, keys) -> list[str]:
@@ -258,7 +256,7 @@ def _cells(line: str) -> list[str]:
 
 
 def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
-    done = runs[runs["status"] == "done"]
+    done = runs[runs["status"] == Status.DONE]
     def values(column):
         return ", ".join(sorted(str(v) for v in done[column].dropna().unique())) or "–"
     return [
@@ -283,7 +281,7 @@ def results_report(
     """The configurations, effects and provenance of the stored runs, in markdown or LaTeX;
     CSV is the configurations alone, one header row and one row per configuration."""
     runs = select(runs, plan)
-    if runs.empty or not (runs["status"] == "done").any():
+    if runs.empty or not (runs["status"] == Status.DONE).any():
         raise ReportError(f"{store_path}: no finished runs" + (" of this matrix" if plan else "") + "; run `harness run` first")
     summary = order(summarize(runs), plan, sort)
     if output_format == "csv":

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.backends import Backend, TaskFailed
-from harness.backends.local import usable_cores
-from harness.config import ConfigError, Job, Plan, RunConfig
+from harness.config import Job, Plan, RunConfig
+from harness.device import DevicePolicy, policy_for
+from harness.results import Status
 from harness.store import Store
 
 
@@ -27,32 +28,6 @@ class Summary:
     finished: int = 0
     failed: list[tuple[str, int, str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def resolve_device(requested: str) -> str:
-    """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' -> a device that exists here, else ConfigError."""
-    import torch
-
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if requested == "cpu":
-        return "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu or auto")
-        index = requested.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise ConfigError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return requested
-    if requested == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu or auto")
-        return "mps"
-    raise ConfigError(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
 
 
 def code_version(root: Path | None = None) -> str:
@@ -128,82 +103,66 @@ def make_tasks(jobs: list[Job], batched: bool, workers: int = 1) -> list[Task]:
     return tasks
 
 
-def run_task(task: Task, source, device: str) -> list[tuple[Job, object]]:
+def run_task(task: Task, source, policy: DevicePolicy) -> list[tuple[Job, object]]:
     """Train a task; (job, RunResult) for each of its rounds. Never raises for a failed run."""
+    from harness.training import train_rounds, train_run
+
     if task.batched:
-        from harness.batched import train_rounds
-
-        results = train_rounds(task.config, list(task.rounds), source, device)
+        results = train_rounds(task.config, list(task.rounds), source, policy)
     else:
-        from harness.train import train_run
-
-        results = [train_run(task.config, task.rounds[0], source, device)]
+        results = [train_run(task.config, task.rounds[0], source, policy)]
     return list(zip(task.jobs(), results))
 
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What every worker holds for all its tasks: the verified data, where to train, threads."""
+    """What every worker holds for all its tasks: the verified data and the device policy."""
 
     source: object  # harness.data.PairSource
-    device: str
-    threads: int = 1
+    policy: DevicePolicy
 
 
 def prepare_worker(context: WorkerContext) -> None:
-    """Once per worker: one torch thread per run on CPU, so numbers do not depend on --workers."""
+    """Once per worker: the policy's torch threads per run on CPU (one: numbers do not depend
+    on --workers, as thread count changes float summation order)."""
     import torch
 
-    if context.device == "cpu":
-        torch.set_num_threads(context.threads)
+    if context.policy.kind == "cpu":
+        torch.set_num_threads(context.policy.threads)
 
 
 def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
     """The work function every backend runs: one task in, its rounds' results out."""
-    return run_task(task, context.source, context.device)
-
-
-def worker_count(requested: int | None, device: str) -> int:
-    """Worker processes for `device`: one process owns an accelerator; on CPU, the request
-    (default: every core) capped at the cores this process may use, as more would only share them."""
-    if device != "cpu":
-        return 1
-    return max(1, min(requested or usable_cores(), usable_cores()))
-
-
-def default_batching(device: str) -> bool:
-    """Whether rounds train batched by default: on CUDA, where one small run leaves the GPU idle
-    between kernel launches. On CPU, process workers with one thread each measured faster (see
-    docs/performance.md and `harness bench`)."""
-    return device.startswith("cuda")
+    return run_task(task, context.source, context.policy)
 
 
 def run_plan(
     plan: Plan,
     store: Store,
     *,
-    device: str = "cpu",
+    policy: DevicePolicy | None = None,
     workers: int | None = None,
+    batched: bool | None = None,
     data_dir=None,
     splits=None,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[Job, object], None] | None = None,
-    batched: bool | None = None,
     backend: Backend | None = None,
 ) -> Summary:
     """Train every job of `plan` that the store does not hold as done; store each as it ends.
 
+    `policy`: where and how runs train (harness.device.resolve); without one, this machine's
+    CPU with `workers` processes and `batched` as given (the policy's defaults otherwise).
     `splits`: MNIST already loaded and verified (else it is loaded here); workers receive it
     from here and never read the files themselves. Raises DataError before any work when MNIST
-    is missing or corrupt. `batched`: train each configuration's missing rounds as one
-    vectorised model (default: `default_batching(device)`). `backend`: where the tasks run
-    (default: local worker processes, `worker_count(workers, device)` of them); the store is
-    written here, by this process alone. A task whose worker was lost past its retries, or
-    whose work raised, is stored as failed with the reason; WorkerSetupError and StoreError end
-    the run, with every run finished before them stored.
+    is missing or corrupt. `backend`: where the tasks run (default: local worker processes,
+    `policy.workers` of them); the store is written here, by this process alone. A task whose
+    worker was lost past its retries, or whose work raised, is stored as failed with the
+    reason; WorkerSetupError and StoreError end the run, with every run finished before them
+    stored.
     """
     from harness import data
-    from harness.train import failed_result
+    from harness.training import failed_result
 
     if splits is None:
         splits = data.load_mnist(data_dir)  # fetch and verify once, here
@@ -219,24 +178,24 @@ def run_plan(
         on_start(summary.already_done, len(jobs))
     if not jobs:
         return summary
-    batched = default_batching(device) if batched is None else batched
+    policy = policy or policy_for("cpu", workers=workers, batched=batched)
     if backend is None:
         from harness.backends.local import LocalBackend
 
-        backend = LocalBackend(worker_count(workers, device))
-    tasks = make_tasks(jobs, batched, backend.workers)
-    context = WorkerContext(data.PairSource(splits), device, backend.threads_per_task)
+        backend = LocalBackend(policy.workers)
+    tasks = make_tasks(jobs, policy.batched, backend.workers)
+    context = WorkerContext(data.PairSource(splits), replace(policy, threads=backend.threads_per_task))
     record = provenance(plan)
     started = time.perf_counter()
     outcomes = backend.launch(tasks, execute, context, prepare_worker)
     try:
         for task, outcome in outcomes:
             if isinstance(outcome, TaskFailed):
-                outcome = [(job, failed_result(job.config, job.round, outcome.reason, device)) for job in task.jobs()]
+                outcome = [(job, failed_result(job.config, job.round, outcome.reason, policy.device)) for job in task.jobs()]
             for job, result in outcome:
                 store.write(result, job.config, record)
                 summary.finished += 1
-                if result.status != "done":
+                if result.status != Status.DONE:
                     summary.failed.append((job.config.name, job.round, result.reason or "unknown"))
                 if on_result:
                     on_result(job, result)

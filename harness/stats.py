@@ -9,26 +9,19 @@ import math
 
 import pandas as pd
 
-from harness.config import NEUTRAL, PRESENTATION_KEYS, SETTINGS
+from harness.results import Status
+from harness.settings import (
+    DECLARED,
+    DEPENDENT,
+    EFFECT_FACTORS,
+    FROM_BASELINE,
+    IDENTITY_KEYS,
+    IN_ORDER,
+    SETTINGS,
+    shown_value,
+)
 
-# The level an effect is measured against ("switching the factor on" means leaving this level).
-BASELINES = {
-    "pairing": "joint",
-    "weight_sharing": False,
-    "aux_loss": False,
-    "batch_norm": False,
-    "dropout": 0.0,
-    "swap_augment": False,
-    "transfer": "none",
-    **NEUTRAL,  # the recipe's tricks, each off
-}
-# Numeric settings whose effect is reported against their smallest level when they vary.
-SCHEDULE_FACTORS = ("epochs", "pretrain_epochs", "aux_weight", "width")
-ENCODER_ORDER = ("linear", "mlp", "cnn")
-# Settings that only exist at some levels of a factor: not matched on when that factor changes.
-# (a rule trains no pair stage, so its `epochs` mean nothing either)
-DEPENDENT = {"transfer": ("pretrain_epochs", "epochs")}
-IDENTITY = [key for key in SETTINGS if key not in PRESENTATION_KEYS]
+IDENTITY = list(IDENTITY_KEYS)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +29,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     asked and failed, seconds per run, and the configuration's settings."""
     if runs.empty:
         return pd.DataFrame()
-    done = runs[runs["status"] == "done"]
+    done = runs[runs["status"] == Status.DONE]
     grouped = done.groupby("config_id")
     summary = pd.DataFrame(
         {
@@ -55,11 +48,27 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     )
     latest = runs.sort_values("finished_at").groupby("config_id").last()
     settings = latest[[c for c in latest.columns if c in SETTINGS] + ["name", "params"]]
-    failed = runs[runs["status"] == "failed"].groupby("config_id").size().rename("rounds_failed")
+    failed = runs[runs["status"] == Status.FAILED].groupby("config_id").size().rename("rounds_failed")
     summary = settings.join(summary, how="left").join(failed, how="left")
     summary["rounds_done"] = summary["rounds_done"].fillna(0).astype(int)
     summary["rounds_failed"] = summary["rounds_failed"].fillna(0).astype(int)
-    return summary.reset_index()
+    return distinct_names(summary.reset_index())
+
+
+def distinct_names(summary: pd.DataFrame) -> pd.DataFrame:
+    """Configurations (one row per id) whose names collide get the settings telling them apart
+    appended, as a plan names them (`... (lr=0.01)`): a store holding runs of several plans
+    never shows two configurations under one name."""
+    repeated = summary["name"].duplicated(keep=False)
+    if not repeated.any():
+        return summary
+    summary = summary.copy()
+    for name, group in summary[repeated].groupby("name"):
+        differing = [k for k in IDENTITY if k in group and group[k].map(repr).nunique() > 1]
+        for index, row in group.iterrows():
+            shown = ", ".join(f"{k}={shown_value(None if pd.isna(row[k]) else row[k])}" for k in differing)
+            summary.loc[index, "name"] = f"{name} ({shown or row['config_id'][:10]})"
+    return summary
 
 
 # --------------------------------------------------------------------------- the t distribution
@@ -141,11 +150,13 @@ def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | N
     values = list(pd.unique(frame[factor]))
     if len(values) < 2:
         return None
-    if factor == "encoder":
-        ranked = sorted(values, key=lambda v: (ENCODER_ORDER.index(v) if v in ENCODER_ORDER else 99, str(v)))
+    meta = DECLARED[factor].meta
+    if meta.effect == IN_ORDER:
+        rank = {level: position for position, level in enumerate(meta.order)}
+        ranked = sorted(values, key=lambda v: (rank.get(v, len(rank)), str(v)))
         return ranked[0], ranked[1:]
-    baseline = BASELINES.get(factor)
-    if baseline not in values:
+    baseline = meta.baseline if meta.effect == FROM_BASELINE else None
+    if meta.effect != FROM_BASELINE or baseline not in values:  # the smallest level present
         numeric = all(isinstance(v, (int, float)) and not pd.isna(v) for v in values)
         values = [v for v in values if not pd.isna(v)] if not numeric else values
         if len(values) < 2:
@@ -159,7 +170,7 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | No
     `level`, everything else and the round held equal. Differences are averaged over the matched
     configurations within each round; the rounds (independent data draws) give the interval."""
     others = [key for key in IDENTITY if key != factor and key not in DEPENDENT.get(factor, ()) and key in runs]
-    done = runs[runs["status"] == "done"]
+    done = runs[runs["status"] == Status.DONE]
     on = done[done[factor] == level]
     off = done[done[factor] == baseline]
     key = [*others, "round"]
@@ -195,10 +206,10 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | No
     return result
 
 
-def effects(runs: pd.DataFrame, factors=("encoder", *BASELINES, *SCHEDULE_FACTORS)) -> pd.DataFrame:
+def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
     """Every factor level's paired effect on test error, with BH-adjusted p-values."""
     rows = []
-    done = runs[runs["status"] == "done"] if not runs.empty else runs
+    done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
     for factor in factors:
         if factor not in done or done.empty:
             continue

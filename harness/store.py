@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.results import Status
+
 # Version 1: the layout below, marked in `PRAGMA user_version`. Stores written before the
 # version existed read as version 0 and are migrated (missing nullable columns added) on open.
 SCHEMA_VERSION = 1
@@ -420,7 +422,7 @@ class Store:
                 stored = self.connection.execute(
                     "SELECT status FROM runs WHERE config_id = ? AND round = ?", key
                 ).fetchone()
-                if stored is not None and stored[0] == "done" and result.status != "done":
+                if stored is not None and stored[0] == Status.DONE and result.status != Status.DONE:
                     return
                 self.connection.execute("DELETE FROM epochs WHERE config_id = ? AND round = ?", key)
                 self.connection.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
@@ -450,7 +452,7 @@ class Store:
         built-in default, the value that reproduces the code before the setting (which is why
         such a value leaves the configuration id unchanged), so old and new runs of one
         configuration show the same settings and pair up."""
-        from harness.config import DEFAULTS
+        from harness.settings import DEFAULTS
 
         try:
             frame = pd.read_sql_query("SELECT * FROM runs ORDER BY config_id, round", self.connection)

@@ -15,7 +15,7 @@ from architectures import (
     why_invalid,
 )
 from harness.config import expand, load_matrix
-from harness.train import comparison_loss, digit_loss
+from harness.training.protocol import comparison_loss, digit_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_CONFIGS = expand(load_matrix(ROOT / "matrices" / "reports.toml")).configs

@@ -1,16 +1,17 @@
-"""The batched path (harness.batched) against the sequential one (harness.train)."""
+"""The batched driver against the sequential one: the same protocol, two ways of running it."""
 
 import math
 
 import pytest
 import torch
 
-from harness.batched import Members, train_rounds
 from harness.config import RunConfig, expand, load_matrix, resolve
 from harness.data import PairSource, load_mnist
 from harness.runner import run_plan
 from harness.store import Store
-from harness.train import augment_digits, minibatches, train_run
+from harness.training import train_rounds, train_run
+from harness.training.batched import Members
+from harness.training.protocol import augment_digits, minibatches
 
 SMALL = {"epochs": 2, "pairs": 100, "batch_size": 25, "pretrain_epochs": 2}
 EQUIVALENT = [
@@ -58,7 +59,7 @@ def test_members_draw_the_minibatch_order_and_augmentation_of_their_runs():
     sequential, batched = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
 
     class Stub:  # a one-member Members with that generator
-        augmented, batches = Members.augmented, Members.batches
+        augment, batches = Members.augment, Members.batches
 
         def __init__(self):
             self.config, self.generators, self.device = config, [batched], torch.device("cpu")
@@ -67,12 +68,12 @@ def test_members_draw_the_minibatch_order_and_augmentation_of_their_runs():
         expected = minibatches(30, 7, sequential, "cpu")
         assert all(torch.equal(a[0], b) for a, b in zip(Stub().batches(30), expected))
     images = torch.randn(4, 2, 14, 14)
-    one = augment_digits(images, config, sequential)
-    assert torch.equal(Stub().augmented(images[None])[0], one)
+    one = augment_digits(images, config, [sequential])
+    assert torch.equal(Stub().augment(images[None])[0], one)
 
 
 def test_a_diverging_member_fails_alone(source, monkeypatch):
-    import harness.batched as batched_module
+    import harness.training.batched as batched_module
 
     config = resolve({**SMALL, "encoder": "cnn", "aux_loss": True}, "test")
     healthy = train_rounds(config, [0, 1, 2], source)

@@ -154,7 +154,7 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_runs(fake_mnist, matrix,
 
 
 def test_workers_are_capped_by_the_cores(fake_mnist, matrix, tmp_path):
-    from harness.backends.local import usable_cores
+    from harness.device import usable_cores
 
     result = invoke("run", "--matrix", matrix, "--store", tmp_path / "s.sqlite", "--workers", "1000", "--rounds", "1")
     assert result.exit_code == 0, result.output

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ import pytest
 from harness.config import (
     ConfigError,
     RunConfig,
+    check_value,
     combinations,
     expand,
     load_matrix,
@@ -210,3 +212,63 @@ def test_two_configurations_of_a_plan_never_share_a_name(tmp_path):
     unlabelled = {RunConfig(encoder="mlp", aux_loss=True, lr=lr, aux_weight=w).config_id
                   for lr in (1e-3, 1e-2) for w in (0.5, 1.0)}
     assert {c.config_id for c in plan.configs} == unlabelled  # the names are presentation: ids unchanged
+
+
+# --------------------------------------------------------------------------- settings declared once
+
+
+def test_readme_settings_table_is_the_generated_one():
+    import re
+    from pathlib import Path
+
+    from harness.settings import settings_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(r"<!-- settings:begin -->\n(.*?)\n<!-- settings:end -->", readme, re.S)
+    assert found, "README.md lost its <!-- settings:begin/end --> markers"
+    assert found.group(1) == settings_table(), "README settings table is stale: paste `harness settings` into it"
+
+
+def test_every_setting_is_declared_with_metadata_and_derived_tables_follow():
+    from harness import settings
+
+    assert set(settings.DECLARED) == {f.name for f in dataclasses.fields(RunConfig)}
+    for name, declared in settings.DECLARED.items():
+        assert declared.meta.help, f"{name} has no help"
+        assert declared.type in (bool, int, float, str), name
+        if declared.meta.effect == settings.FROM_BASELINE:
+            check_value(name, declared.meta.baseline, "test")  # a baseline is a legal value
+        if declared.meta.has_neutral:
+            assert check_value(name, declared.meta.neutral, "test") == declared.default, name
+    assert "rounds" in settings.PRESENTATION_KEYS and "lr" not in settings.PRESENTATION_KEYS
+    assert settings.NEUTRAL["ema_decay"] == 0.0 and "lr" not in settings.NEUTRAL
+    assert settings.FACTORS[:3] == ("encoder", "pairing", "weight_sharing")
+    assert settings.DEPENDENT == {"transfer": ("pretrain_epochs", "epochs")}
+
+
+def test_a_setting_without_declaration_is_refused():
+    from harness.settings import declare, setting
+
+    @dataclasses.dataclass(frozen=True)
+    class RunConfig:
+        fine: int = setting(1, "declared", "test")
+        bare: int = 2
+
+    with pytest.raises(TypeError, match="RunConfig.bare has no Setting"):
+        declare(RunConfig)
+
+
+def test_ranges_come_from_the_declarations():
+    cases = {
+        ("augment_shift", 5): "must be in 0..4 pixels (a 14x14 digit moved further leaves the image)",
+        ("augment_rotate", 91.0): "must be in [0, 90] degrees",
+        ("head_hidden", 5000): "must be in 0..4096 units",
+        ("momentum", 1.0): "must be in [0, 1)",
+        ("weight_decay", -0.1): "must not be negative",
+        ("pairs", 0): "must be greater than 0",
+        ("optimizer", "adan"): "must be one of adam, adamw, sgd; did you mean 'adam'?",
+    }
+    for (key, value), message in cases.items():
+        with pytest.raises(ConfigError) as error:
+            check_value(key, value, "here")
+        assert str(error.value) == f"here: '{key}' = {value!r}: {message}"

@@ -1,8 +1,8 @@
 """The declared import contract, checked on the source: layers, no cycle, no private name
 across modules. Every import counts, the lazy ones inside functions too.
 
-    cli  ->  orchestration (runner, bench, plan)  ->  backends  ->  training (train, batched)
-         ->  foundation (config, data, store, stats, architectures)
+    cli  ->  orchestration (runner, bench, plan)  ->  backends  ->  training (protocol, sequential, batched)
+         ->  foundation (settings, device, results, config, data, store, stats, architectures)
     cli  ->  presentation (report, plots, progress)  ->  foundation without models
 
 Backends know nothing of the harness but their own interface: they receive the work.
@@ -32,8 +32,10 @@ GROUPS = {
     "harness.plots": "presentation",
     "harness.progress": "presentation",
     "harness.backends": "backends",
-    "harness.train": "training",
-    "harness.batched": "training",
+    "harness.training": "training",
+    "harness.settings": "foundation",
+    "harness.device": "foundation",
+    "harness.results": "foundation",
     "harness.config": "foundation",
     "harness.data": "foundation",
     "harness.store": "foundation",
@@ -42,7 +44,7 @@ GROUPS = {
     "architectures": "foundation",
 }
 # presentation reads DataFrames: it never builds models or trains
-PRESENTATION_MAY_IMPORT = {"harness", "harness.config", "harness.stats", "harness.report", "harness.plots", "harness.progress"}
+PRESENTATION_MAY_IMPORT = {"harness", "harness.settings", "harness.results", "harness.config", "harness.stats", "harness.report", "harness.plots", "harness.progress"}
 
 
 def module_name(path: Path) -> str:
@@ -119,3 +121,13 @@ def test_no_import_cycle():
     for module in sorted(edges):
         if module not in state:
             visit(module, [module])
+
+
+def test_training_functions_stay_short():
+    """The hot path reads as a protocol and two short drivers: no function over 50 lines."""
+    long = []
+    for path in sorted((ROOT / "harness" / "training").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, "\n".join(long)

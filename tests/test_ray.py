@@ -12,6 +12,7 @@ from test_runner import results as stored
 from harness.cli import main
 from harness.config import expand, load_matrix
 from harness.data import PairSource, load_mnist
+from harness.device import CPU
 from harness.runner import make_tasks, run_plan
 from harness.store import Store
 
@@ -85,7 +86,7 @@ def test_ray_gives_the_numbers_of_the_local_backend(local_ray, tiny, tmp_path):
 
 
 def launch(options, tasks, work):
-    context = WorkerContext(PairSource(load_mnist()), "cpu")
+    context = WorkerContext(PairSource(load_mnist()), CPU)
     return list(RayBackend(options, "cpu").launch(tasks, work, context, prepare_worker))
 
 

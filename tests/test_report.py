@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.config import RunConfig
 from harness.report import ReportError, check_against, results_report
+from harness.results import RunResult
 from harness.stats import benjamini_hochberg, effects, summarize, t_quantile, t_two_sided_p
 from harness.store import Store
-from harness.train import RunResult, seeds
+from harness.training import seeds
 
 PROVENANCE = {"torch_version": "2.x", "code_version": "abc", "python_version": "3.11", "matrix": "m.toml", "command": "harness run"}
 
@@ -250,3 +251,18 @@ def test_the_box_plot_keeps_configurations_that_share_a_name_apart(tmp_path):
         runs = store.runs()
     (svg,) = [p for p in plots.box_plot(runs, tmp_path) if p.suffix == ".svg"]
     assert "2 configurations" in svg.read_text()
+
+
+def test_configurations_sharing_a_name_across_plans_are_told_apart():
+    import pandas as pd
+
+    from harness.stats import summarize
+
+    rows = []
+    for config_id, lr in (("a" * 64, 1e-3), ("b" * 64, 1e-2)):
+        for round_index in range(2):
+            rows.append({"config_id": config_id, "round": round_index, "status": "done", "name": "mlp siamese ws aux",
+                         "lr": lr, "encoder": "mlp", "train_error": 0.1, "test_error": 0.2, "test_digit_error": None,
+                         "validation_error": None, "seconds": 1.0, "params": 10, "finished_at": "t"})
+    summary = summarize(pd.DataFrame(rows))
+    assert sorted(summary["name"]) == ["mlp siamese ws aux (lr=0.001)", "mlp siamese ws aux (lr=0.01)"]

@@ -14,7 +14,7 @@ from harness.config import RunConfig, expand, load_matrix
 from harness.data import PairSource, load_mnist
 from harness.runner import run_plan
 from harness.store import Store
-from harness.train import train_run
+from harness.training import train_run
 
 TINY = """
 [defaults]
@@ -175,21 +175,24 @@ def test_validation_split_is_carved_from_training_pairs(fake_mnist):
 
 
 def test_frozen_transfer_leaves_the_encoder_untouched(fake_mnist, monkeypatch):
-    import harness.train as train
+    from harness.training import protocol
 
     snapshots = {}
-    original = train.train_pairs
+    original = protocol.train_stage
 
-    def spy(model, config, *args):
+    def spy(config, plan, learner, outcome):
+        if plan.stage != "pairs":
+            return original(config, plan, learner, outcome)
+        model = learner.model
         snapshots["before"] = [p.detach().clone() for p in model.digit_encoder.parameters()]
-        original(model, config, *args)
+        original(config, plan, learner, outcome)
         snapshots["after"] = [p.detach().clone() for p in model.digit_encoder.parameters()]
         snapshots["head_grads"] = [p.grad is not None for p in model.head.parameters()]
         snapshots["encoder_grads"] = [p.grad is None for p in model.digit_encoder.parameters()]
 
-    monkeypatch.setattr(train, "train_pairs", spy)
+    monkeypatch.setattr(protocol, "train_stage", spy)
     source = PairSource(load_mnist())
-    result = train.train_run(RunConfig(transfer="frozen", batch_norm=True, epochs=2, pairs=100), 0, source)
+    result = train_run(RunConfig(transfer="frozen", batch_norm=True, epochs=2, pairs=100), 0, source)
     assert result.status == "done", result.reason
     assert all(torch.equal(a, b) for a, b in zip(snapshots["before"], snapshots["after"]))
     assert all(snapshots["head_grads"]) and all(snapshots["encoder_grads"])

@@ -13,9 +13,10 @@ from test_runner import TINY
 
 from harness.cli import main
 from harness.config import RunConfig, expand, load_matrix
+from harness.results import RunResult
 from harness.runner import run_plan
 from harness.store import SCHEMA_VERSION, Store, StoreBusy, StoreError
-from harness.train import RunResult, seeds
+from harness.training import seeds
 
 
 def invoke(*args):

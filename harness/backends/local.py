@@ -29,13 +29,6 @@ from harness.backends.base import MAX_RETRIES, TaskFailed, WorkerSetupError, fir
 BROKEN_POOL_TIMEOUT = 60.0  # seconds to wait for the other tasks in flight of a broken pool
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity, e.g. a container's share)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 class LocalBackend:
     """`workers` processes with one torch thread each; 1 runs every task in this process."""
 
@@ -210,3 +203,8 @@ def _die_with_parent(driver: int) -> None:
         return
     if os.getppid() != driver:  # the driver died before the request was made
         os._exit(1)
+
+
+def create(*, workers: int = 1, **_options) -> LocalBackend:
+    """The registry's constructor: `workers` processes (other backends' options do not apply)."""
+    return LocalBackend(workers)

@@ -165,3 +165,8 @@ def _body(work: Callable, setup: Callable, box: list, task: Any):
         _PREPARED.clear()
         _PREPARED[key] = context
     return work(task, _PREPARED[key])
+
+
+def create(*, device: str, address=None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0, **_options) -> RayBackend:
+    """The registry's constructor: a Ray cluster's tasks (the worker count is Ray's to decide)."""
+    return RayBackend(RayOptions(address, cpus_per_job, gpus_per_job), device)

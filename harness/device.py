@@ -1,0 +1,120 @@
+"""Where runs train, decided once: the device and its policy (workers, threads, batching,
+memory layout), resolved at the edge (the CLI, `harness bench`, the Python API) and passed down
+as one `DevicePolicy`. Nothing below re-reads a device string.
+
+torch is imported only to check what this machine has.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from harness.settings import ConfigError
+
+KINDS = ("cpu", "cuda", "mps")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's share)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    """How runs use a device. Picklable: workers receive it with their context.
+
+    device: 'cpu', 'cuda', 'cuda:N' or 'mps'. workers: processes (or backend tasks at once).
+    threads: torch threads per run on CPU (1, so numbers do not depend on --workers).
+    batched: a configuration's rounds train as one vectorised model. channels_last: 2-D
+    convolutions in NHWC layout."""
+
+    device: str = "cpu"
+    workers: int = 1
+    threads: int = 1
+    batched: bool = False
+    channels_last: bool = True
+
+    @property
+    def kind(self) -> str:
+        return self.device.partition(":")[0]
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    def torch_device(self):
+        import torch
+
+        return torch.device(self.device)
+
+    def rng_devices(self) -> list:
+        """The devices whose random state a run forks (torch.random.fork_rng)."""
+        return [self.torch_device()] if self.is_cuda else []
+
+
+CPU = DevicePolicy()
+
+
+def policy_for(device: str, *, workers: int | None = None, batched: bool | None = None) -> DevicePolicy:
+    """The policy for a device already known to exist (see `resolve`), with the defaults:
+    - workers: one process owns an accelerator; on CPU the request (default: every usable
+      core) capped at the usable cores, as more would only share them;
+    - batched: on CUDA, where one small run leaves the GPU idle between kernel launches; on CPU
+      one-thread process workers measured faster (docs/performance.md, `harness bench`);
+    - channels_last: on CPU, where a siamese CNN trained ~1.6x faster in NHWC on a 2-core x86."""
+    kind = device.partition(":")[0]
+    if kind not in KINDS:
+        raise ConfigError(f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    count = 1 if kind != "cpu" else max(1, min(workers or usable_cores(), usable_cores()))
+    return DevicePolicy(
+        device=device,
+        workers=count,
+        threads=1,
+        batched=(kind == "cuda") if batched is None else batched,
+        channels_last=kind == "cpu",
+    )
+
+
+def resolve(requested: str, *, workers: int | None = None, batched: bool | None = None,
+            remote_gpus: float | None = None) -> DevicePolicy:
+    """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' -> the policy for a device that exists here,
+    else ConfigError saying what to use instead. `remote_gpus`: the GPUs each task reserves on
+    a remote backend (Ray), whose devices are not this machine's: 'auto' there means CUDA when
+    tasks reserve GPUs, and CUDA is not looked for here."""
+    if remote_gpus is not None:
+        if requested == "auto":
+            requested = "cuda" if remote_gpus > 0 else "cpu"
+        if requested.partition(":")[0] == "cuda":
+            return policy_for(requested, workers=workers, batched=batched)
+    return policy_for(available(requested), workers=workers, batched=batched)
+
+
+def available(requested: str) -> str:
+    """The device `requested` names, checked against this machine ('auto': the best one here)."""
+    import torch
+
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda" or requested.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu or auto")
+        index = requested.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ConfigError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return requested
+    if requested == "mps":
+        if not mps:
+            raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+        return "mps"
+    raise ConfigError(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def with_workers(policy: DevicePolicy, workers: int) -> DevicePolicy:
+    """The same policy for another worker count (a backend that decides its own)."""
+    return replace(policy, workers=workers)

@@ -1,0 +1,394 @@
+"""Every setting of a run, declared once with what the harness needs to know about it.
+
+A setting is a field of `RunConfig` whose metadata is a `Setting`: its help, its choices or
+range, its neutral value (left out of stored ids), its name tag, its effect baseline, whether it
+only describes a configuration. Validation, configuration ids and names, the effects' baselines,
+the tables' factor columns, the README's settings table and `harness settings` all read these
+declarations; nothing else lists settings. Adding a setting is one `setting(...)` line here
+(and, for a training factor, its use in `harness.training.protocol`).
+
+No torch here: the CLI, the store and the reports import this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+MAX_PAIRS = 5000  # MNIST test holds 10,000 images: 5,000 pairs with no image twice
+MAX_ROUNDS = 1000
+MAX_SEED = 2**32 - 1  # data seeds are seed + round: stored as SQLite integers, fed to torch.Generator
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LOSSES = ("cross_entropy", "mse", "mse_linear")
+LR_SCHEDULES = ("constant", "onecycle", "cosine")
+
+# Effect kinds: how `harness table` measures a setting's effect when it varies in a store.
+FROM_BASELINE = "baseline"  # against the declared baseline level (switching a factor on)
+FROM_SMALLEST = "smallest"  # against the smallest level present (a numeric schedule)
+IN_ORDER = "order"  # against the first of the declared order present (encoder families)
+
+
+class ConfigError(Exception):
+    """A matrix file or option that cannot be used; the message says where and how to fix it."""
+
+
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the harness knows about one setting besides its name, type and default."""
+
+    help: str
+    group: str
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None  # a callable is asked when checking
+    minimum: float | None = None  # inclusive
+    above: float | None = None  # exclusive lower bound
+    maximum: float | None = None  # inclusive
+    below: float | None = None  # exclusive upper bound
+    unit: str = ""  # words after a range in messages ("pixels")
+    why: str = ""  # why the range is what it is, shown when a value leaves it
+    # Settings added after results were first stored: the value that reproduces the code before
+    # them. At that value the setting is left out of a configuration's id, so stored ids stay valid.
+    neutral: Any = _UNSET
+    presentation: bool = False  # describes a configuration without changing what it computes
+    tag: str | Callable[[Any], str | None] | None = None  # in names: "aux", "drop{:g}", or f(config)
+    always: bool = False  # the tag is shown at every value, not only away from the default
+    effect: str | None = None  # FROM_BASELINE, FROM_SMALLEST or IN_ORDER; None: no effect row
+    baseline: Any = None  # the level effects are measured from (FROM_BASELINE)
+    order: Sequence[Any] = ()  # the levels' order (IN_ORDER)
+    dependent: tuple[str, ...] = ()  # settings that mean nothing at some levels of this one
+    factor: bool = False  # one of the ablation factors: a column of every table
+
+    @property
+    def has_neutral(self) -> bool:
+        return self.neutral is not _UNSET
+
+
+def setting(default: Any, help: str, group: str, **metadata: Any) -> Any:
+    """A `RunConfig` field with its `Setting`."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(help, group, **metadata)})
+
+
+def _encoders() -> Sequence[str]:
+    from architectures import names
+
+    return names()
+
+
+def _pairings() -> Sequence[str]:
+    from architectures import PAIRINGS
+
+    return PAIRINGS
+
+
+def _transfers() -> Sequence[str]:
+    from architectures import TRANSFERS
+
+    return TRANSFERS
+
+
+def _sharing_tag(config: RunConfig) -> str | None:
+    if config.pairing != "siamese":
+        return None
+    return "ws" if config.weight_sharing else "no-ws"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs: one configuration, any round.
+
+    Name tags follow the declaration order below, so the order of the tagged settings is part of
+    every configuration's name."""
+
+    # model
+    encoder: str = setting("cnn", "a registered model family: `linear`, `mlp`, `cnn`, or one of the reports'", "model",
+                           choices=_encoders, tag="{}", always=True, effect=IN_ORDER, order=("linear", "mlp", "cnn"),
+                           factor=True)
+    pairing: str = setting("siamese", "`joint`: the pair as two channels of one encoder; `siamese`: each digit through an encoder",
+                           "model", choices=_pairings, tag="{}", always=True, effect=FROM_BASELINE, baseline="joint",
+                           factor=True)
+    weight_sharing: bool = setting(True, "siamese only: one encoder for both digits, or two of the same shape", "model",
+                                   tag=_sharing_tag, always=True, effect=FROM_BASELINE, baseline=False, factor=True)
+    aux_loss: bool = setting(False, "add `aux_weight` x (the two digits' classification losses)", "model",
+                             tag="aux", effect=FROM_BASELINE, baseline=False, factor=True)
+    aux_weight: float = setting(1.0, "weight of the digit losses when `aux_loss` is on", "model", minimum=0,
+                                effect=FROM_SMALLEST)
+    batch_norm: bool = setting(False, "batch norm after hidden layers", "model",
+                               tag="bn", effect=FROM_BASELINE, baseline=False, factor=True)
+    dropout: float = setting(0.0, "dropout rate after hidden layers", "model", minimum=0, below=1,
+                             tag="drop{:g}", effect=FROM_BASELINE, baseline=0.0, factor=True)
+    swap_augment: bool = setting(False, "add every training pair swapped, its target recomputed from the classes (ties stay 1)",
+                                 "data", tag="swap", effect=FROM_BASELINE, baseline=False, factor=True)
+    transfer: str = setting("none", "`rule`: a digit classifier trained on the 2N single digits, compared by the fixed rule "
+                            "P(d1 <= d2); `frozen`: pretrained encoder frozen, comparison head trained; `finetune`: "
+                            "pretrained, then everything trained on the pair loss (+ aux)", "model",
+                            choices=_transfers, tag="{}", effect=FROM_BASELINE, baseline="none",
+                            dependent=("pretrain_epochs", "epochs"), factor=True)  # a rule trains no pair stage
+    width: float = setting(1.0, "multiplier of the family's hidden widths", "model", above=0, maximum=16,
+                           why="times the family's hidden widths", effect=FROM_SMALLEST)
+    head_hidden: int | None = setting(None, "hidden units of the comparison head (0: none; unset: the family's)", "model",
+                                      minimum=0, maximum=4096, unit="units")
+    # data
+    pairs: int = setting(1000, "pairs per set (train and test)", "data", above=0, maximum=MAX_PAIRS,
+                         unit="pairs", why="MNIST test has 10,000 images, two per pair")
+    validation: int = setting(0, "training pairs held out as a validation set (never the test set)", "data", minimum=0)
+    normalize: bool = setting(True, "standardise with the training set's mean and std", "data")
+    augment_shift: int = setting(0, "each training digit moved by up to this many pixels (integer shifts)", "data",
+                                 minimum=0, maximum=4, unit="pixels", why="a 14x14 digit moved further leaves the image",
+                                 neutral=0, tag="shift{}", effect=FROM_BASELINE, baseline=0)
+    augment_rotate: float = setting(0.0, "and rotated by up to this many degrees", "data", minimum=0, maximum=90,
+                                    unit="degrees", neutral=0.0, tag="rot{:g}", effect=FROM_BASELINE, baseline=0.0)
+    # training
+    epochs: int = setting(25, "epochs of the pair stage", "training", above=0, effect=FROM_SMALLEST)
+    pretrain_epochs: int | None = setting(None, "epochs of the single-digit stage of transfer variants (unset: `epochs`)",
+                                          "training", minimum=0, effect=FROM_SMALLEST)
+    batch_size: int = setting(100, "pairs (or digits) per minibatch", "training", above=0, effect=FROM_SMALLEST)
+    optimizer: str = setting("adam", "the optimiser", "training", choices=OPTIMIZERS,
+                             effect=FROM_BASELINE, baseline="adam")
+    lr: float = setting(1e-3, "learning rate (the peak of a `onecycle` schedule)", "training", above=0,
+                        effect=FROM_SMALLEST)
+    momentum: float = setting(0.0, "SGD momentum", "training", minimum=0, below=1)
+    weight_decay: float = setting(0.0, "weight decay (L2 in adam and sgd, decoupled in adamw)", "training",
+                                  minimum=0, effect=FROM_SMALLEST)
+    loss: str = setting("cross_entropy", "`cross_entropy`; `mse` (on probabilities); `mse_linear` (on raw outputs, "
+                        "as linear regression)", "training", choices=LOSSES,
+                        effect=FROM_BASELINE, baseline="cross_entropy")
+    lr_schedule: str = setting("constant", "per step: `constant`, `onecycle` (peak = lr) or `cosine` decay from lr",
+                               "training", choices=LR_SCHEDULES, neutral="constant", tag="{}",
+                               effect=FROM_BASELINE, baseline="constant")
+    label_smoothing: float = setting(0.0, "label smoothing of every cross-entropy (comparison and digits)", "training",
+                                     minimum=0, below=1, neutral=0.0, tag="ls{:g}", effect=FROM_BASELINE, baseline=0.0)
+    ema_decay: float = setting(0.0, "evaluate an exponential moving average of the weights (0: off)", "training",
+                               minimum=0, below=1, neutral=0.0, tag="ema{:g}", effect=FROM_BASELINE, baseline=0.0)
+    test_time_augment: bool = setting(False, "average the logits over the input and its four 1-pixel shifts", "training",
+                                      neutral=False, tag="tta", effect=FROM_BASELINE, baseline=False)
+    # protocol
+    rounds: int = setting(10, "rounds per configuration (round r draws its pairs from seed + r)", "protocol",
+                          above=0, maximum=MAX_ROUNDS, presentation=True)
+    seed: int = setting(0, "base seed", "protocol", minimum=0, maximum=MAX_SEED, why="2**32 - 1")
+    eval_every: int = setting(1, "epochs between learning-curve evaluations (the last epoch is always evaluated)",
+                              "protocol", above=0, presentation=True)
+    # presentation and the published figures this configuration reproduces
+    label: str | None = setting(None, "a display name (default: made from the settings)", "presentation", presentation=True)
+    report: str | None = setting(None, "the report whose system this configuration reproduces", "presentation",
+                                 presentation=True)
+    reference_test_error: float | None = setting(None, "the report's test error, %", "presentation", presentation=True)
+    reference_test_std: float | None = setting(None, "the report's test error std, %", "presentation", presentation=True)
+    reference_train_error: float | None = setting(None, "the report's train error, %", "presentation", presentation=True)
+    reference_params: int | None = setting(None, "the report's parameter count", "presentation", minimum=0,
+                                           presentation=True)
+
+    def model_options(self):
+        from architectures import ModelOptions
+
+        return ModelOptions(**{name: getattr(self, name) for name in MODEL_OPTIONS})
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change what a run computes (its id is their hash)."""
+        return {
+            name: value
+            for name, value in dataclasses.asdict(self).items()
+            if name not in PRESENTATION_KEYS and not (name in NEUTRAL and value == NEUTRAL[name])
+        }
+
+    @property
+    def config_id(self) -> str:
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return self.label or describe(self)
+
+
+# --------------------------------------------------------------------------- derived once
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting: its name, type, default and declaration."""
+
+    name: str
+    type: type
+    optional: bool
+    default: Any
+    meta: Setting
+
+
+def declare(config_class: type) -> dict[str, Declared]:
+    """Each field of a settings dataclass with its type (read by typing.get_type_hints) and its
+    Setting; TypeError for a field declared without one."""
+    hints = typing.get_type_hints(config_class)
+    declared = {}
+    for item in fields(config_class):
+        meta = item.metadata.get("setting")
+        if meta is None:
+            raise TypeError(f"{config_class.__name__}.{item.name} has no Setting: declare it with setting(...)")
+        hint = hints[item.name]
+        arguments = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else ()
+        kind = next((a for a in arguments if a is not type(None)), hint)
+        declared[item.name] = Declared(item.name, kind, type(None) in arguments, item.default, meta)
+    return declared
+
+
+DECLARED = declare(RunConfig)
+SETTINGS = DECLARED  # name -> Declared, in declaration order
+DEFAULTS = RunConfig()
+PRESENTATION_KEYS = tuple(name for name, d in DECLARED.items() if d.meta.presentation)
+NEUTRAL = {name: d.meta.neutral for name, d in DECLARED.items() if d.meta.has_neutral}
+IDENTITY_KEYS = tuple(name for name in DECLARED if name not in PRESENTATION_KEYS)
+FACTORS = tuple(name for name, d in DECLARED.items() if d.meta.factor)
+EFFECT_FACTORS = tuple(name for name, d in DECLARED.items() if d.meta.effect)
+DEPENDENT = {name: d.meta.dependent for name, d in DECLARED.items() if d.meta.dependent}
+MODEL_OPTIONS = ("pairing", "weight_sharing", "aux_loss", "batch_norm", "dropout", "transfer", "width", "head_hidden")
+
+
+def describe(config: RunConfig) -> str:
+    """A short human name: the tags of the settings that differ from the built-in defaults,
+    in declaration order (`cnn siamese ws aux bn drop0.25`)."""
+    parts = []
+    for name, declared in DECLARED.items():
+        tag = declared.meta.tag
+        if tag is None:
+            continue
+        value = getattr(config, name)
+        if callable(tag):
+            text = tag(config)
+        elif declared.meta.always or value != declared.default:
+            text = tag.format(value)
+        else:
+            text = None
+        if text:
+            parts.append(text)
+    return " ".join(parts)
+
+
+def unique_names(configs: list[RunConfig]) -> list[RunConfig]:
+    """The configurations, those whose names collide given a label that adds the settings
+    telling them apart (`mlp siamese ws aux (lr=0.01, aux_weight=0.5)`): two configurations
+    of one plan never share a name. A label is presentation only, so no id changes."""
+    groups: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(config.name, []).append(config)
+    renamed = {}
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        differing = [key for key in IDENTITY_KEYS if len({json.dumps(getattr(c, key)) for c in group}) > 1]
+        for config in group:
+            shown = ", ".join(f"{key}={shown_value(getattr(config, key))}" for key in differing)
+            renamed[config.config_id] = dataclasses.replace(config, label=f"{name} ({shown})")
+    return [renamed.get(config.config_id, config) for config in configs]
+
+
+def shown_value(value: Any) -> str:
+    """A value as a matrix file writes it: true, 0.001, cnn."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "unset"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------- value checks
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_value(key: str, value: Any, where: str) -> Any:
+    """The value coerced to the setting's type; ConfigError naming `where` and `key` otherwise."""
+    if key not in DECLARED:
+        raise ConfigError(f"{where}: unknown setting '{key}'{suggest(key, DECLARED)}")
+    declared = DECLARED[key]
+    if value is None and declared.optional:
+        return None
+    kind = declared.type
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise ConfigError(f"{where}: '{key}' must be {_TYPE_WORDS[kind]}, got {value!r}")
+    if kind is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: '{key}' = {value!r}: must be a finite number")
+    problem = range_problem(declared.meta, value)
+    if problem:
+        raise ConfigError(f"{where}: '{key}' = {value!r}: {problem}")
+    return value
+
+
+def range_problem(meta: Setting, value: Any) -> str | None:
+    """What is wrong with a value of the right type, from the declared choices and range."""
+    if meta.choices is not None:
+        choices = meta.choices() if callable(meta.choices) else meta.choices
+        if value not in choices:
+            return f"must be one of {', '.join(choices)}{suggest(value, choices)}"
+        return None
+    why = f" ({meta.why})" if meta.why else ""
+    unit = f" {meta.unit}" if meta.unit else ""
+    if meta.above is not None and value <= meta.above:
+        return f"must be greater than {meta.above:g}"
+    low_ok = meta.minimum is None or value >= meta.minimum
+    if meta.minimum is not None and meta.below is not None and not (low_ok and value < meta.below):
+        return f"must be in [{meta.minimum:g}, {meta.below:g})"
+    if meta.minimum is not None and meta.maximum is not None and not (low_ok and value <= meta.maximum):
+        if isinstance(value, int):
+            return f"must be in {meta.minimum}..{meta.maximum}{unit}{why}"
+        return f"must be in [{meta.minimum:g}, {meta.maximum:g}]{unit}{why}"
+    if not low_ok:
+        return "must not be negative" if meta.minimum == 0 else f"must be at least {meta.minimum:g}"
+    if meta.maximum is not None and value > meta.maximum:
+        return f"must be at most {meta.maximum:g}{unit}{why}"
+    return None
+
+
+def suggest(word: Any, candidates) -> str:
+    """'; did you mean 'x'?' for the closest candidate, or nothing."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def _range_text(declared: Declared) -> str:
+    meta = declared.meta
+    if meta.choices is not None:
+        choices = meta.choices() if callable(meta.choices) else meta.choices  # registered names: asked now
+        return ", ".join(f"`{c}`" for c in choices)
+    if declared.type is bool:
+        return "true, false"
+    low = (f"> {meta.above:g}" if meta.above is not None else f"≥ {meta.minimum:g}" if meta.minimum is not None else "")
+    high = (f"< {meta.below:g}" if meta.below is not None else f"≤ {meta.maximum:g}" if meta.maximum is not None else "")
+    text = ", ".join(part for part in (low, high) if part)
+    return f"{text} {meta.unit}".strip() if text else ("text" if declared.type is str else "")
+
+
+def settings_table() -> str:
+    """The markdown table of every setting (the README's, generated: `harness settings`)."""
+    lines = ["| setting | default | values | in the id | meaning |", "|---|---|---|---|---|"]
+    for name, declared in DECLARED.items():
+        meta = declared.meta
+        if meta.presentation:
+            in_id = "no"
+        elif meta.has_neutral:
+            in_id = f"unless {shown_value(meta.neutral)}"
+        else:
+            in_id = "yes"
+        default = shown_value(declared.default)
+        lines.append(f"| `{name}` | {default} | {_range_text(declared)} | {in_id} | {meta.help.replace('|', '/')} |")
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""The rounds of one configuration trained as one vectorised model (torch.func): a short
+driver over the protocol.
+
+Each round is a member: its own data (the round's data seed), its own initial weights (built
+under its model seed exactly as a sequential run builds them) and its own minibatch order and
+augmentation (drawn from its own generator in the sequential order). The members' parameters
+are stacked along a leading dimension; one `vmap` of `functional_call` runs them all, and
+one optimiser steps the stacked tensors. Adam, AdamW and SGD are elementwise, so the stacked
+step is each member's own step; nothing couples the members (no global gradient norm), and a
+member whose loss goes non-finite fails alone.
+
+What differs from the sequential path: dropout masks (drawn by vmap from one generator seeded
+by the members' seeds, independent per member) and float summation order (so errors agree
+within a tolerance). Convolutions keep the NCHW layout: the stacked weights are not modules.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from harness.device import CPU, DevicePolicy
+from harness.results import RunResult, Stage
+from harness.settings import RunConfig
+from harness.training import protocol
+from harness.training.protocol import StagePlan
+
+
+def _outputs(output) -> tuple[torch.Tensor, ...]:
+    """A model's output as vmap can return it: the tensors of a PairOutput, None left out."""
+    return (output,) if isinstance(output, torch.Tensor) else tuple(o for o in output if o is not None)
+
+
+class Members:
+    """protocol.Learner for the stacked state of R members of one configuration."""
+
+    fail_fast = False  # one member's divergence must not stop the others
+
+    def __init__(self, config: RunConfig, rounds: list[int], source, device: torch.device):
+        from architectures import build, count_parameters
+
+        self.config, self.device = config, device
+        self.results: list[RunResult] = []
+        self.generators: list[torch.Generator] = []
+        models, datasets = [], []
+        for round_index in rounds:
+            result = protocol.new_result(config, round_index, str(device))
+            self.results.append(result)
+            datasets.append(protocol.prepare_data(config, source.pairs(config.pairs, result.data_seed), device))
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(result.model_seed)  # the initialisation a sequential run gets
+                models.append(build(config.encoder, config.model_options()).to(device))
+            self.generators.append(torch.Generator().manual_seed(result.model_seed))
+        self.params_count = count_parameters(models[0])
+        self.params, self.buffers = stack_module_state(models)  # name -> (R, ...)
+        self.base = copy.deepcopy(models[0]).to("meta")  # the code; the weights are stacked
+        stack = lambda name: torch.stack([getattr(d, name) for d in datasets])  # noqa: E731
+        self.data = {
+            "train_input": stack("train_input"),  # (R, N, 2, 14, 14)
+            "train_target": stack("train_target"),  # (R, N)
+            "train_classes": stack("train_classes"),  # (R, N, 2)
+            "digits": stack("digits"),  # (R, 2N', 1, 14, 14)
+            "digit_classes": stack("digit_classes"),  # (R, 2N')
+        }
+        self.eval_sets = {
+            name: tuple(torch.stack([d.eval_sets[name][i] for d in datasets]) for i in range(3))
+            for name in datasets[0].eval_sets
+        }
+        self.averaged = self.average = None
+        if config.ema_decay:
+            state = {**self.params, **self.buffers}
+            self.averaged = {name: tensor.detach().clone() for name, tensor in state.items()}
+            self.average = protocol.WeightAverage(config.ema_decay, list(self.averaged.values()), list(state.values()))
+        encoder = getattr(self.base, "digit_encoder", None)
+        self.encoder_prefix = next((name + "." for name, module in self.base.named_modules() if module is encoder), None)
+        self.run_model = self._vmapped(self.base)
+
+    @property
+    def members(self) -> int:
+        return len(self.results)
+
+    def mixing_seed(self) -> int:
+        """A seed for the randomness vmap draws (dropout), fixed by the members' own seeds."""
+        text = ":".join(str(r.model_seed) for r in self.results)
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+
+    def encoder_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k[len(self.encoder_prefix) :]: v for k, v in state.items() if k.startswith(self.encoder_prefix)}
+
+    @staticmethod
+    def _vmapped(module):
+        def run(params, buffers, inputs):
+            return _outputs(functional_call(module, (params, buffers), (inputs,)))
+
+        return vmap(run, randomness="different")
+
+    # protocol.Learner
+
+    def examples(self, stage: Stage) -> int:
+        return self.data["digits" if stage is Stage.PRETRAIN else "train_input"].shape[1]
+
+    def trainable(self, plan: StagePlan):
+        if plan.stage is Stage.PRETRAIN:
+            return self.encoder_state(self.params).values()
+        trainable = dict(self.params)
+        if plan.frozen_encoder:
+            for name in [k for k in trainable if k.startswith(self.encoder_prefix)]:
+                trainable.pop(name).requires_grad_(False)
+        return trainable.values()
+
+    def train_mode(self, plan: StagePlan) -> None:
+        if plan.stage is Stage.PRETRAIN:
+            self.base.digit_encoder.train()
+            return
+        self.base.train()
+        if plan.frozen_encoder:
+            self.base.digit_encoder.eval()  # frozen means frozen batch-norm statistics too
+
+    def batches(self, count: int) -> list[torch.Tensor]:
+        """The epoch's minibatch indices (R, b) per step, each member drawing from its generator."""
+        orders = [protocol.minibatches(count, self.config.batch_size, g, "cpu") for g in self.generators]
+        return [torch.stack(step).to(self.device) for step in zip(*orders)]
+
+    def take(self, name: str, index: torch.Tensor) -> torch.Tensor:
+        """data[name] (R, N, ...) at index (R, b) -> (R, b, ...)."""
+        return self.data[name][torch.arange(len(index), device=index.device)[:, None], index]
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        return protocol.augment_digits(images, self.config, self.generators)
+
+    def forward_pairs(self, pairs: torch.Tensor):
+        outputs = self.run_model(self.params, self.buffers, pairs)
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
+    def forward_digits(self, images: torch.Tensor) -> torch.Tensor:
+        encoder = self.base.digit_encoder
+        run = vmap(lambda p, b, x: functional_call(encoder, (p, b), (x,)), randomness="different")
+        return run(self.encoder_state(self.params), self.encoder_state(self.buffers), images)  # (R, b, 10)
+
+    def per_member(self, loss):
+        return vmap(loss)
+
+    def after_step(self) -> None:
+        if self.average is not None:
+            self.average.update()
+
+    def evaluate(self) -> protocol.Scores:
+        self.base.eval()
+        params, buffers = self.params, self.buffers
+        if self.averaged is not None:
+            params = {k: self.averaged[k] for k in self.params}
+            buffers = {k: self.averaged[k] for k in self.buffers}
+
+        def forward(pairs):
+            outputs = self.run_model(params, buffers, pairs)
+            return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
+        return protocol.score(self.config, forward, self.eval_sets, self.members)
+
+
+def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePolicy = CPU) -> list[RunResult]:
+    """Train `rounds` of one configuration together; one RunResult per round, in order.
+
+    Never raises for a failed training: every member is recorded failed with the reason.
+    """
+    device = policy.torch_device()
+    started = time.perf_counter()
+    try:
+        members = Members(config, rounds, source, device)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        return [protocol.failed_result(config, round_index, reason, policy.device) for round_index in rounds]
+    try:
+        with torch.random.fork_rng(devices=policy.rng_devices()):
+            torch.manual_seed(members.mixing_seed())
+            outcome = protocol.train(config, members)
+        protocol.finish(config, outcome, members.results)
+    except Exception as error:
+        for result in members.results:
+            result.reason = result.reason or f"{type(error).__name__}: {error}"
+    seconds = (time.perf_counter() - started) / members.members  # the group's wall time, shared
+    for result in members.results:
+        result.params, result.seconds = members.params_count, seconds
+    return members.results

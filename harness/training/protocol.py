@@ -1,0 +1,450 @@
+"""The training protocol, decided once: what a run of a configuration does, whoever drives it.
+
+Both drivers (sequential.py: one run, one model; batched.py: a configuration's rounds as one
+vectorised model) implement `Learner`, the few things that differ between one model and R
+stacked members, and call `train`. Everything else is decided here: seeds, the data a run sees,
+the stages (pretrain when transfer is not none, pairs when it is not rule) and their epochs, the
+frozen encoder, the losses and aux use, augmentation, the optimiser and schedule, weight
+averaging, when to evaluate, test-time augmentation, the divergence rule and the final metrics.
+
+Shapes: a driver's tensors carry an optional leading member dimension, written (R, ...) here;
+the sequential driver has none. Every function below works on both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from harness.data import PairSets, digit_view, standardize, swap_augment
+from harness.results import RunResult, Stage, Status
+from harness.settings import RunConfig
+
+EVAL_BATCH = 1000  # pairs per evaluation forward pass
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def diverged_reason(value: float, stage: Stage, epoch: int) -> str:
+    return f"non-finite loss ({value}) in {stage.value} epoch {epoch + 1}"
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def seeds(config: RunConfig, round_index: int) -> tuple[int, int]:
+    """(data seed, model seed). Data: base seed + round, shared by every configuration of a
+    round (a paired design). Model (initialisation, dropout, minibatch order): derived from the
+    base seed, the round and the configuration id."""
+    text = f"{config.seed}:{round_index}:{config.config_id}"
+    model_seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+    return config.seed + round_index, model_seed
+
+
+def new_result(config: RunConfig, round_index: int, device: str) -> RunResult:
+    """A run's record before training: failed until the protocol says it is done."""
+    data_seed, model_seed = seeds(config, round_index)
+    return RunResult(config.config_id, round_index, data_seed, model_seed, Status.FAILED.value, device=device)
+
+
+def failed_result(config: RunConfig, round_index: int, reason: str, device: str) -> RunResult:
+    """The record of a run that could not train at all (its worker was lost, say)."""
+    result = new_result(config, round_index, device)
+    result.reason = reason
+    return result
+
+
+# --------------------------------------------------------------------------- the data a run sees
+
+
+@dataclass
+class RunData:
+    train_input: torch.Tensor  # (N, 2, 14, 14), standardised when asked, swapped twins appended
+    train_target: torch.Tensor  # (N,)
+    train_classes: torch.Tensor  # (N, 2)
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # train / validation / test
+    digits: torch.Tensor  # (2N, 1, 14, 14) single digits of the original training pairs
+    digit_classes: torch.Tensor  # (2N,)
+
+
+def prepare_data(config: RunConfig, sets: PairSets, device: torch.device) -> RunData:
+    """The training pairs (less the validation pairs held out), standardised with their own
+    statistics, swapped twins appended when asked; the evaluation sets; the single digits."""
+    train_input, train_target, train_classes = sets.train_input, sets.train_target, sets.train_classes
+    test_input = sets.test_input
+    held_out = config.validation
+    fit = slice(0, config.pairs - held_out)
+    valid = slice(config.pairs - held_out, config.pairs)
+    if config.normalize:
+        train_input, test_input = standardize(train_input[fit], train_input, test_input)[1:]
+    to = lambda *tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
+    fit_set = to(train_input[fit], train_target[fit], train_classes[fit])
+    eval_sets = {"train": fit_set, "test": to(test_input, sets.test_target, sets.test_classes)}
+    if held_out:
+        eval_sets["validation"] = to(train_input[valid], train_target[valid], train_classes[valid])
+    digits, digit_classes = digit_view(fit_set[0], fit_set[2])
+    training = swap_augment(*fit_set) if config.swap_augment else fit_set
+    return RunData(*training, eval_sets, digits, digit_classes)
+
+
+def minibatches(count: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
+    """One epoch's minibatch indices: a permutation drawn from the run's generator, cut in order."""
+    order = torch.randperm(count, generator=generator).to(device)
+    return [order[start : start + batch_size] for start in range(0, count, batch_size)]
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def augments(config: RunConfig) -> bool:
+    return bool(config.augment_shift or config.augment_rotate)
+
+
+def random_affine(count: int, config: RunConfig, generator: torch.Generator) -> torch.Tensor:
+    """(count, 2, 3) affine maps on the CPU: a random whole number of pixels in [-shift, shift]
+    per axis and a random angle in [-rotate, rotate] degrees, drawn from `generator`."""
+    shift = torch.randint(-config.augment_shift, config.augment_shift + 1, (count, 2), generator=generator)
+    angle = (torch.rand(count, generator=generator) * 2 - 1) * math.radians(config.augment_rotate)
+    cos, sin = angle.cos(), angle.sin()
+    translate = shift.float() * 2 / 14  # pixels -> normalised [-1, 1] coordinates of a 14-pixel side
+    return torch.stack((cos, -sin, translate[:, 0], sin, cos, translate[:, 1]), 1).view(count, 2, 3)
+
+
+def apply_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Images (n, 1, 14, 14) resampled through the maps theta (n, 2, 3)."""
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    # border padding repeats the background, which is not zero once inputs are standardised
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augment_digits(images: torch.Tensor, config: RunConfig, generators: list[torch.Generator]) -> torch.Tensor:
+    """Every digit of `images` (R?, n, C, 14, 14) moved and rotated on its own (see
+    random_affine); member r's draws come from generators[r] in its sequential order."""
+    if not augments(config):
+        return images
+    count = images.numel() // (images.shape[-2] * images.shape[-1] * len(generators))  # digits per member
+    theta = torch.cat([random_affine(count, config, g) for g in generators])  # (R*n*C, 2, 3)
+    return apply_affine(images.reshape(-1, 1, *images.shape[-2:]), theta).reshape(images.shape)
+
+
+TEST_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (..., H, W) moved by (dy, dx) pixels, the border repeated into the gap."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images.reshape(-1, 1, height, width), (1, 1, 1, 1), mode="replicate")
+    return padded[..., 1 - dy : 1 - dy + height, 1 - dx : 1 - dx + width].reshape(images.shape)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def comparison_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, smoothing: float = 0.0) -> torch.Tensor:
+    """logits (B, 2) or (B, 1); target (B,) long in {0, 1}. `smoothing` applies to cross-entropy."""
+    if logits.shape[1] == 1:
+        score = logits.squeeze(1)
+        if kind == "cross_entropy":
+            return F.binary_cross_entropy_with_logits(score, target.float() * (1 - smoothing) + smoothing / 2)
+        if kind == "mse":
+            return F.mse_loss(torch.sigmoid(score), target.float())
+        return F.mse_loss(score, target.float())
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, target, label_smoothing=smoothing)
+    one_hot = F.one_hot(target, 2).float()
+    return F.mse_loss(logits.softmax(1) if kind == "mse" else logits, one_hot)
+
+
+def digit_loss(digits: torch.Tensor, classes: torch.Tensor, kind: str, smoothing: float = 0.0) -> torch.Tensor:
+    """The sum of the two digits' losses: digits (B, 2, 10) logits, classes (B, 2)."""
+    logits, labels = digits.reshape(-1, 10), classes.reshape(-1)  # (2B, 10), (2B,)
+    if kind == "cross_entropy":
+        return 2 * F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    one_hot = F.one_hot(labels, 10).float()
+    return 2 * F.mse_loss(logits.softmax(1) if kind == "mse" else logits, one_hot)
+
+
+def uses_aux(config: RunConfig) -> bool:
+    return config.aux_loss and config.aux_weight > 0
+
+
+def pair_objective(config: RunConfig, comparison, digits, target, classes) -> torch.Tensor:
+    """One member's pair-stage loss: comparison loss + aux_weight x the digits' losses."""
+    loss = comparison_loss(comparison, target, config.loss, config.label_smoothing)
+    if uses_aux(config):
+        loss = loss + config.aux_weight * digit_loss(digits, classes, config.loss, config.label_smoothing)
+    return loss
+
+
+def digit_objective(config: RunConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One member's pretraining loss: logits (b, 10) of single digits, labels (b,)."""
+    return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+
+
+def predict(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Predicted target (...,): 1 where the model says first <= second; logits (..., 2) or (..., 1)."""
+    if logits.shape[-1] == 1:
+        return (logits[..., 0] > (0.5 if kind == "mse_linear" else 0.0)).long()
+    return logits.argmax(-1)
+
+
+# --------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(config: RunConfig, parameters) -> torch.optim.Optimizer:
+    parameters = [p for p in parameters if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_schedule(config: RunConfig, optimizer, epochs: int, steps_per_epoch: int):
+    """The per-step learning-rate schedule of one stage, or None for a constant rate."""
+    total = max(1, epochs * steps_per_epoch)
+    if config.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return None
+
+
+class WeightAverage:
+    """An exponential moving average of weights, kept exactly as
+    torch.optim.swa_utils.AveragedModel(use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn)
+    keeps it: the first update copies, later ones apply torch's EMA update to each dtype group.
+    `averaged` and `current`: matching tensors (a model's and its copy's, or stacked members')."""
+
+    def __init__(self, decay: float, averaged: list[torch.Tensor], current: list[torch.Tensor]):
+        self.averaged, self.current = averaged, current
+        self.update_fn = get_ema_multi_avg_fn(decay)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self.updates == 0:
+            for average, now in zip(self.averaged, self.current):
+                average.copy_(now)
+        else:
+            groups: dict[torch.dtype, tuple[list, list]] = {}
+            for average, now in zip(self.averaged, self.current):
+                pair = groups.setdefault(average.dtype, ([], []))
+                pair[0].append(average)
+                pair[1].append(now.detach())
+            for averages, nows in groups.values():
+                self.update_fn(averages, nows, self.updates)
+        self.updates += 1
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: Stage
+    epochs: int
+    frozen_encoder: bool = False  # the pretrained encoder is not trained (nor its batch norm)
+
+
+def stages(config: RunConfig) -> list[StagePlan]:
+    """The stages a configuration trains, in order (the cost estimate reads them too)."""
+    plan = []
+    if config.transfer != "none":
+        epochs = config.epochs if config.pretrain_epochs is None else config.pretrain_epochs
+        plan.append(StagePlan(Stage.PRETRAIN, epochs))
+    if config.transfer != "rule":
+        plan.append(StagePlan(Stage.PAIRS, config.epochs, frozen_encoder=config.transfer == "frozen"))
+    return plan
+
+
+def evaluates(config: RunConfig, plan: StagePlan, epoch: int) -> bool:
+    """Whether the learning curve is measured after `epoch` (0-based): every `eval_every`
+    epochs, and always after a stage's last."""
+    return epoch + 1 == plan.epochs or (epoch + 1) % config.eval_every == 0
+
+
+def trained_on_digits(config: RunConfig) -> bool:
+    """Whether the digit logits were trained, so that a digit error means something."""
+    return config.aux_loss or config.transfer != "none"
+
+
+# --------------------------------------------------------------------------- evaluation
+
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+Scores = dict[str, list[dict[str, float | None]]]  # set name -> per member {"error", "digit_error"}
+
+
+@torch.no_grad()
+def score(config: RunConfig, forward: Forward, eval_sets, members: int) -> Scores:
+    """Comparison error and, where the model has digit logits, digit error (fractions) of each
+    member on each set. `forward`: pairs (R?, b, 2, 14, 14) -> (comparison (R?, b, K), digits
+    (R?, b, 2, 10) or None). Test-time augmentation averages the logits of the shifted copies."""
+    shifts = TEST_SHIFTS if config.test_time_augment else TEST_SHIFTS[:1]
+    scores = {}
+    for name, (pair_input, target, classes) in eval_sets.items():
+        count = pair_input.shape[-4]
+        wrong = digit_wrong = 0
+        has_digits = False
+        for start in range(0, count, EVAL_BATCH):
+            size = min(EVAL_BATCH, count - start)
+            batch = pair_input.narrow(-4, start, size)  # (R?, b, 2, 14, 14)
+            outputs = [forward(shifted(batch, dy, dx) if dy or dx else batch) for dy, dx in shifts]
+            comparison = torch.stack([o[0] for o in outputs]).mean(0)  # (R?, b, K)
+            wrong = wrong + (predict(comparison, config.loss) != target.narrow(-1, start, size)).sum(-1)
+            if outputs[0][1] is not None:
+                has_digits = True
+                digits = torch.stack([o[1] for o in outputs]).mean(0)  # (R?, b, 2, 10)
+                digit_wrong = digit_wrong + (digits.argmax(-1) != classes.narrow(-2, start, size)).sum((-2, -1))
+        errors = [w / count for w in wrong.reshape(-1).tolist()]  # Python division: exact fractions
+        digit_errors = [w / (2 * count) for w in digit_wrong.reshape(-1).tolist()] if has_digits else [None] * members
+        scores[name] = [{"error": e, "digit_error": d} for e, d in zip(errors, digit_errors)]
+    return scores
+
+
+# --------------------------------------------------------------------------- the driver interface
+
+
+class Learner(Protocol):
+    """What a driver supplies: one model (sequential) or R stacked members (batched)."""
+
+    members: int
+    fail_fast: bool  # stop at the first non-finite loss (one model) or let the others go on
+
+    def examples(self, stage: Stage) -> int: ...  # training examples of the stage
+
+    def trainable(self, plan: StagePlan): ...  # the tensors the stage's optimiser steps
+
+    def train_mode(self, plan: StagePlan) -> None: ...
+
+    def batches(self, count: int) -> list[torch.Tensor]: ...  # indices (R?, b) per step
+
+    def take(self, name: str, index: torch.Tensor) -> torch.Tensor: ...  # a RunData tensor's rows
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_pairs(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+    def forward_digits(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def per_member(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]: ...
+
+    def after_step(self) -> None: ...
+
+    def evaluate(self) -> Scores: ...
+
+
+@dataclass
+class Outcome:
+    """What training left for each member: its learning curve, the last evaluation, whether it
+    diverged (and why)."""
+
+    curves: list[list[dict]]
+    reasons: list[str | None]
+    latest: Scores | None = None
+
+    def alive(self, position: int) -> bool:
+        return self.reasons[position] is None
+
+
+def train(config: RunConfig, learner: Learner) -> Outcome:
+    """Train every stage of `config` through `learner`; raises for a failure that is not one
+    member's divergence (a model without digit outputs asked for an aux loss, say)."""
+    outcome = Outcome([[] for _ in range(learner.members)], [None] * learner.members)
+    for plan in stages(config):
+        train_stage(config, plan, learner, outcome)
+    if outcome.latest is None:  # no epoch at all (pretrain_epochs = 0 with the rule)
+        outcome.latest = learner.evaluate()
+    return outcome
+
+
+def train_stage(config: RunConfig, plan: StagePlan, learner: Learner, outcome: Outcome) -> None:
+    count = learner.examples(plan.stage)
+    optimizer = make_optimizer(config, learner.trainable(plan))
+    schedule = make_schedule(config, optimizer, plan.epochs, math.ceil(count / config.batch_size))
+    loss_of = objective(config, plan, learner)
+    for epoch in range(plan.epochs):
+        learner.train_mode(plan)
+        total = 0.0
+        for index in learner.batches(count):  # (R?, b)
+            losses = loss_of(index)  # (R?,)
+            if learner.fail_fast:
+                value = losses.item()
+                if not math.isfinite(value):  # before the update: the weights stay finite
+                    raise TrainingDiverged(diverged_reason(value, plan.stage, epoch))
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # members are independent: each gets its own gradient
+            optimizer.step()
+            if schedule:
+                schedule.step()
+            learner.after_step()
+            total = total + losses.detach().double() * index.shape[-1]
+        end_epoch(config, plan, epoch, (total / count).reshape(-1).tolist(), learner, outcome)
+
+
+def objective(config: RunConfig, plan: StagePlan, learner: Learner) -> Callable[[torch.Tensor], torch.Tensor]:
+    """index (R?, b) -> the stage's loss of each member (R?,)."""
+    if plan.stage is Stage.PRETRAIN:
+        digit_losses = learner.per_member(lambda logits, labels: digit_objective(config, logits, labels))
+
+        def pretrain_loss(index):
+            images = learner.augment(learner.take("digits", index))  # (R?, b, 1, 14, 14)
+            return digit_losses(learner.forward_digits(images), learner.take("digit_classes", index))
+
+        return pretrain_loss
+
+    aux = uses_aux(config)
+    pair_losses = learner.per_member(lambda *tensors: pair_objective(config, *tensors))
+
+    def pair_loss(index):
+        pairs = learner.augment(learner.take("train_input", index))  # (R?, b, 2, 14, 14)
+        comparison, digits = learner.forward_pairs(pairs)  # (R?, b, K), (R?, b, 2, 10) or None
+        if aux and digits is None:
+            raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
+        target, classes = learner.take("train_target", index), learner.take("train_classes", index)
+        return pair_losses(comparison, digits if aux else comparison, target, classes)  # digits unused without aux
+
+    return pair_loss
+
+
+def end_epoch(config: RunConfig, plan: StagePlan, epoch: int, losses: list[float], learner: Learner, outcome: Outcome) -> None:
+    """A member whose epoch loss is not finite fails (its weights are not finite); the others'
+    curves get the epoch's row, with the errors when the schedule evaluates."""
+    for position, value in enumerate(losses):
+        if outcome.alive(position) and not math.isfinite(value):
+            outcome.reasons[position] = f"TrainingDiverged: {diverged_reason(value, plan.stage, epoch)}"
+    evaluate = evaluates(config, plan, epoch)
+    if evaluate:
+        outcome.latest = learner.evaluate()
+    for position, curve in enumerate(outcome.curves):
+        if not outcome.alive(position):
+            continue
+        row = {"stage": plan.stage.value, "epoch": epoch + 1, "train_loss": losses[position]}
+        if evaluate:
+            row.update({f"{name}_error": scores[position]["error"] for name, scores in outcome.latest.items()})
+        curve.append(row)
+
+
+def finish(config: RunConfig, outcome: Outcome, results: list[RunResult]) -> None:
+    """The members' final metrics and status into their results. A diverged member is failed
+    with no metrics: its weights are not finite, its errors meaningless."""
+    digits = trained_on_digits(config)
+    for position, result in enumerate(results):
+        result.epochs = outcome.curves[position]
+        if not outcome.alive(position):
+            result.status, result.reason = Status.FAILED.value, outcome.reasons[position]
+            continue
+        for name, scores in outcome.latest.items():
+            result.metrics[f"{name}_error"] = scores[position]["error"]
+            # untrained intermediate logits are no digit prediction: no digit error for them
+            result.metrics[f"{name}_digit_error"] = scores[position]["digit_error"] if digits else None
+        result.metrics["train_loss"] = next((row["train_loss"] for row in reversed(result.epochs)), None)
+        result.status = Status.DONE.value

@@ -1,0 +1,63 @@
+"""The device policy, resolved once at the edge, and backends added by registration."""
+
+import dataclasses
+
+import pytest
+from test_runner import results
+
+from harness import backends
+from harness.config import ConfigError
+from harness.device import CPU, DevicePolicy, policy_for, resolve, usable_cores
+from harness.runner import run_plan
+from harness.store import Store
+
+
+def test_cpu_policy_defaults():
+    policy = resolve("cpu")
+    assert policy == DevicePolicy("cpu", usable_cores(), 1, False, True)
+    assert resolve("cpu", workers=10_000).workers == usable_cores()  # more would only share cores
+    assert resolve("cpu", workers=1, batched=True).batched
+    assert policy.rng_devices() == [] and not policy.is_cuda
+
+
+def test_accelerator_policies_own_the_device_with_one_worker_and_batch_by_default():
+    cuda = policy_for("cuda:1", workers=8)
+    assert (cuda.kind, cuda.workers, cuda.batched, cuda.channels_last) == ("cuda", 1, True, False)
+    assert policy_for("mps").batched is False
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"),
+    [("cuda", "CUDA is not available on this machine; use --device cpu or auto"),
+     ("tpu", "unknown device; use auto, cpu, cuda, cuda:N or mps")],
+)
+def test_devices_this_machine_lacks_are_refused_in_one_line(requested, message):
+    import torch
+
+    if requested == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=message):
+        resolve(requested)
+
+
+def test_a_remote_backend_resolves_devices_it_owns_not_this_machine():
+    assert resolve("auto", remote_gpus=0.25).device == "cuda"  # the cluster's GPUs, not checked here
+    assert resolve("auto", remote_gpus=0.0).device == "cpu"
+
+
+def test_a_new_backend_is_one_module_and_its_registration(fake_mnist, tmp_path, monkeypatch):
+    from test_runner import TINY
+
+    from harness.config import expand, load_matrix
+
+    monkeypatch.setitem(backends.REGISTRY, "inline", "inline_backend")
+    backend = backends.make("inline", device="cpu", workers=1)
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    plan = expand(load_matrix(path))
+    with Store(tmp_path / "inline.sqlite") as store:
+        summary = run_plan(plan, store, backend=backend)
+    assert summary.finished == 8 and not summary.failed and len(backend.launched) == 8
+    with Store(tmp_path / "local.sqlite") as store:
+        run_plan(plan, store, policy=dataclasses.replace(CPU, workers=1))
+    assert results(tmp_path / "inline.sqlite").equals(results(tmp_path / "local.sqlite"))
