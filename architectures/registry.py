@@ -50,37 +50,90 @@ class Family:
     builder: Callable[[ModelOptions], nn.Module]
     check: Callable[[ModelOptions], str | None]
     summary: str
+    origin: object = None  # the registered function or class
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
 def register(name: str, *, check: Callable[[ModelOptions], str | None] | None = None):
-    """Register a model family: `@register("cnn")` over a function `ModelOptions -> nn.Module`.
+    """Register a model family under `name`, over either
+    - a function `ModelOptions -> nn.Module` (the built-in families' form), or
+    - a torch.nn.Module class (a user's model): it receives the ModelOptions fields its
+      `__init__` names, and its output is read by the contract in architectures.external.
 
     `check(options)` returns why a combination means nothing for this family, or None.
-    """
+    Registering a name twice with different code is an error; the same code again (a plugin
+    imported by two routes) is not."""
 
     def decorate(builder):
-        if name in _FAMILIES:
+        from architectures import external
+
+        existing = _FAMILIES.get(name)
+        if existing is not None and getattr(existing.origin, "__qualname__", None) != getattr(builder, "__qualname__", None):
             raise ValueError(f"model family {name!r} is registered twice")
-        summary = (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else ""
-        _FAMILIES[name] = Family(name, builder, check or (lambda options: None), summary)
+        _FAMILIES[name] = _family(name, builder, check) if not isinstance(builder, type) else \
+            external_family(name, builder, check, external)
         return builder
 
     return decorate
 
 
+def _family(name, builder, check) -> Family:
+    summary = (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else ""
+    return Family(name, builder, check or (lambda options: None), summary, builder)
+
+
+def external_family(name: str, factory, check, external) -> Family:
+    """A family over a user's class or factory, built behind the output contract."""
+
+    def checks(options: ModelOptions) -> str | None:
+        return external.why_unsupported(name, factory, options) or (check(options) if check else None)
+
+    summary = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else "a user's model"
+    return Family(name, lambda options: external.build_external(factory, options), checks, summary, factory)
+
+
 def names() -> list[str]:
-    return sorted(_FAMILIES)
+    """Registered families and installed packages' entry points (not imported by listing)."""
+    from architectures.external import entry_points
+
+    return sorted(set(_FAMILIES) | set(entry_points()))
+
+
+def builtin_names() -> list[str]:
+    """The families this package defines (not those of plugins or entry points)."""
+    return sorted(name for name, found in _FAMILIES.items()
+                  if getattr(found.origin, "__module__", "").startswith("architectures."))
 
 
 def family(name: str) -> Family:
-    if name not in _FAMILIES:
-        close = difflib.get_close_matches(name, names(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownModelError(f"unknown model {name!r}{hint} Known: {', '.join(names())}")
-    return _FAMILIES[name]
+    """The family called `name`: registered, an installed entry point (imported now), or a
+    `package.module:Class` reference. UnknownModelError (known names, closest) otherwise."""
+    if name in _FAMILIES:
+        return _FAMILIES[name]
+    from architectures import external
+
+    if ":" in name:
+        try:
+            _FAMILIES[name] = external_family(name, external.resolve_object(name), None, external)
+        except external.PluginError as error:
+            raise UnknownModelError(str(error)) from None
+        return _FAMILIES[name]
+    points = external.entry_points()
+    if name in points:
+        try:
+            loaded = points[name].load()  # a module that registers, or the model class itself
+        except BaseException as error:
+            raise UnknownModelError(f"model {name!r} (entry point {points[name].value}) failed to import: "
+                                    f"{type(error).__name__}: {error}") from None
+        if name not in _FAMILIES:
+            _FAMILIES[name] = external_family(name, loaded, None, external)
+        return _FAMILIES[name]
+    close = difflib.get_close_matches(name, names(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UnknownModelError(f"unknown model {name!r}{hint} Known: {', '.join(names())}; "
+                            "a model of your own: plugins = [\"my_models.py\"] in the matrix, --plugin, or 'module:Class'")
 
 
 def why_invalid(name: str, options: ModelOptions) -> str | None:

@@ -81,18 +81,38 @@ ONLY_OPTION = click.option(
 )
 
 
+PLUGIN_OPTION = click.option(
+    "--plugin", "plugins", multiple=True, metavar="FILE_OR_MODULE",
+    help="Import a .py file or module that registers models (repeatable; workers import it too).",
+)
+SET_OPTION = click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE",
+    help="Override a setting without editing the file (repeatable); a list such as \"dropout=[0, 0.5]\" is a factor.",
+)
+
+
 MAX_CONFIGS_OPTION = click.option(
     "--max-configs", type=click.IntRange(min=1), default=None,
     help="Refuse matrices that cross more combinations than this (default 10,000).",
 )
 
 
-def load_plan(matrix_path, profile, overrides=None, only=(), max_configs=None):
-    from harness.config import MAX_CONFIGS, ConfigError, expand, load_matrix, parse_assignments
+def load_plan(matrix_path, profile, overrides=None, only=(), max_configs=None, plugins=(), sets=()):
+    """The plan a command's options ask for: plugins imported, --set applied, --only kept."""
+    from harness.config import (
+        MAX_CONFIGS,
+        ConfigError,
+        expand,
+        load_matrix,
+        parse_assignments,
+        with_sets,
+    )
 
     try:
+        matrix, set_overrides = with_sets(load_matrix(matrix_path, plugins), sets)
         selection = parse_assignments(only, "--only")
-        return expand(load_matrix(matrix_path), profile, overrides, selection, max_configs=max_configs or MAX_CONFIGS)
+        overrides = {**set_overrides, **(overrides or {})}
+        return expand(matrix, profile, overrides, selection, max_configs=max_configs or MAX_CONFIGS)
     except ConfigError as error:
         fail(str(error))
 
@@ -106,13 +126,15 @@ SETTINGS_EPILOG = "\b\nSettings (`harness settings` describes each):\n" + textwr
 @MATRIX_OPTION
 @PROFILE_OPTION
 @ONLY_OPTION
+@SET_OPTION
+@PLUGIN_OPTION
 @MAX_CONFIGS_OPTION
 @click.option("--format", "output_format", type=click.Choice(["text", "csv"]), default="text", show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
 @click.option("--estimate/--no-estimate", default=True, show_default=True, help="Estimate the time it takes.")
 @click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False),
               help="Where finished runs are counted and timed, if it exists.")
-def plan(matrix_path, profile, only, max_configs, output_format, workers, estimate, store_path):
+def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, workers, estimate, store_path):
     """List the configurations a matrix expands to, what was dropped and why, and the cost.
 
     Runs already in the store are counted, and their mean time replaces the estimate.
@@ -124,10 +146,53 @@ def plan(matrix_path, profile, only, max_configs, output_format, workers, estima
     from harness.plan import plan_frame
     from harness.report import plan_table
 
-    the_plan = load_plan(matrix_path, profile, only=only, max_configs=max_configs)
+    the_plan = load_plan(matrix_path, profile, only=only, max_configs=max_configs, plugins=plugins, sets=sets)
     stored = read_runs(store_path)[0] if Path(store_path).is_file() else None
     frame = plan_frame(the_plan, estimate=estimate, stored=stored)
     click.echo(plan_table(frame, the_plan, output_format, workers=workers, estimate=estimate))
+
+
+@main.command()
+@click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False))
+@click.argument("which")
+@click.option("--code", is_flag=True, help="Also print the plugin sources and the diff the runs were made with.")
+def show(store_path, which, code):
+    """A configuration's resolved settings, its runs and their provenance: WHICH is a
+    configuration id (or its first characters, as tables show them) or a name.
+
+    Example: harness show 4e14e81c2a --code
+    """
+    import json
+
+    from harness.store import Store, StoreError
+
+    try:
+        with Store.open_readonly(store_path) as store:
+            runs, sources = store.runs(), store.sources()
+    except StoreError as error:
+        fail(str(error))
+    chosen = runs[runs["config_id"].str.startswith(which) | (runs["name"] == which)] if not runs.empty else runs
+    ids = sorted(set(chosen["config_id"])) if not chosen.empty else []
+    if len(ids) != 1:
+        found = "no configuration" if not ids else f"{len(ids)} configurations ({', '.join(i[:10] for i in ids)})"
+        fail(f"{store_path}: {found} match '{which}'; give more of the id, as `harness table --format csv` lists them")
+    chosen = chosen.sort_values("round")
+    first = chosen.iloc[0]
+    click.echo(f"{first['name']}\nid {ids[0]}\n\nsettings:")
+    click.echo(json.dumps(json.loads(first["config"]), indent=2, sort_keys=True))
+    click.echo("\nruns:")
+    for _, run in chosen.iterrows():
+        errors = "" if run["status"] != Status.DONE else f" test {100 * run['test_error']:.2f} %, train {100 * run['train_error']:.2f} %"
+        click.echo(f"  round {run['round']}: {run['status']}{errors}; seeds {run['data_seed']}/{run['model_seed']}; "
+                   f"{run['seconds']:.1f} s on {run['device']}; code {run['code_version']}, torch {run['torch_version']}"
+                   + (f"; {run['reason']}" if isinstance(run["reason"], str) else ""))
+    click.echo(f"\nmatrix: {first['matrix']}\ncommand: {first['command']}")
+    used = {first.get("code_diff")} | {p["sha256"] for text in chosen.get("plugins", []) if isinstance(text, str)
+                                        for p in json.loads(text)}
+    for _, source in sources[sources["sha256"].isin(used)].iterrows():
+        click.echo(f"{source['kind']}: {source['name']} (sha256 {source['sha256'][:12]})")
+        if code:
+            click.echo(source["text"])
 
 
 @main.command()
@@ -189,6 +254,8 @@ def open_store(path, fresh: bool):
 @MATRIX_OPTION
 @PROFILE_OPTION
 @ONLY_OPTION
+@SET_OPTION
+@PLUGIN_OPTION
 @MAX_CONFIGS_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="Override every configuration's rounds.")
@@ -206,7 +273,7 @@ def open_store(path, fresh: bool):
 @click.option("--address", default=None, help="Ray: 'auto' joins a running cluster; default starts a local one.")
 @click.option("--cpus-per-job", type=float, default=1.0, show_default=True, help="Ray: CPUs each task reserves.")
 @click.option("--gpus-per-job", type=float, default=0.0, show_default=True, help="Ray: GPU share each task reserves.")
-def run(matrix_path, profile, only, max_configs, device, rounds, store_path, data_dir, workers, fresh, batched,
+def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, store_path, data_dir, workers, fresh, batched,
         backend_name, address, cpus_per_job, gpus_per_job):
     """Train every job of a matrix that the store does not hold yet, and store each result.
 
@@ -224,7 +291,7 @@ def run(matrix_path, profile, only, max_configs, device, rounds, store_path, dat
     from harness.store import StoreError
 
     overrides = {} if rounds is None else {"rounds": rounds}
-    the_plan = load_plan(matrix_path, profile, overrides, only, max_configs)
+    the_plan = load_plan(matrix_path, profile, overrides, only, max_configs, plugins, sets)
     backend = store = progress = None
     with stop_signals_as_interrupts():
         try:
@@ -329,21 +396,31 @@ def read_runs(store_path):
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
               help="Only this matrix's configurations, in its order.")
 @PROFILE_OPTION
+@ONLY_OPTION
+@SET_OPTION
+@PLUGIN_OPTION
 @click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
 @click.option("--sort", type=click.Choice(["matrix", "test_error", "name", "params"]), default="matrix", show_default=True)
 @click.option("--check", "check_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Compare configurations and parameter counts with a committed table; exit 1 on a difference.")
-def table(store_path, matrix_path, profile, output_format, sort, check_path):
+def table(store_path, matrix_path, profile, only, sets, plugins, output_format, sort, check_path):
     """Print tables of parameters and error mean ± std per configuration, effects and provenance.
 
     Example: harness table > RESULTS.md
     """
     from pathlib import Path
 
+    from harness.config import ConfigError, parse_assignments
     from harness.report import ReportError, check_against, results_report
 
     runs, _ = read_runs(store_path)
-    the_plan = load_plan(matrix_path, profile) if matrix_path else None
+    the_plan = load_plan(matrix_path, profile, only=only, plugins=plugins, sets=sets) if matrix_path else None
+    if only and not matrix_path:
+        try:
+            for key, value in parse_assignments(only, "--only").items():
+                runs = runs[runs[key] == value] if key in runs else runs.iloc[0:0]
+        except ConfigError as error:
+            fail(str(error))
     try:
         if check_path:
             problems = check_against(Path(check_path).read_text(), runs, plan=the_plan, source=check_path)

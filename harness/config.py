@@ -10,7 +10,7 @@ import itertools
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,13 @@ class MatrixFile:
     exclude: list[dict[str, Any]]
     include: list[dict[str, Any]]
     profiles: dict[str, dict[str, Any]]
+    plugins: tuple[Any, ...] = ()  # architectures.external.PluginSource, in import order
+    sets: tuple[str, ...] = ()  # the --set assignments applied to the file
+
+    def describe(self, profile: str | None = None) -> str:
+        """How the plan was asked for: the file, its profile and --set assignments."""
+        parts = [self.path, *([f"--profile {profile}"] if profile else []), *(f"--set {s}" for s in self.sets)]
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,12 @@ class Plan:
         return [Job(c, r) for r in range(rounds) for c in self.configs if r < c.rounds]
 
     @classmethod
-    def from_configs(cls, configs, source: str = "(python)") -> Plan:
+    def from_configs(cls, configs, source: str = "(python)", plugins: tuple[str, ...] = ()) -> Plan:
         """A plan of configurations made in code (RunConfig objects, or dicts of settings
         checked as a matrix file's are), with the same drops as a file's: combinations that
-        mean nothing and repeats. `source` stands where a plan from a file records its path."""
+        mean nothing and repeats. `source` stands where a plan from a file records its path;
+        `plugins` (.py files or modules) are imported first, as a file's are."""
+        loaded = load_plugins(plugins, f"{source} plugins", Path.cwd())
         def candidates():
             for position, config in enumerate(configs):
                 if isinstance(config, dict):
@@ -107,14 +116,31 @@ class Plan:
         kept, dropped = admit(candidates())
         if not kept:
             raise ConfigError(f"{source}: no configuration to run (each was dropped: see the plan's dropped list)")
-        return cls(MatrixFile(source, {}, {}, [], [], {}), None, unique_names(kept), dropped)
+        return cls(MatrixFile(source, {}, {}, [], [], {}, loaded), None, unique_names(kept), dropped)
 
 
-SECTIONS = ("defaults", "matrix", "profiles")
+SECTIONS = ("plugins", "defaults", "matrix", "profiles")
 
 
-def load_matrix(path: str | Path) -> MatrixFile:
-    """Parse and check a matrix file. Raises ConfigError naming the file, key and fix."""
+def load_plugins(specs, where: str, base: Path | None = None) -> tuple[Any, ...]:
+    """Import plugins (`.py` files, relative to `base`, or modules) so that the models they
+    register can be named; ConfigError in one line naming `where`, the plugin and the error."""
+    from architectures.external import PluginError, load_plugin
+
+    loaded = []
+    for spec in specs:
+        if not isinstance(spec, str) or not spec:
+            raise ConfigError(f"{where}: a plugin is a .py file path or a module name, got {spec!r}")
+        try:
+            loaded.append(load_plugin(spec, base))
+        except PluginError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return tuple(loaded)
+
+
+def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
+    """Parse and check a matrix file, after importing `plugins` (--plugin) and the file's own
+    `plugins = [...]`. Raises ConfigError naming the file, key and fix."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -130,6 +156,11 @@ def load_matrix(path: str | Path) -> MatrixFile:
     for section in document:
         if section not in SECTIONS:
             raise ConfigError(f"{where}: unknown section [{section}]{suggest(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")
+    loaded = load_plugins(plugins, "--plugin")
+    listed = document.get("plugins", [])
+    if not isinstance(listed, list):
+        raise ConfigError(f"{where}: 'plugins' must be a list, e.g. plugins = [\"my_models.py\"]")
+    loaded += load_plugins(listed, f"{where} plugins", path.resolve().parent)
     defaults = _table(document.get("defaults", {}), f"{where} [defaults]")
     for key, value in defaults.items():
         check_value(key, value, f"{where} [defaults]")
@@ -163,7 +194,7 @@ def load_matrix(path: str | Path) -> MatrixFile:
         for key, value in profile.items():
             check_value(key, value, f"{where} [profiles.{name}]")
         profiles[name] = profile
-    return MatrixFile(where, defaults, factors, exclude, include, profiles)
+    return MatrixFile(where, defaults, factors, exclude, include, profiles, loaded)
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
@@ -272,6 +303,44 @@ def expand(
         what = f" with --only {only}" if only else ""
         raise ConfigError(f"{matrix.path}: the matrix expands to no job{what}; check [matrix.exclude] and the dropped list of `harness plan`")
     return Plan(matrix, profile, configs, dropped)
+
+
+def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixFile, dict[str, Any]]:
+    """`--set key=value` assignments applied to a matrix: a list value becomes (or replaces)
+    the factor `key` and no [defaults] or profile overrides it; a single value is returned as an
+    override, which beats the profile and the matrix. Values are checked as the file's are."""
+    factors, overrides = dict(matrix.factors), {}
+    defaults, profiles = dict(matrix.defaults), {name: dict(table) for name, table in matrix.profiles.items()}
+    for text in assignments:
+        key, value = _assignment(text, "--set")
+        if isinstance(value, list):
+            if not value:
+                raise ConfigError(f"--set {text}: an empty list; give at least one value")
+            factors[key] = [check_value(key, item, f"--set {text}") for item in value]
+            defaults.pop(key, None)
+            for table in profiles.values():
+                table.pop(key, None)
+            overrides.pop(key, None)
+        else:
+            overrides[key] = check_value(key, value, f"--set {text}")
+            if key in factors:  # one level left: [[matrix.exclude]] entries naming it still match
+                factors[key] = [overrides[key]]
+    changed = replace(matrix, defaults=defaults, factors=factors, profiles=profiles,
+                      sets=matrix.sets + tuple(assignments))
+    return changed, overrides
+
+
+def _assignment(text: str, where: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"{where} {text}: not key=value (e.g. epochs=5 or \"dropout=[0, 0.5]\")")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if key not in SETTINGS:
+        raise ConfigError(f"{where} {text}: unknown setting '{key}'{suggest(key, SETTINGS)}")
+    return key, value
 
 
 def parse_assignments(pairs: tuple[str, ...], where: str) -> dict[str, Any]:

@@ -81,8 +81,14 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def raw_dir(data_dir: Path) -> Path:
-    """torchvision's layout, so `torchvision.datasets.MNIST(data_dir)` reads the same files."""
-    return data_dir / "MNIST" / "raw"
+    """Where the four files are: torchvision's layout DATA_DIR/MNIST/raw (so that
+    `torchvision.datasets.MNIST(data_dir)` reads the same files), or the course helper's
+    DATA_DIR/mnist/MNIST/raw (`dlc_practical_prologue.py` reads `./data/mnist`) when the files
+    are there and not in the first. A fetch writes torchvision's layout."""
+    standard = data_dir / "MNIST" / "raw"
+    course = data_dir / "mnist" / "MNIST" / "raw"
+    present = lambda folder: all(_find_file(folder, name) for name in MNIST_SHA256)  # noqa: E731
+    return course if not present(standard) and present(course) else standard
 
 
 def _find_file(directory: Path, name: str) -> Path | None:

@@ -30,6 +30,9 @@ class Summary:
     seconds: float = 0.0
 
 
+CODE_FOLDERS = ("harness", "architectures")  # where a new untracked file changes what runs
+
+
 def code_version(root: Path | None = None) -> str:
     """The git commit of the code (with '+dirty' for local changes), else the package version.
 
@@ -50,22 +53,65 @@ def code_version(root: Path | None = None) -> str:
         if not toplevel or Path(toplevel).resolve() != root or not git("ls-files", "harness/runner.py"):
             return __version__
         commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        # local changes to tracked files, or new source files in the packages: the code differs
+        dirty = git("status", "--porcelain", "--untracked-files=no") or git(
+            "ls-files", "--others", "--exclude-standard", "--", *CODE_FOLDERS
+        )
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{commit}{'+dirty' if dirty else ''}" if commit else __version__
 
 
-def provenance(plan: Plan) -> dict[str, str]:
+def code_diff(root: Path | None = None) -> str | None:
+    """What differs from the commit when the code is dirty, as a patch `git apply` takes:
+    `git diff HEAD`, plus new source files in the packages; None for a clean checkout."""
+    root = (root or Path(__file__).resolve().parent.parent).resolve()
+    if "+dirty" not in code_version(root):
+        return None
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True, timeout=10).stdout
+
+    try:
+        patch = git("diff", "HEAD")
+        for path in git("ls-files", "--others", "--exclude-standard", "--", *CODE_FOLDERS).splitlines():
+            patch += git("diff", "--no-index", "--", "/dev/null", path)  # a new file, as a patch
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return patch or None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every run of a plan records (`columns`) and the source texts it refers to."""
+
+    columns: dict[str, str | None]
+    sources: list[tuple[str, str, str | None, str]]  # (sha256, kind, name, text)
+
+
+def provenance(plan: Plan) -> Provenance:
+    import hashlib
+    import json
+
     import torch
 
-    return {
+    version = code_version()
+    sources = [(p.sha256, "plugin", p.path, p.text) for p in plan.matrix.plugins if p.sha256 and p.text is not None]
+    diff = code_diff()
+    diff_sha = hashlib.sha256(diff.encode()).hexdigest() if diff else None
+    if diff:
+        sources.append((diff_sha, "diff", version.replace("+dirty", ""), diff))
+    plugins = [{"spec": p.spec, "path": p.path, "sha256": p.sha256} for p in plan.matrix.plugins]
+    columns = {
         "torch_version": torch.__version__,
-        "code_version": code_version(),
+        "code_version": version,
         "python_version": platform.python_version(),
-        "matrix": plan.matrix.path + (f" --profile {plan.profile}" if plan.profile else ""),
+        "matrix": plan.matrix.describe(plan.profile),
         "command": " ".join(["harness", *sys.argv[1:]]) if sys.argv else "",
+        "plugins": json.dumps(plugins) if plugins else None,
+        "code_diff": diff_sha,
     }
+    return Provenance(columns, sources)
 
 
 # --------------------------------------------------------------------------- workers
@@ -116,10 +162,19 @@ def run_task(task: Task, source, policy: DevicePolicy) -> list[tuple[Job, object
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What every worker holds for all its tasks: the verified data and the device policy."""
+    """What every worker holds for all its tasks: the verified data, the device policy and the
+    plugins to import."""
 
     source: object  # harness.data.PairSource
     policy: DevicePolicy
+    plugins: tuple[str, ...] = ()  # absolute .py paths or module names, imported before any task
+
+
+def plugin_specs(plan: Plan) -> tuple[str, ...]:
+    """The plan's plugins as every worker imports them: files by absolute path, modules by name."""
+    from architectures.external import is_file_spec
+
+    return tuple(p.path if is_file_spec(p.spec) else p.spec for p in plan.matrix.plugins)
 
 
 def prepare_worker(context: WorkerContext) -> None:
@@ -127,8 +182,11 @@ def prepare_worker(context: WorkerContext) -> None:
     on --workers, as thread count changes float summation order)."""
     import torch
 
+    from harness.config import load_plugins
+
     if context.policy.kind == "cpu":
         torch.set_num_threads(context.policy.threads)
+    load_plugins(context.plugins, "worker")  # the models the plan names, registered here too
 
 
 def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
@@ -184,8 +242,9 @@ def run_plan(
 
         backend = LocalBackend(policy.workers)
     tasks = make_tasks(jobs, policy.batched, backend.workers)
-    context = WorkerContext(data.PairSource(splits), replace(policy, threads=backend.threads_per_task))
+    context = WorkerContext(data.PairSource(splits), replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
     record = provenance(plan)
+    store.keep_sources(record.sources)
     started = time.perf_counter()
     outcomes = backend.launch(tasks, execute, context, prepare_worker)
     try:
@@ -193,7 +252,7 @@ def run_plan(
             if isinstance(outcome, TaskFailed):
                 outcome = [(job, failed_result(job.config, job.round, outcome.reason, policy.device)) for job in task.jobs()]
             for job, result in outcome:
-                store.write(result, job.config, record)
+                store.write(result, job.config, record.columns)
                 summary.finished += 1
                 if result.status != Status.DONE:
                     summary.failed.append((job.config.name, job.round, result.reason or "unknown"))

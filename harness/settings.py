@@ -51,6 +51,7 @@ class Setting:
     help: str
     group: str
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None  # a callable is asked when checking
+    check: Callable[[Any], str | None] | None = None  # what is wrong with a value, instead of choices
     minimum: float | None = None  # inclusive
     above: float | None = None  # exclusive lower bound
     maximum: float | None = None  # inclusive
@@ -80,9 +81,21 @@ def setting(default: Any, help: str, group: str, **metadata: Any) -> Any:
 
 
 def _encoders() -> Sequence[str]:
-    from architectures import names
+    """The built-in families (validation accepts plugins' and `module:Class` too)."""
+    from architectures import builtin_names
 
-    return names()
+    return builtin_names()
+
+
+def _check_encoder(name: str) -> str | None:
+    """A registered family, an installed entry point or `module:Class` (imported to check)."""
+    from architectures import UnknownModelError, family
+
+    try:
+        family(name)
+    except UnknownModelError as error:
+        return str(error).replace(f"unknown model {name!r}", "not a known model", 1)
+    return None
 
 
 def _pairings() -> Sequence[str]:
@@ -111,8 +124,8 @@ class RunConfig:
     every configuration's name."""
 
     # model
-    encoder: str = setting("cnn", "a registered model family: `linear`, `mlp`, `cnn`, or one of the reports'", "model",
-                           choices=_encoders, tag="{}", always=True, effect=IN_ORDER, order=("linear", "mlp", "cnn"),
+    encoder: str = setting("cnn", "a registered model family (built-in, from a plugin or an installed entry point), "
+                           "or `package.module:Class`", "model", choices=_encoders, check=_check_encoder, tag="{}", always=True, effect=IN_ORDER, order=("linear", "mlp", "cnn"),
                            factor=True)
     pairing: str = setting("siamese", "`joint`: the pair as two channels of one encoder; `siamese`: each digit through an encoder",
                            "model", choices=_pairings, tag="{}", always=True, effect=FROM_BASELINE, baseline="joint",
@@ -333,6 +346,8 @@ def check_value(key: str, value: Any, where: str) -> Any:
 
 def range_problem(meta: Setting, value: Any) -> str | None:
     """What is wrong with a value of the right type, from the declared choices and range."""
+    if meta.check is not None:
+        return meta.check(value)
     if meta.choices is not None:
         choices = meta.choices() if callable(meta.choices) else meta.choices
         if value not in choices:

@@ -26,9 +26,11 @@ import pandas as pd
 
 from harness.results import Status
 
-# Version 1: the layout below, marked in `PRAGMA user_version`. Stores written before the
+# Version 1: runs and epochs, marked in `PRAGMA user_version`. Stores written before the
 # version existed read as version 0 and are migrated (missing nullable columns added) on open.
-SCHEMA_VERSION = 1
+# Version 2: runs record the plugins they used and the diff of a dirty tree, whose texts are
+# kept once each in `sources`.
+SCHEMA_VERSION = 2
 RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an older store
     "config_id": "TEXT NOT NULL",
     "round": "INTEGER NOT NULL",
@@ -53,7 +55,15 @@ RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an o
     "python_version": "TEXT",
     "matrix": "TEXT",
     "command": "TEXT",
+    "plugins": "TEXT",  # JSON: [{"spec", "path", "sha256"}] of the plugins imported for the run
+    "code_diff": "TEXT",  # SHA-256 of `git diff HEAD` when the code was dirty (its text in sources)
     "finished_at": "TEXT NOT NULL",
+}
+SOURCE_COLUMNS = {  # each distinct source text once, by its SHA-256
+    "sha256": "TEXT NOT NULL",
+    "kind": "TEXT NOT NULL",  # plugin or diff
+    "name": "TEXT",  # the plugin's path, or the commit the diff applies to
+    "text": "TEXT NOT NULL",
 }
 EPOCH_COLUMNS = {
     "config_id": "TEXT NOT NULL",
@@ -75,6 +85,7 @@ def _create_table(name: str, columns: dict[str, str], key: str) -> str:
 TABLES = (
     ("runs", RUN_COLUMNS, "config_id, round"),
     ("epochs", EPOCH_COLUMNS, "config_id, round, stage, epoch"),
+    ("sources", SOURCE_COLUMNS, "sha256"),
 )
 METRICS = (
     "train_error",
@@ -444,6 +455,27 @@ class Store:
                 )
         except sqlite3.Error as error:
             raise _explain(self.path, error, "store a finished run") from None
+
+    def keep_sources(self, sources: list[tuple[str, str, str | None, str]]) -> None:
+        """Keep source texts (sha256, kind, name, text) the runs about to be written refer to;
+        a text already kept is not written again."""
+        self._require_writer()
+        try:
+            with self.connection:
+                self.connection.executemany(
+                    "INSERT OR IGNORE INTO sources (sha256, kind, name, text) VALUES (?, ?, ?, ?)", sources
+                )
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "keep the runs' source texts") from None
+
+    def sources(self) -> pd.DataFrame:
+        """The kept source texts (empty for a store older than version 2)."""
+        if "sources" not in self._tables():
+            return pd.DataFrame(columns=list(SOURCE_COLUMNS))
+        try:
+            return pd.read_sql_query("SELECT * FROM sources ORDER BY kind, name", self.connection)
+        except (sqlite3.Error, pd.errors.DatabaseError) as error:
+            raise _explain(self.path, error, "read its source texts") from None
 
     def runs(self) -> pd.DataFrame:
         """Every stored run, one row each, the resolved configuration parsed into columns.

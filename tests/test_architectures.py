@@ -14,6 +14,7 @@ from architectures import (
     names,
     why_invalid,
 )
+from architectures.external import load_plugin
 from harness.config import expand, load_matrix
 from harness.training.protocol import comparison_loss, digit_loss
 
@@ -21,9 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 REPORT_CONFIGS = expand(load_matrix(ROOT / "matrices" / "reports.toml")).configs
 
 
+# the user's model of examples/, registered from its own file as `harness run` registers it:
+# every registered model is tested here, built-in or not
+load_plugin(str(ROOT / "examples" / "lenet_siamese.py"))
+REGISTERED = names()
+
+
 def variants():
     """Every registered family under every option combination it accepts (a small grid)."""
-    for name in names():
+    for name in REGISTERED:
         for pairing in ("joint", "siamese"):
             for weight_sharing in ((False,) if pairing == "joint" else (True, False)):
                 for aux_loss in (False, True):
@@ -37,7 +44,7 @@ VARIANTS = list(variants())
 
 
 def test_every_family_has_variants():
-    assert {v.values[0] for v in VARIANTS} == set(names())
+    assert {v.values[0] for v in VARIANTS} == set(REGISTERED) and "lenet_siamese" in REGISTERED
 
 
 def _batch(size=6):
@@ -68,15 +75,18 @@ def test_forward_shapes_finite_and_every_parameter_learns(name, options):
 @pytest.mark.parametrize("name,options", VARIANTS)
 def test_batch_norm_and_dropout_exist_exactly_when_asked(name, options):
     model = build(name, options)
-    kinds = {type(m).__name__ for m in model.modules()}
-    has_norm = any(k.startswith("BatchNorm") for k in kinds)
-    has_dropout = "Dropout" in kinds
+    has_norm = any(type(m).__name__.startswith("BatchNorm") for m in model.modules())
+    # a dropout layer of rate 0 is off (some models always carry theirs)
+    dropping = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
     assert has_norm == options.batch_norm
-    if name != "damachi_cnn3d":  # that report's model always has its dropout layer (rate 0 = off)
-        assert has_dropout == (options.dropout > 0)
+    assert dropping == (options.dropout > 0)
 
 
-@pytest.mark.parametrize("name", [n for n in names() if why_invalid(n, ModelOptions()) is None])
+def _both_sharings(name):
+    return all(why_invalid(name, ModelOptions(weight_sharing=ws)) is None for ws in (True, False))
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTERED if _both_sharings(n)])
 def test_weight_sharing_shares_and_no_sharing_does_not(name):
     shared = build(name, ModelOptions(weight_sharing=True))
     separate = build(name, ModelOptions(weight_sharing=False))
@@ -90,6 +100,19 @@ def test_weight_sharing_shares_and_no_sharing_does_not(name):
     pairs, _ = _batch()
     with torch.no_grad():
         straight, swapped = shared(pairs), shared(pairs.flip(1))
+    assert torch.allclose(straight.digits, swapped.digits.flip(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTERED if not _both_sharings(n) and why_invalid(n, ModelOptions()) is None])
+def test_a_siamese_model_without_the_option_reads_both_digits_alike(name):
+    """A model that always shares (a user's siamese net): swapping the digits swaps their logits."""
+    model = build(name, ModelOptions())
+    model.eval()
+    pairs, _ = _batch()
+    with torch.no_grad():
+        straight, swapped = model(pairs), model(pairs.flip(1))
+    if straight.digits is None:
+        pytest.skip(f"{name} has no digit outputs")
     assert torch.allclose(straight.digits, swapped.digits.flip(1), atol=1e-6)
 
 

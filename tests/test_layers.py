@@ -28,6 +28,7 @@ GROUPS = {
     "harness.runner": "orchestration",
     "harness.bench": "orchestration",
     "harness.plan": "orchestration",
+    "harness.api": "orchestration",
     "harness.report": "presentation",
     "harness.plots": "presentation",
     "harness.progress": "presentation",

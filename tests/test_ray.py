@@ -178,3 +178,19 @@ def test_ray_address_that_listens_but_stays_silent_fails_in_bounded_time(fake_mn
         "start one with `ray start --head` or check the address"
     ]
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_ray_tasks_import_the_plans_plugins_and_match_local_workers(local_ray, fake_mnist, tmp_path):
+    import shutil
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for name in ("lenet_siamese.py", "dropout_study.toml"):
+        shutil.copy(examples / name, tmp_path / name)
+    plan = expand(load_matrix(tmp_path / "dropout_study.toml"), "smoke", {"pairs": 100, "epochs": 1},
+                  only={"swap_augment": False, "dropout": 0.0})
+    with Store(tmp_path / "local.sqlite") as store:
+        run_plan(plan, store, workers=2)
+    with Store(tmp_path / "ray.sqlite") as store:
+        summary = run_plan(plan, store, backend=RayBackend(RayOptions(), "cpu"))
+    assert summary.finished == 4 and not summary.failed
+    assert stored(tmp_path / "ray.sqlite").equals(stored(tmp_path / "local.sqlite"))

@@ -216,3 +216,26 @@ def test_code_version_is_this_checkout_or_the_package_version(tmp_path):
     if (root / ".git").exists():
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
         assert code_version().split("+")[0] == head.stdout.strip()
+
+
+def test_a_dirty_checkout_records_a_diff_that_rebuilds_it(tmp_path):
+    from harness.runner import code_diff, code_version
+
+    repository = tmp_path / "checkout"
+    (repository / "harness").mkdir(parents=True)
+    (repository / "harness" / "runner.py").write_text("VALUE = 1\n")
+    git = lambda *a, at=repository: subprocess.run(["git", "-C", str(at), *a], check=True, capture_output=True, text=True)  # noqa: E731
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=x", "-c", "user.email=x@y", "commit", "-q", "-m", "base")
+    assert "+dirty" not in code_version(repository) and code_diff(repository) is None
+    (repository / "harness" / "runner.py").write_text("VALUE = 2\n")
+    (repository / "harness" / "extra.py").write_text("NEW = True\n")  # untracked, yet it runs
+    assert code_version(repository).endswith("+dirty")
+    patch = code_diff(repository)
+    rebuilt = tmp_path / "rebuilt"
+    git("clone", "-q", str(repository), str(rebuilt), at=tmp_path)
+    (tmp_path / "patch.diff").write_text(patch)
+    git("apply", str(tmp_path / "patch.diff"), at=rebuilt)
+    for name in ("runner.py", "extra.py"):
+        assert (rebuilt / "harness" / name).read_text() == (repository / "harness" / name).read_text()
