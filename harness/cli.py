@@ -439,7 +439,8 @@ def table(store_path, matrix_path, profile, only, sets, plugins, output_format, 
 @STORE_READ_OPTION
 @click.option("--out", "out_dir", default="docs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None, help="Only this matrix's configurations.")
-def plot(store_path, out_dir, matrix_path):
+@PLUGIN_OPTION
+def plot(store_path, out_dir, matrix_path, plugins):
     """Draw box plots of test error, learning curves and a forest plot of effects (PNG and SVG).
 
     Example: harness plot --out docs
@@ -454,7 +455,7 @@ def plot(store_path, out_dir, matrix_path):
     except ImportError:
         fail("plotting needs matplotlib: pip install -e '.[plot]'")
     runs, epochs = read_runs(store_path)
-    runs = select(runs, load_plan(matrix_path, None) if matrix_path else None)
+    runs = select(runs, load_plan(matrix_path, None, plugins=plugins) if matrix_path else None)
     if runs.empty or not (runs["status"] == Status.DONE).any():
         fail(f"{store_path}: no finished runs to plot; run `harness run` first")
     directory = Path(out_dir)
