@@ -331,28 +331,20 @@ def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixF
 
 
 def _assignment(text: str, where: str) -> tuple[str, Any]:
+    """`key=value` from the command line, the value read as TOML (true, 0.25, [0, 0.5], "cnn" or cnn)."""
     if "=" not in text:
         raise ConfigError(f"{where} {text}: not key=value (e.g. epochs=5 or \"dropout=[0, 0.5]\")")
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        return key, tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
-    if key not in SETTINGS:
-        raise ConfigError(f"{where} {text}: unknown setting '{key}'{suggest(key, SETTINGS)}")
-    return key, value
+        return key, raw
 
 
 def parse_assignments(pairs: tuple[str, ...], where: str) -> dict[str, Any]:
-    """`key=value` strings from the command line, values read as TOML (true, 0.25, "cnn" or cnn)."""
+    """`key=value` strings from the command line, each value checked as a matrix file's."""
     result = {}
     for text in pairs:
-        if "=" not in text:
-            raise ConfigError(f"{where}: '{text}' is not key=value (e.g. encoder=cnn)")
-        key, raw = (part.strip() for part in text.split("=", 1))
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        result[key] = check_value(key, value, where)
+        key, value = _assignment(text, where)
+        result[key] = check_value(key, value, f"{where} {text}")
     return result

@@ -151,7 +151,7 @@ def test_command_line_assignments():
         "aux_loss": True,
         "dropout": 0.25,
     }
-    with pytest.raises(ConfigError, match="--only: unknown setting 'encodr'"):
+    with pytest.raises(ConfigError, match="^--only encodr=cnn: unknown setting 'encodr'"):
         parse_assignments(("encodr=cnn",), "--only")
 
 

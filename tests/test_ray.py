@@ -74,13 +74,20 @@ def tiny(fake_mnist, tmp_path):
     return expand(load_matrix(path))
 
 
+def ray_matches_local(plan, folder, workers=1):
+    """Run `plan` on local workers and on Ray into two stores; Ray's summary, after checking that
+    both stores hold the same numbers."""
+    with Store(folder / "local.sqlite") as store:
+        run_plan(plan, store, workers=workers)
+    with Store(folder / "ray.sqlite") as store:
+        summary = run_plan(plan, store, backend=RayBackend(RayOptions(), "cpu"))
+    assert stored(folder / "ray.sqlite").equals(stored(folder / "local.sqlite"))
+    return summary
+
+
 def test_ray_gives_the_numbers_of_the_local_backend(local_ray, tiny, tmp_path):
-    with Store(tmp_path / "local.sqlite") as store:
-        run_plan(tiny, store, workers=1)
-    with Store(tmp_path / "ray.sqlite") as store:
-        summary = run_plan(tiny, store, backend=RayBackend(RayOptions(), "cpu"))
+    summary = ray_matches_local(tiny, tmp_path)
     assert summary.finished == 8 and not summary.failed
-    assert stored(tmp_path / "ray.sqlite").equals(stored(tmp_path / "local.sqlite"))
     with Store(tmp_path / "ray.sqlite") as store:  # resume: nothing left to run
         assert run_plan(tiny, store, backend=RayBackend(RayOptions(), "cpu")).already_done == 8
 
@@ -188,9 +195,5 @@ def test_ray_tasks_import_the_plans_plugins_and_match_local_workers(local_ray, f
         shutil.copy(examples / name, tmp_path / name)
     plan = expand(load_matrix(tmp_path / "dropout_study.toml"), "smoke", {"pairs": 100, "epochs": 1},
                   only={"swap_augment": False, "dropout": 0.0})
-    with Store(tmp_path / "local.sqlite") as store:
-        run_plan(plan, store, workers=2)
-    with Store(tmp_path / "ray.sqlite") as store:
-        summary = run_plan(plan, store, backend=RayBackend(RayOptions(), "cpu"))
+    summary = ray_matches_local(plan, tmp_path, workers=2)
     assert summary.finished == 4 and not summary.failed
-    assert stored(tmp_path / "ray.sqlite").equals(stored(tmp_path / "local.sqlite"))

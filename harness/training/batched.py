@@ -113,12 +113,7 @@ class Members:
         return trainable.values()
 
     def train_mode(self, plan: StagePlan) -> None:
-        if plan.stage is Stage.PRETRAIN:
-            self.base.digit_encoder.train()
-            return
-        self.base.train()
-        if plan.frozen_encoder:
-            self.base.digit_encoder.eval()  # frozen means frozen batch-norm statistics too
+        protocol.train_mode(self.base, plan)
 
     def batches(self, count: int) -> list[torch.Tensor]:
         """The epoch's minibatch indices (R, b) per step, each member drawing from its generator."""

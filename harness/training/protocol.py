@@ -272,6 +272,17 @@ def evaluates(config: RunConfig, plan: StagePlan, epoch: int) -> bool:
     return epoch + 1 == plan.epochs or (epoch + 1) % config.eval_every == 0
 
 
+def train_mode(model: torch.nn.Module, plan: StagePlan) -> None:
+    """The modules' modes for a stage's epoch: the encoder alone when pretraining; the whole
+    model otherwise, but a frozen encoder stays in eval mode (frozen batch-norm statistics too)."""
+    if plan.stage is Stage.PRETRAIN:
+        model.digit_encoder.train()
+        return
+    model.train()
+    if plan.frozen_encoder:
+        model.digit_encoder.eval()
+
+
 def trained_on_digits(config: RunConfig) -> bool:
     """Whether the digit logits were trained, so that a digit error means something."""
     return config.aux_loss or config.transfer != "none"

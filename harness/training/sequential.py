@@ -59,12 +59,7 @@ class SingleModel:
         return self.model.parameters()
 
     def train_mode(self, plan: StagePlan) -> None:
-        if plan.stage is Stage.PRETRAIN:
-            self.model.digit_encoder.train()
-            return
-        self.model.train()
-        if plan.frozen_encoder:
-            self.model.digit_encoder.eval()  # frozen means frozen batch-norm statistics too
+        protocol.train_mode(self.model, plan)
 
     def batches(self, count: int) -> list[torch.Tensor]:
         return protocol.minibatches(count, self.config.batch_size, self.generator, self.device)
