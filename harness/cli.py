@@ -132,8 +132,8 @@ SETTINGS_EPILOG = "\b\nSettings (`harness settings` describes each):\n" + textwr
 @click.option("--format", "output_format", type=click.Choice(["text", "csv"]), default="text", show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
 @click.option("--estimate/--no-estimate", default=True, show_default=True, help="Estimate the time it takes.")
-@click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False),
-              help="Where finished runs are counted and timed, if it exists.")
+@click.option("--store", "store_path", default=None, type=click.Path(dir_okay=False),
+              help="Where finished runs are counted and timed, if it exists [default: the profile's store].")
 def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, workers, estimate, store_path):
     """List the configurations a matrix expands to, what was dropped and why, and the cost.
 
@@ -147,6 +147,7 @@ def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, 
     from harness.report import plan_table
 
     the_plan = load_plan(matrix_path, profile, only=only, max_configs=max_configs, plugins=plugins, sets=sets)
+    store_path = store_path or default_store(profile)
     stored = read_runs(store_path)[0] if Path(store_path).is_file() else None
     frame = plan_frame(the_plan, estimate=estimate, stored=stored)
     click.echo(plan_table(frame, the_plan, output_format, workers=workers, estimate=estimate))
@@ -193,6 +194,50 @@ def show(store_path, which, code):
         click.echo(f"{source['kind']}: {source['name']} (sha256 {source['sha256'][:12]})")
         if code:
             click.echo(source["text"])
+
+
+def read_result_set(path: str):
+    """The runs of a store, or of a baseline file written by `harness table --format json`."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    if path.endswith(".json"):
+        try:
+            return pd.DataFrame(json.loads(Path(path).read_text())["runs"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            fail(f"{path}: not a baseline written by `harness table --format json` ({type(error).__name__}: {error})")
+    return read_runs(path)[0]
+
+
+@main.command()
+@click.argument("before", type=click.Path(dir_okay=False, exists=True))
+@click.argument("after", type=click.Path(dir_okay=False, exists=True))
+@click.option("--threshold", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Percentage points a significant change must exceed to count as worse or better.")
+@click.option("--fail-on", type=click.Choice(["worse", "any", "never"]), default="worse", show_default=True,
+              help="Exit 1 when a configuration got significantly worse, changed at all, or never.")
+@click.option("--format", "output_format", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+def compare(before, after, threshold, fail_on, output_format):
+    """Did a change make things worse? Compares two result sets (stores, or a baseline from
+    `harness table --format json`) configuration by configuration, paired on the rounds.
+    Runs of the same code version on the CPU must be equal: any difference is a determinism
+    failure (exit 1).
+
+    Example: harness compare results/baseline.sqlite results/harness.sqlite --threshold 0.5
+    """
+    from harness.report import compare_report
+    from harness.stats import WORSE, compare
+
+    frame = compare(read_result_set(before), read_result_set(after), threshold)
+    if frame.empty:
+        fail(f"{before} and {after} share no finished run (configuration id and round); nothing to compare")
+    click.echo(compare_report(frame, before=before, after=after, threshold=threshold, output_format=output_format))
+    changed = frame["max_abs_difference"] > 0
+    failed = {"worse": (frame["verdict"] == WORSE).any(), "any": changed.any(), "never": False}[fail_on]
+    if (failed or frame["determinism_failure"].any()) and fail_on != "never":
+        sys.exit(1)
 
 
 @main.command()
@@ -259,7 +304,8 @@ def open_store(path, fresh: bool):
 @MAX_CONFIGS_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="Override every configuration's rounds.")
-@click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--store", "store_path", default=None, type=click.Path(dir_okay=False),
+              help="The store [default: results/harness.sqlite, or results/harness-PROFILE.sqlite with --profile].")
 @DATA_DIR_OPTION
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="CPU worker processes, one thread each (default and most: the usable cores).")
@@ -291,6 +337,7 @@ def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, 
     from harness.store import StoreError
 
     overrides = {} if rounds is None else {"rounds": rounds}
+    store_path = store_path or default_store(profile)
     the_plan = load_plan(matrix_path, profile, overrides, only, max_configs, plugins, sets)
     backend = store = progress = None
     with stop_signals_as_interrupts():
@@ -375,8 +422,17 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     click.echo(bench_report(timings, machine=describe_machine(policy), command=command, projection=projection))
 
 
+def default_store(profile: str | None) -> str:
+    """Each profile keeps its own store, so smoke runs never pool with full ones."""
+    return f"results/harness-{profile}.sqlite" if profile else "results/harness.sqlite"
+
+
 STORE_READ_OPTION = click.option(
     "--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False)
+)
+TABLE_STORE_OPTION = click.option(
+    "--store", "store_path", default=None, type=click.Path(dir_okay=False),
+    help="The store [default: results/harness.sqlite, or results/harness-PROFILE.sqlite with --profile].",
 )
 
 
@@ -392,18 +448,21 @@ def read_runs(store_path):
 
 
 @main.command()
-@STORE_READ_OPTION
+@TABLE_STORE_OPTION
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
               help="Only this matrix's configurations, in its order.")
 @PROFILE_OPTION
 @ONLY_OPTION
 @SET_OPTION
 @PLUGIN_OPTION
-@click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv", "json"]), default="markdown",
+              show_default=True)
+@click.option("--figures", default=None, metavar="DIR",
+              help="Embed the forest plot from DIR (as `harness plot --out DIR` writes it) under the answers.")
 @click.option("--sort", type=click.Choice(["matrix", "test_error", "name", "params"]), default="matrix", show_default=True)
 @click.option("--check", "check_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Compare configurations and parameter counts with a committed table; exit 1 on a difference.")
-def table(store_path, matrix_path, profile, only, sets, plugins, output_format, sort, check_path):
+def table(store_path, matrix_path, profile, only, sets, plugins, output_format, figures, sort, check_path):
     """Print tables of parameters and error mean ± std per configuration, effects and provenance.
 
     Example: harness table > RESULTS.md
@@ -413,6 +472,7 @@ def table(store_path, matrix_path, profile, only, sets, plugins, output_format, 
     from harness.config import ConfigError, parse_assignments
     from harness.report import ReportError, check_against, results_report
 
+    store_path = store_path or default_store(profile)
     runs, _ = read_runs(store_path)
     the_plan = load_plan(matrix_path, profile, only=only, plugins=plugins, sets=sets) if matrix_path else None
     if only and not matrix_path:
@@ -430,14 +490,15 @@ def table(store_path, matrix_path, profile, only, sets, plugins, output_format, 
                 sys.exit(1)
             click.echo(f"{check_path}: same configurations and parameter counts as {store_path}")
             return
-        click.echo(results_report(runs, store_path=store_path, plan=the_plan, output_format=output_format, sort=sort))
+        click.echo(results_report(runs, store_path=store_path, plan=the_plan, output_format=output_format, sort=sort,
+                                  figures=figures))
     except ReportError as error:
         fail(str(error))
 
 
 @main.command()
 @STORE_READ_OPTION
-@click.option("--out", "out_dir", default="docs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="results/plots", show_default=True, type=click.Path(file_okay=False))
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None, help="Only this matrix's configurations.")
 @PLUGIN_OPTION
 def plot(store_path, out_dir, matrix_path, plugins):

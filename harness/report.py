@@ -11,8 +11,8 @@ from tabulate import tabulate
 
 from harness.config import Plan
 from harness.results import Status
-from harness.settings import FACTORS, PRESENTATION_KEYS
-from harness.stats import effects, summarize
+from harness.settings import DECLARED, FACTORS, PRESENTATION_KEYS
+from harness.stats import effects, interactions, summarize
 
 
 def _varying(frame: pd.DataFrame, keys) -> list[str]:
@@ -270,6 +270,71 @@ def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
     ]
 
 
+def _interval(low: float, high: float) -> str:
+    return "–" if pd.isna(low) else f"[{low:+.2f}, {high:+.2f}]"
+
+
+def _p(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.2g}"
+
+
+def answer_lines(effect_frame: pd.DataFrame) -> list[str]:
+    """One line per ablation factor's change: its paired effect with the 95 % interval."""
+    lines = []
+    for factor in FACTORS:
+        for _, row in effect_frame[effect_frame["factor"] == factor].iterrows():
+            significant = not pd.isna(row.get("p_adjusted")) and row["p_adjusted"] < 0.05
+            verdict = ("lowers" if row["effect"] < 0 else "raises") + " test error" if significant else "no detectable effect"
+            lines.append(
+                f"**{DECLARED[factor].meta.titled(factor)}** ({row['change'].replace('->', '→')}): "
+                f"{row['effect']:+.2f} pp {_interval(row['ci_low'], row['ci_high'])}, p (BH) {_p(row.get('p_adjusted'))}: "
+                f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds)"
+            )
+    return lines
+
+
+def interaction_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Conditional effects that differ from the effect at the other factor's baseline level."""
+    if frame.empty:
+        return frame
+    compared = frame[frame["difference"].notna()]
+    at_base = frame[frame["difference"].isna()].set_index(["factor", "change", "condition"])
+    base = [at_base.loc[(r.factor, r.change, r.condition)] for r in compared.itertuples()]
+    return pd.DataFrame({
+        "factor": compared["factor"],
+        "change": compared["change"],
+        "given": compared["given"],
+        "effect there (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in
+                              zip(compared["effect"], compared["ci_low"], compared["ci_high"])],
+        "effect at its baseline (pp)": [f"{b['effect']:+.2f} ({b['given'].split(' = ')[1]})" for b in base],
+        "difference (pp)": [f"{d:+.2f} {_interval(lo, hi)}" for d, lo, hi in
+                            zip(compared["difference"], compared["diff_low"], compared["diff_high"])],
+        "p (BH)": compared["p_difference_adjusted"].map(_p),
+        "differs": compared["p_difference_adjusted"].map(lambda v: "yes" if not pd.isna(v) and v < 0.05 else ""),
+    })
+
+
+def results_json(summary: pd.DataFrame, effect_frame: pd.DataFrame, interaction_frame: pd.DataFrame,
+                 runs: pd.DataFrame, store_path: str) -> str:
+    """Every table as records, for machines; NaN as null."""
+    import json
+
+    def records(frame: pd.DataFrame) -> list[dict]:
+        return json.loads(frame.to_json(orient="records")) if not frame.empty else []
+
+    run_columns = ["config_id", "round", "name", "status", "train_error", "test_error", "validation_error",
+                   "params", "seconds", "device", "code_version", "torch_version"]
+    document = {
+        "store": store_path,
+        "configurations": records(summary),
+        "effects": records(effect_frame),
+        "interactions": records(interaction_frame),
+        "runs": records(runs[[c for c in run_columns if c in runs]]),
+        "provenance": provenance_lines(runs, store_path),
+    }
+    return json.dumps(document, indent=1, sort_keys=False)
+
+
 def results_report(
     runs: pd.DataFrame,
     *,
@@ -277,9 +342,12 @@ def results_report(
     plan: Plan | None = None,
     output_format: str = "markdown",
     sort: str = "matrix",
+    figures: str | None = None,
 ) -> str:
-    """The configurations, effects and provenance of the stored runs, in markdown or LaTeX;
-    CSV is the configurations alone, one header row and one row per configuration."""
+    """What `harness table` prints, answers first: each ablation factor's effect in one line
+    (with the forest plot from `figures`, a folder, when given), interactions, every effect,
+    the reproductions beside the published figures, the configurations (folded in markdown),
+    provenance. Markdown or LaTeX; CSV is the configurations alone; JSON every table."""
     runs = select(runs, plan)
     if runs.empty or not (runs["status"] == Status.DONE).any():
         raise ReportError(f"{store_path}: no finished runs" + (" of this matrix" if plan else "") + "; run `harness run` first")
@@ -292,28 +360,47 @@ def results_report(
         buffer = io.StringIO()
         summary[[c for c in columns if c in summary]].to_csv(buffer, index=False, float_format="%.4g")
         return buffer.getvalue().rstrip("\n")
-
-
-    form = FORMATS[output_format]
-    parts = [form.preamble, ""] if form.preamble else []
     reproductions = summary[summary["report"].notna()] if "report" in summary else summary.iloc[0:0]
     ablations = summary.drop(reproductions.index)
-    if not ablations.empty:
-        parts += [form.heading("Configurations"), "",
-                  form.paragraph("Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round."), "",
-                  form.table(configuration_rows(ablations, with_reference=False)), ""]
-        effect_frame = effects(runs[runs["config_id"].isin(ablations["config_id"])])
-        if not effect_frame.empty:
-            parts += [form.heading("Effects"), "",
-                      form.paragraph(
-                          "Change in test error (percentage points) when a factor leaves its baseline, paired on every "
-                          "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
-                          "Benjamini–Hochberg adjusted across the rows."), "",
-                      form.table(effect_rows(effect_frame)), ""]
+    ablation_runs = runs[runs["config_id"].isin(ablations["config_id"])]
+    effect_frame = effects(ablation_runs) if not ablations.empty else pd.DataFrame()
+    interaction_frame = interactions(ablation_runs) if not ablations.empty else pd.DataFrame()
+    if output_format == "json":
+        return results_json(summary, effect_frame, interaction_frame, runs, store_path)
+    form = FORMATS[output_format]
+    parts = [form.preamble, ""] if form.preamble else []
+    answers = answer_lines(effect_frame) if not effect_frame.empty else []
+    if answers:
+        parts += [form.heading("Answers"), "", form.paragraph(
+            "Each factor's paired effect on test error (percentage points, 95% interval over rounds, "
+            "Benjamini–Hochberg adjusted p), every other setting and the round held equal."), "",
+            form.items(answers), ""]
+        if figures and output_format == "markdown":
+            parts += [f"![Paired effects on test error with 95% intervals]({figures}/effects_forest.svg)", ""]
+    rows = interaction_rows(interaction_frame)
+    if not rows.empty:
+        parts += [form.heading("Interactions"), "", form.paragraph(
+            "A factor's effect at each other level of a second factor, against its effect at that factor's "
+            "baseline; the difference is paired on the rounds; differs: p (BH) < 0.05 across every comparison."), "",
+            form.table(rows), ""]
+    if not effect_frame.empty:
+        parts += [form.heading("Effects"), "",
+                  form.paragraph(
+                      "Change in test error (percentage points) when a factor leaves its baseline, paired on every "
+                      "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
+                      "Benjamini–Hochberg adjusted across the rows."), "",
+                  form.table(effect_rows(effect_frame)), ""]
     if not reproductions.empty:
         parts += [form.heading("Reproductions of the reports"), "",
                   form.paragraph("Ours beside the published figures (test error in %, mean ± std)."), "",
                   form.table(configuration_rows(reproductions, with_reference=True)), ""]
+    if not ablations.empty:
+        table = form.table(configuration_rows(ablations, with_reference=False))
+        if output_format == "markdown":
+            table = f"<details><summary>{len(ablations)} configurations</summary>\n\n{table}\n\n</details>"
+        parts += [form.heading("Configurations"), "",
+                  form.paragraph("Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round."), "",
+                  table, ""]
     parts += [form.heading("Provenance"), "", form.items(provenance_lines(runs, store_path))]
     return "\n".join(parts).rstrip("\n")
 
@@ -395,3 +482,34 @@ def bench_report(timings, *, machine: str, command: str, projection: tuple[str, 
         lines += ["", f"projected time for {matrix} ({runs} runs) on the fastest harness path: "
                   f"{seconds:.0f} s ({seconds / 60:.1f} min)"]
     return "\n".join(lines)
+
+
+def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: float, output_format: str = "markdown") -> str:
+    """`harness compare` output: a row per configuration present in both result sets."""
+    if output_format == "json":
+        return frame.to_json(orient="records", indent=1)
+    rows = pd.DataFrame({
+        "configuration": frame["name"],
+        "rounds": frame["rounds"],
+        "before %": frame["before_mean"].map(lambda v: f"{v:.2f}"),
+        "after %": frame["after_mean"].map(lambda v: f"{v:.2f}"),
+        "Δ (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in zip(frame["effect"], frame["ci_low"], frame["ci_high"])],
+        "p (BH)": frame["p_adjusted"].map(_p),
+        "verdict": [("DETERMINISM FAILURE: " if bad else "") + verdict
+                    for bad, verdict in zip(frame["determinism_failure"], frame["verdict"])],
+    })
+    counts = frame["verdict"].value_counts()
+    lines = [
+        f"`{after}` against `{before}`: {len(frame)} configurations in both, paired by configuration id and round; "
+        f"Δ = after − before in test error; threshold {threshold:g} pp.",
+        "",
+        _markdown_table(rows),
+        "",
+        ", ".join(f"{count} {verdict}" for verdict, count in counts.items()),
+    ]
+    failures = int(frame["determinism_failure"].sum())
+    if failures:
+        lines.append(f"{failures} configurations differ although both sides ran the same code on the CPU: "
+                     "a determinism failure, not a change in quality")
+    return "\n".join(lines)
+

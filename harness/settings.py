@@ -69,6 +69,10 @@ class Setting:
     order: Sequence[Any] = ()  # the levels' order (IN_ORDER)
     dependent: tuple[str, ...] = ()  # settings that mean nothing at some levels of this one
     factor: bool = False  # one of the ablation factors: a column of every table
+    title: str = ""  # the factor as a question names it ("weight sharing"); default: the name
+
+    def titled(self, name: str) -> str:
+        return self.title or name.replace("_", " ")
 
     @property
     def has_neutral(self) -> bool:
@@ -126,14 +130,15 @@ class RunConfig:
     # model
     encoder: str = setting("cnn", "a registered model family (built-in, from a plugin or an installed entry point), "
                            "or `package.module:Class`", "model", choices=_encoders, check=_check_encoder, tag="{}", always=True, effect=IN_ORDER, order=("linear", "mlp", "cnn"),
-                           factor=True)
+                           factor=True, title="encoder family (linear, MLP, CNN)")
     pairing: str = setting("siamese", "`joint`: the pair as two channels of one encoder; `siamese`: each digit through an encoder",
                            "model", choices=_pairings, tag="{}", always=True, effect=FROM_BASELINE, baseline="joint",
-                           factor=True)
+                           factor=True, title="siamese vs two-channel (joint) input")
     weight_sharing: bool = setting(True, "siamese only: one encoder for both digits, or two of the same shape", "model",
                                    tag=_sharing_tag, always=True, effect=FROM_BASELINE, baseline=False, factor=True)
     aux_loss: bool = setting(False, "add `aux_weight` x (the two digits' classification losses)", "model",
-                             tag="aux", effect=FROM_BASELINE, baseline=False, factor=True)
+                             tag="aux", effect=FROM_BASELINE, baseline=False, factor=True,
+                             title="auxiliary digit losses")
     aux_weight: float = setting(1.0, "weight of the digit losses when `aux_loss` is on", "model", minimum=0,
                                 effect=FROM_SMALLEST)
     batch_norm: bool = setting(False, "batch norm after hidden layers", "model",
@@ -141,12 +146,14 @@ class RunConfig:
     dropout: float = setting(0.0, "dropout rate after hidden layers", "model", minimum=0, below=1,
                              tag="drop{:g}", effect=FROM_BASELINE, baseline=0.0, factor=True)
     swap_augment: bool = setting(False, "add every training pair swapped, its target recomputed from the classes (ties stay 1)",
-                                 "data", tag="swap", effect=FROM_BASELINE, baseline=False, factor=True)
+                                 "data", tag="swap", effect=FROM_BASELINE, baseline=False, factor=True,
+                                 title="swap augmentation")
     transfer: str = setting("none", "`rule`: a digit classifier trained on the 2N single digits, compared by the fixed rule "
                             "P(d1 <= d2); `frozen`: pretrained encoder frozen, comparison head trained; `finetune`: "
                             "pretrained, then everything trained on the pair loss (+ aux)", "model",
                             choices=_transfers, tag="{}", effect=FROM_BASELINE, baseline="none",
-                            dependent=("pretrain_epochs", "epochs"), factor=True)  # a rule trains no pair stage
+                            dependent=("pretrain_epochs", "epochs"), factor=True,
+                            title="transfer learning")  # a rule trains no pair stage
     width: float = setting(1.0, "multiplier of the family's hidden widths", "model", above=0, maximum=16,
                            why="times the family's hidden widths", effect=FROM_SMALLEST)
     head_hidden: int | None = setting(None, "hidden units of the comparison head (0: none; unset: the family's)", "model",

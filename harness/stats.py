@@ -165,14 +165,17 @@ def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | N
     return baseline, [v for v in values if v != baseline]
 
 
-def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | None:
-    """Mean change in test error (percentage points) when `factor` goes from `baseline` to
-    `level`, everything else and the round held equal. Differences are averaged over the matched
-    configurations within each round; the rounds (independent data draws) give the interval."""
+def matched_differences(runs: pd.DataFrame, factor: str, level, baseline) -> pd.DataFrame:
+    """Test-error differences (percentage points) between runs at `level` and at `baseline` of
+    `factor` that share every other identity setting and the round: columns match (the shared
+    settings), round, difference. Settings that mean nothing at one of the levels
+    (DEPENDENT) are not matched on."""
     others = [key for key in IDENTITY if key != factor and key not in DEPENDENT.get(factor, ()) and key in runs]
     done = runs[runs["status"] == Status.DONE]
     on = done[done[factor] == level]
     off = done[done[factor] == baseline]
+    if on.empty or off.empty:
+        return pd.DataFrame(columns=["match", "round", "difference"])
     key = [*others, "round"]
     as_key = lambda frame: frame[key].apply(lambda column: column.map(repr)).agg("|".join, axis=1)  # noqa: E731
     merged = pd.merge(
@@ -181,29 +184,83 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | No
         on="match",
         suffixes=("_on", "_off"),
     )
-    if merged.empty:
-        return None
     merged["difference"] = 100 * (merged["test_error_on"] - merged["test_error_off"])
-    per_round = merged.groupby("round")["difference"].mean()
+    return merged[["match", "round", "difference"]]
+
+
+def t_summary(per_round: pd.Series) -> dict:
+    """Mean of per-round values with its 95 % t interval and two-sided p against 0 (NaN for
+    fewer than two rounds): the rounds are independent data draws, the unit of replication."""
     rounds = len(per_round)
-    mean = float(per_round.mean())
-    result = {
-        "factor": factor,
-        "change": f"{_level_text(baseline)} -> {_level_text(level)}",
-        "pairs": len(merged),
-        "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
-        "rounds": rounds,
-        "effect": mean,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "p": math.nan,
-    }
+    mean = float(per_round.mean()) if rounds else math.nan
+    result = {"rounds": rounds, "effect": mean, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
     if rounds >= 2:
         std = float(per_round.std(ddof=1))
         half = t_quantile(0.975, rounds - 1) * std / math.sqrt(rounds)
         result["ci_low"], result["ci_high"] = mean - half, mean + half
         result["p"] = t_two_sided_p(mean / (std / math.sqrt(rounds)), rounds - 1) if std > 0 else (0.0 if mean else 1.0)
     return result
+
+
+def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | None:
+    """Mean change in test error (percentage points) when `factor` goes from `baseline` to
+    `level`, everything else and the round held equal. Differences are averaged over the matched
+    configurations within each round; the rounds (independent data draws) give the interval."""
+    merged = matched_differences(runs, factor, level, baseline)
+    if merged.empty:
+        return None
+    return {
+        "factor": factor,
+        "change": f"{_level_text(baseline)} -> {_level_text(level)}",
+        "pairs": len(merged),
+        "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
+        **t_summary(merged.groupby("round")["difference"].mean()),
+    }
+
+
+def interactions(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
+    """For each pair of factors (A, B) that both vary: A's paired effect at each level of B, and
+    whether it differs between B's baseline and another level: the per-round difference of the
+    two conditional effects, t-tested over rounds and BH-adjusted across every comparison.
+    A row per (A change, B level): factor, change, given, effect and interval at that level,
+    and, for B's non-baseline levels, difference from the effect at B's baseline with its p."""
+    done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
+    varying = {f: _levels(done, f) for f in factors if f in done and not done.empty}
+    varying = {f: levels for f, levels in varying.items() if levels is not None}
+    rows = []
+    for factor, (baseline, levels) in varying.items():
+        for condition, (condition_base, condition_levels) in varying.items():
+            if condition == factor or condition in DEPENDENT.get(factor, ()) or factor in DEPENDENT.get(condition, ()):
+                continue
+            for level in levels:
+                rows += _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        tested = frame["p_difference"].notna()
+        frame.loc[tested, "p_difference_adjusted"] = benjamini_hochberg(frame.loc[tested, "p_difference"].tolist())
+    return frame
+
+
+def _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels) -> list[dict]:
+    per_level = {}
+    for value in (condition_base, *condition_levels):
+        merged = matched_differences(done[done[condition] == value], factor, level, baseline)
+        if not merged.empty:
+            per_level[value] = merged.groupby("round")["difference"].mean()
+    if condition_base not in per_level or len(per_level) < 2:
+        return []
+    rows = []
+    for value, per_round in per_level.items():
+        row = {"factor": factor, "change": f"{_level_text(baseline)} -> {_level_text(level)}",
+               "given": f"{condition} = {_level_text(value)}", "condition": condition, **t_summary(per_round),
+               "difference": math.nan, "diff_low": math.nan, "diff_high": math.nan, "p_difference": math.nan}
+        if value != condition_base:
+            paired = (per_round - per_level[condition_base]).dropna()  # the same rounds at both levels
+            test = t_summary(paired)
+            row.update(difference=test["effect"], diff_low=test["ci_low"], diff_high=test["ci_high"],
+                       p_difference=test["p"])
+        rows.append(row)
+    return rows
 
 
 def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
@@ -225,4 +282,58 @@ def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
     if not frame.empty:
         tested = frame["p"].notna()
         frame.loc[tested, "p_adjusted"] = benjamini_hochberg(frame.loc[tested, "p"].tolist())
+    return frame
+
+
+# --------------------------------------------------------------------------- comparing result sets
+
+WORSE, BETTER, SAME, UNTESTED = "worse", "better", "no detectable change", "too few rounds to test"
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -> pd.DataFrame:
+    """Configuration by configuration and round by round (the same id and round: the same data
+    and initialisation), the change in test error from `before` to `after` in percentage
+    points: mean, 95 % interval and p over the paired rounds, BH-adjusted across configurations.
+    verdict: worse / better when the adjusted p < 0.05 and the change exceeds `threshold`;
+    `deterministic`: both sides ran the same code version and torch on the CPU, so they must be equal."""
+    key = ["config_id", "round"]
+    left = before[before["status"] == Status.DONE]
+    right = after[after["status"] == Status.DONE]
+    columns = [*key, "name", "test_error", "code_version", "torch_version", "device"]
+    merged = pd.merge(left[[c for c in columns if c in left]], right[[c for c in columns if c in right]],
+                      on=key, suffixes=("_a", "_b"))
+    rows = []
+    for config_id, group in merged.groupby("config_id", sort=False):
+        differences = 100 * (group["test_error_b"] - group["test_error_a"])
+        summary = t_summary(differences)
+        same_code = all(f"{c}_a" in group and (group[f"{c}_a"] == group[f"{c}_b"]).all() for c in ("code_version", "torch_version"))
+        on_cpu = "device_a" in group and bool(((group["device_a"] == "cpu") & (group["device_b"] == "cpu")).all())
+        rows.append({
+            "config_id": config_id,
+            "name": group["name_b"].iloc[0] if "name_b" in group else group["name_a"].iloc[0],
+            "before_mean": 100 * group["test_error_a"].mean(),
+            "after_mean": 100 * group["test_error_b"].mean(),
+            "max_abs_difference": float(differences.abs().max()),
+            "deterministic": same_code and on_cpu,
+            **summary,
+        })
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    tested = frame["p"].notna()
+    frame["p_adjusted"] = math.nan
+    if tested.any():
+        frame.loc[tested, "p_adjusted"] = benjamini_hochberg(frame.loc[tested, "p"].tolist())
+
+    def verdict(row) -> str:
+        if pd.isna(row["p_adjusted"]):
+            return UNTESTED if row["max_abs_difference"] > 0 else SAME
+        if row["p_adjusted"] < 0.05 and row["effect"] > threshold:
+            return WORSE
+        if row["p_adjusted"] < 0.05 and row["effect"] < -threshold:
+            return BETTER
+        return SAME
+
+    frame["verdict"] = frame.apply(verdict, axis=1)
+    frame["determinism_failure"] = frame["deterministic"] & (frame["max_abs_difference"] > 0)
     return frame

@@ -212,3 +212,13 @@ def test_a_worker_setup_failure_is_one_line(fake_mnist, matrix, tmp_path, monkey
     result = invoke("run", "--matrix", matrix, "--store", tmp_path / "s.sqlite", "--workers", "1")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == ["error: RuntimeError: no threads for you"]
+
+
+def test_each_profile_keeps_its_own_store(fake_mnist, matrix, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "--matrix", matrix, "--profile", "one", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "results" / "harness-one.sqlite").is_file()
+    assert not (tmp_path / "results" / "harness.sqlite").exists()  # the main store holds no smoke run
+    table = invoke("table", "--matrix", matrix, "--profile", "one")
+    assert table.exit_code == 0 and "results/harness-one.sqlite" in table.output, table.output

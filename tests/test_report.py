@@ -80,9 +80,16 @@ def test_t_distribution_and_bh_against_known_values():
 
 
 def test_markdown_shape_and_sections(constructed):
-    text = results_report(constructed.runs(), store_path="s.sqlite")
-    assert "## Configurations" in text and "## Effects" in text and "## Provenance" in text
-    table = [line for line in text.split("## Effects")[0].splitlines() if line.startswith("|")]
+    text = results_report(constructed.runs(), store_path="s.sqlite", figures="docs")
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    # the answers lead; the configurations come last, before provenance, folded
+    assert headings == ["## Answers", "## Interactions", "## Effects", "## Configurations", "## Provenance"]
+    answers = text.split("## Interactions")[0]
+    assert "- **encoder family (linear, MLP, CNN)** (mlp → cnn): -10.00 pp" in answers
+    assert "![Paired effects on test error with 95% intervals](docs/effects_forest.svg)" in answers
+    folded = text.split("## Configurations")[1].split("## Provenance")[0]
+    assert "<details><summary>8 configurations</summary>" in folded and "</details>" in folded
+    table = [line for line in folded.splitlines() if line.startswith("|")]
     widths = {line.count("|") for line in table}
     assert len(widths) == 1 and len(table) == 2 + 8  # header, rule, 8 configurations
     assert "cnn siamese ws aux bn" in text
@@ -99,7 +106,7 @@ def test_csv_parses_with_one_row_per_configuration(constructed):
 
 def test_latex_is_booktabs_tables_with_everything_escaped(constructed):
     text = results_report(constructed.runs(), store_path="s.sqlite", output_format="latex")
-    assert text.count("\\begin{longtable}") == 2 and text.count("\\end{longtable}") == 2
+    assert text.count("\\begin{longtable}") == 3 and text.count("\\end{longtable}") == 3  # interactions, effects, configurations
     assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
     assert "\\section*{Configurations}" in text and "\\section*{Provenance}" in text
     assert "Errors in \\%, mean $\\pm$ std" in text and "$\\Delta$ test error" in text
@@ -266,3 +273,37 @@ def test_configurations_sharing_a_name_across_plans_are_told_apart():
                          "validation_error": None, "seconds": 1.0, "params": 10, "finished_at": "t"})
     summary = summarize(pd.DataFrame(rows))
     assert sorted(summary["name"]) == ["mlp siamese ws aux (lr=0.001)", "mlp siamese ws aux (lr=0.01)"]
+
+
+def _interaction_runs():
+    """aux_loss lowers test error by 2 pp without swap and by 6 pp with it (rounds differ by noise)."""
+    import pandas as pd
+
+    rows = []
+    for round_index, noise in enumerate((0.0, 0.4, -0.4, 0.2)):
+        for aux in (False, True):
+            for swap in (False, True):
+                error = 20 + noise - (aux * (6 if swap else 2)) - swap * 1 + (round_index % 2) * 0.1 * aux * swap
+                rows.append({"config_id": f"{aux}{swap}", "round": round_index, "status": "done", "aux_loss": aux,
+                             "swap_augment": swap, "encoder": "cnn", "test_error": error / 100})
+    return pd.DataFrame(rows)
+
+
+def test_interactions_find_an_effect_that_depends_on_another_factor():
+    from harness.stats import interactions
+
+    frame = interactions(_interaction_runs()).set_index(["factor", "given"])
+    with_swap = frame.loc[("aux_loss", "swap_augment = True")]
+    assert with_swap["effect"] == pytest.approx(-6.0, abs=0.06)
+    assert frame.loc[("aux_loss", "swap_augment = False"), "effect"] == pytest.approx(-2.0)
+    assert with_swap["difference"] == pytest.approx(-4.0, abs=0.06) and with_swap["p_difference_adjusted"] < 0.05
+    assert with_swap["diff_low"] < -3.9 and with_swap["diff_high"] > -4.1
+
+
+def test_json_holds_every_table_for_machines(constructed):
+    import json
+
+    document = json.loads(results_report(constructed.runs(), store_path="s.sqlite", output_format="json"))
+    assert {"configurations", "effects", "interactions", "runs", "provenance"} <= set(document)
+    assert len(document["configurations"]) == 8 and len(document["runs"]) == 24
+    assert {row["factor"] for row in document["effects"]} >= {"encoder", "aux_loss"}
