@@ -449,14 +449,58 @@ def read_runs(store_path):
 
 @main.command()
 @TABLE_STORE_OPTION
+@click.option("--html", "html_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the page (index.html).")
+@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
+              help="Only this matrix's configurations, in its order.")
+@PROFILE_OPTION
+@PLUGIN_OPTION
+def report(store_path, html_dir, matrix_path, profile, plugins):
+    """One self-contained HTML page: the answers, interactions, effects, reproductions,
+    configurations, the figures as inline SVG (with matplotlib) and provenance; no server needed.
+
+    Example: harness report --html results/report
+    """
+    import tempfile
+    from pathlib import Path
+
+    from harness.report import ReportError, results_report, select
+
+    store_path = store_path or default_store(profile)
+    runs, epochs = read_runs(store_path)
+    the_plan = load_plan(matrix_path, profile, plugins=plugins) if matrix_path else None
+    with tempfile.TemporaryDirectory() as figures:
+        try:
+            from harness import plots
+            from harness.stats import effects
+
+            done = select(runs, the_plan)
+            done = done[done["status"] == Status.DONE]
+            if not done.empty:
+                plots.forest_plot(effects(done[done["report"].isna()] if "report" in done else done), Path(figures))
+                plots.box_plot(done, Path(figures))
+        except ImportError:
+            click.echo("matplotlib is not installed: the page has no figures (pip install -e '.[plot]')", err=True)
+        try:
+            page = results_report(runs, store_path=store_path, plan=the_plan, output_format="html", figures=figures)
+        except ReportError as error:
+            fail(str(error))
+    target = Path(html_dir) / "index.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    click.echo(f"{target} ({len(page.encode()) / 1024:.0f} KiB)")
+
+
+@main.command()
+@TABLE_STORE_OPTION
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
               help="Only this matrix's configurations, in its order.")
 @PROFILE_OPTION
 @ONLY_OPTION
 @SET_OPTION
 @PLUGIN_OPTION
-@click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv", "json"]), default="markdown",
-              show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["markdown", "latex", "csv", "json", "html"]),
+              default="markdown", show_default=True)
 @click.option("--figures", default=None, metavar="DIR",
               help="Embed the forest plot from DIR (as `harness plot --out DIR` writes it) under the answers.")
 @click.option("--sort", type=click.Choice(["matrix", "test_error", "name", "params"]), default="matrix", show_default=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
@@ -223,6 +224,29 @@ class OutputFormat:
     items: Callable[[list[str]], str]  # items may hold `code` spans
 
 
+def _html_inline(text: str) -> str:
+    """Escaped text with markdown's `code` and **bold** spans as HTML."""
+    import html
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"`([^`]*)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, escape=True, border=0, classes="results")
+
+
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table.results{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "table.results th,table.results td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+    "table.results td:first-child,table.results th:first-child{text-align:left}"
+    "code{background:#f4f4f4;padding:0 3px}figure{margin:1em 0}svg{max-width:100%;height:auto}"
+)
+
+
 FORMATS = {
     "markdown": OutputFormat(
         preamble="",
@@ -230,6 +254,13 @@ FORMATS = {
         paragraph=lambda text: text,
         table=_markdown_table,
         items=lambda items: "\n".join(f"- {item}" for item in items),
+    ),
+    "html": OutputFormat(
+        preamble="",
+        heading=lambda text: f"<h2>{_html_inline(text)}</h2>",
+        paragraph=lambda text: f"<p>{_html_inline(text)}</p>",
+        table=_html_table,
+        items=lambda items: "<ul>\n" + "\n".join(f"<li>{_html_inline(item)}</li>" for item in items) + "\n</ul>",
     ),
     "latex": OutputFormat(
         preamble="% harness table --format latex: \\input it into a document that loads booktabs and longtable",
@@ -377,6 +408,8 @@ def results_report(
             form.items(answers), ""]
         if figures and output_format == "markdown":
             parts += [f"![Paired effects on test error with 95% intervals]({figures}/effects_forest.svg)", ""]
+        if figures and output_format == "html":
+            parts += [_inline_svg(Path(figures) / "effects_forest.svg"), ""]
     rows = interaction_rows(interaction_frame)
     if not rows.empty:
         parts += [form.heading("Interactions"), "", form.paragraph(
@@ -396,13 +429,30 @@ def results_report(
                   form.table(configuration_rows(reproductions, with_reference=True)), ""]
     if not ablations.empty:
         table = form.table(configuration_rows(ablations, with_reference=False))
-        if output_format == "markdown":
+        if output_format in ("markdown", "html"):
             table = f"<details><summary>{len(ablations)} configurations</summary>\n\n{table}\n\n</details>"
         parts += [form.heading("Configurations"), "",
                   form.paragraph("Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round."), "",
                   table, ""]
+    if figures and output_format == "html":
+        others = sorted(p for p in Path(figures).glob("*.svg") if p.name != "effects_forest.svg")
+        if others:
+            parts += [form.heading("Figures"), "", *(_inline_svg(path) for path in others), ""]
     parts += [form.heading("Provenance"), "", form.items(provenance_lines(runs, store_path))]
-    return "\n".join(parts).rstrip("\n")
+    text = "\n".join(parts).rstrip("\n")
+    if output_format == "html":
+        text = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>harness results</title>'
+                f"<style>{HTML_STYLE}</style></head><body>\n<h1>harness results</h1>\n{text}\n</body></html>")
+    return text
+
+
+def _inline_svg(path: Path) -> str:
+    """An SVG file as a figure inside the page (its XML prolog and doctype dropped)."""
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    start = text.find("<svg")
+    return f"<figure>{text[start:] if start >= 0 else text}</figure>"
 
 
 SECTIONS = {"Configurations": False, "Reproductions of the reports": True}  # heading -> reproduces a report

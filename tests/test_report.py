@@ -307,3 +307,40 @@ def test_json_holds_every_table_for_machines(constructed):
     assert {"configurations", "effects", "interactions", "runs", "provenance"} <= set(document)
     assert len(document["configurations"]) == 8 and len(document["runs"]) == 24
     assert {row["factor"] for row in document["effects"]} >= {"encoder", "aux_loss"}
+
+
+def test_html_page_is_self_contained_and_renders_in_a_browser(constructed, tmp_path):
+    """`harness report --html`: one page with its sections and figures inline; where Chromium is
+    installed (Debian's `chromium`), it is rendered headless: a screenshot, the DOM's sections,
+    and no console error."""
+    import re
+    import shutil
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    constructed.close()
+    folder = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", "--store", str(tmp_path / "s.sqlite"), "--html", str(folder)])
+    assert result.exit_code == 0, result.output
+    page = (folder / "index.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<h2>Answers</h2>" in page and "<h2>Provenance</h2>" in page
+    assert not re.findall(r'(?:src|href)="(?!#)', page)  # nothing to fetch: the figures are inline
+    if "<h2>Figures</h2>" in page:  # with matplotlib
+        assert page.count("<svg") >= 2
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium here: the page was checked as text only")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2000"]
+    shot = tmp_path / "shot.png"
+    rendered = subprocess.run([*flags, f"--screenshot={shot}", "--enable-logging=stderr", "--v=0",
+                               (folder / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    console = [line for line in rendered.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+    dom = subprocess.run([*flags, "--dump-dom", (folder / "index.html").as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    headings = re.findall(r"<h2>(.*?)</h2>", dom)
+    assert headings[:2] == ["Answers", "Interactions"] and headings[-1] == "Provenance", headings
