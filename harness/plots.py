@@ -34,26 +34,60 @@ def _save(figure, directory: Path, stem: str) -> list[Path]:
     return paths
 
 
+BOXES_PER_PANEL = 25
+
+
+def box_groups(done: pd.DataFrame) -> dict[str, list[str]]:
+    """Configuration ids in readable panels: reproductions by report, the others by encoder and
+    pairing, at most BOXES_PER_PANEL each (a larger group is split in parts)."""
+    settings = done.drop_duplicates("config_id").set_index("config_id")
+    reports = settings["report"] if "report" in settings else pd.Series(None, index=settings.index, dtype=object)
+    groups: dict[str, list[str]] = {}
+    for config_id in panel_order(done, settings.index):
+        report = reports.get(config_id)
+        title = f"report {report}" if isinstance(report, str) else " ".join(
+            str(settings.at[config_id, c]) for c in ("encoder", "pairing") if c in settings)
+        groups.setdefault(title, []).append(config_id)
+    panels = {}
+    for title, ids in groups.items():
+        parts = math.ceil(len(ids) / BOXES_PER_PANEL)
+        size = math.ceil(len(ids) / parts)  # balanced parts: 60 boxes are 3 x 20, not 25 + 25 + 10
+        for part in range(parts):
+            chunk = ids[part * size : (part + 1) * size]
+            panels[title + (f" ({part + 1}/{parts})" if parts > 1 else "")] = chunk
+    return panels
+
+
 def box_plot(runs: pd.DataFrame, directory: Path) -> list[Path]:
-    """Test error per configuration over rounds, sorted by median, best at the top."""
+    """Test error over rounds, one box per configuration id (configurations sharing a name are
+    never pooled), in panels of at most 25 (see box_groups), best at the top of each; the
+    published figure (◆) beside a configuration that reproduces a report. One file per panel:
+    test_error_boxplot_N.png and .svg."""
     plt = _pyplot()
     done = runs[runs["status"] == Status.DONE]
-    # one box per configuration id: configurations that share a name are never pooled
-    groups = {key: 100 * frame["test_error"].to_numpy() for key, frame in done.groupby("config_id")}
-    label = done.drop_duplicates("config_id").set_index("config_id")["name"]
-    keys = sorted(groups, key=lambda k: pd.Series(groups[k]).median(), reverse=True)
-    names = [label[k] for k in keys]
-    figure, axes = plt.subplots(figsize=(9, max(3, 0.22 * len(names) + 1)))
-    try:
-        axes.boxplot([groups[k] for k in keys], orientation="horizontal", tick_labels=names, showmeans=True)
-    except TypeError:  # matplotlib < 3.10
-        axes.boxplot([groups[k] for k in keys], vert=False, labels=names, showmeans=True)
-    axes.set_xlabel("test error (%)")
-    axes.set_title(f"Test error over rounds, {len(names)} configurations (▲ mean)")
-    axes.tick_params(axis="y", labelsize=7)
-    axes.grid(axis="x", alpha=0.3)
-    paths = _save(figure, directory, "test_error_boxplot")
-    plt.close(figure)
+    errors = {key: 100 * frame["test_error"].to_numpy() for key, frame in done.groupby("config_id")}
+    settings = done.drop_duplicates("config_id").set_index("config_id")
+    published = settings["reference_test_error"] if "reference_test_error" in settings else pd.Series(dtype=float)
+    paths = []
+    for number, (title, ids) in enumerate(box_groups(done).items(), 1):
+        keys = sorted(ids, key=lambda k: pd.Series(errors[k]).median(), reverse=True)
+        names = [settings.at[k, "name"] for k in keys]
+        figure, axes = plt.subplots(figsize=(9, 0.28 * len(keys) + 1.2))
+        try:
+            axes.boxplot([errors[k] for k in keys], orientation="horizontal", tick_labels=names, showmeans=True)
+        except TypeError:  # matplotlib < 3.10
+            axes.boxplot([errors[k] for k in keys], vert=False, labels=names, showmeans=True)
+        marks = [(position, published.get(k)) for position, k in enumerate(keys, 1) if not pd.isna(published.get(k))]
+        if marks:
+            axes.scatter([m[1] for m in marks], [m[0] for m in marks], marker="D", color="tab:purple", zorder=3,
+                         label="published")
+            axes.legend(fontsize=8, loc="lower right")
+        axes.set_title(f"Test error over rounds: {title}, {len(keys)} configurations (▲ mean)", fontsize=10)
+        axes.set_xlabel("test error (%)")
+        axes.tick_params(axis="y", labelsize=8)
+        axes.grid(axis="x", alpha=0.3)
+        paths += _save(figure, directory, f"test_error_boxplot_{number}")
+        plt.close(figure)
     return paths
 
 

@@ -260,6 +260,22 @@ def test_the_box_plot_keeps_configurations_that_share_a_name_apart(tmp_path):
     assert "2 configurations" in svg.read_text()
 
 
+def test_box_plots_come_in_panels_of_at_most_25_with_published_figures_marked(tmp_path):
+    pytest.importorskip("matplotlib")
+    from harness import plots
+
+    with Store(tmp_path / "s.sqlite") as store:
+        for width in range(1, 31):  # 30 cnn siamese configurations: two panels of 15
+            fill(store, RunConfig(width=width / 10, rounds=2), [0.1, 0.2])
+        fill(store, RunConfig(encoder="mlp", rounds=2, report="001", reference_test_error=17.0), [0.15, 0.16])
+        runs = store.runs()
+    panels = plots.box_groups(runs[runs["status"] == "done"])
+    assert [len(ids) for ids in panels.values()] == [15, 15, 1]
+    assert list(panels) == ["cnn siamese (1/2)", "cnn siamese (2/2)", "report 001"]
+    svgs = sorted(p for p in plots.box_plot(runs, tmp_path) if p.suffix == ".svg")
+    assert len(svgs) == 3 and "published" in svgs[-1].read_text()
+
+
 def test_configurations_sharing_a_name_across_plans_are_told_apart():
     import pandas as pd
 
