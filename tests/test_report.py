@@ -181,7 +181,7 @@ def test_plots_are_written(constructed, tmp_path):
     result = CliRunner().invoke(main, ["plot", "--store", str(constructed.path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     names = {p.name for p in out.iterdir()}
-    for stem in ("test_error_boxplot", "learning_curves_1", "effects_forest"):
+    for stem in ("test_error_boxplot_1", "learning_curves_1", "effects_forest"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names
     assert all(p.stat().st_size > 1000 for p in out.iterdir())
 
