@@ -78,6 +78,9 @@ class Members:
         encoder = getattr(self.base, "digit_encoder", None)
         self.encoder_prefix = next((name + "." for name, module in self.base.named_modules() if module is encoder), None)
         self.run_model = self._vmapped(self.base)
+        self.run_encoder = None if encoder is None else vmap(
+            lambda p, b, x: functional_call(encoder, (p, b), (x,)), randomness="different"
+        )
 
     @property
     def members(self) -> int:
@@ -132,9 +135,7 @@ class Members:
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     def forward_digits(self, images: torch.Tensor) -> torch.Tensor:
-        encoder = self.base.digit_encoder
-        run = vmap(lambda p, b, x: functional_call(encoder, (p, b), (x,)), randomness="different")
-        return run(self.encoder_state(self.params), self.encoder_state(self.buffers), images)  # (R, b, 10)
+        return self.run_encoder(self.encoder_state(self.params), self.encoder_state(self.buffers), images)  # (R, b, 10)
 
     def per_member(self, loss):
         return vmap(loss)

@@ -228,6 +228,11 @@ class WeightAverage:
         self.averaged, self.current = averaged, current
         self.update_fn = get_ema_multi_avg_fn(decay)
         self.updates = 0
+        self.groups: dict[torch.dtype, tuple[list, list]] = {}  # by dtype, as AveragedModel groups them
+        for average, now in zip(averaged, current):
+            pair = self.groups.setdefault(average.dtype, ([], []))
+            pair[0].append(average)
+            pair[1].append(now.detach())  # a view of the same storage: it follows the training updates
 
     @torch.no_grad()
     def update(self) -> None:
@@ -235,12 +240,7 @@ class WeightAverage:
             for average, now in zip(self.averaged, self.current):
                 average.copy_(now)
         else:
-            groups: dict[torch.dtype, tuple[list, list]] = {}
-            for average, now in zip(self.averaged, self.current):
-                pair = groups.setdefault(average.dtype, ([], []))
-                pair[0].append(average)
-                pair[1].append(now.detach())
-            for averages, nows in groups.values():
+            for averages, nows in self.groups.values():
                 self.update_fn(averages, nows, self.updates)
         self.updates += 1
 
