@@ -68,3 +68,19 @@ def test_a_setup_that_fails_ends_the_launch_once_without_respawning(tmp_path, wo
 def test_unknown_backend_names_the_known_ones():
     with pytest.raises(BackendError, match="unknown backend 'rey' .*known: local, ray.*did you mean 'ray'"):
         make("rey", device="cpu")
+
+
+def test_the_pools_resource_tracker_does_not_print_its_clean_up_warnings(tmp_path, monkeypatch):
+    """A signal that kills workers holding semaphores makes loky's tracker warn as it removes
+    them; that must not add lines to the one-line report of the signal."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PYTHONWARNINGS", "default")
+    launch([("t0", 0.0), ("t1", 0.0)], backend_work.square, tmp_path)  # a pool starts: its tracker too
+    assert os.environ["PYTHONWARNINGS"].split(",") == ["default", "ignore:resource_tracker:UserWarning"]
+    warn = ("import warnings; warnings.warn('resource_tracker: There appear to be 1 leaked semlock objects'); "
+            "warnings.warn('something else')")
+    child = subprocess.run([sys.executable, "-c", warn], capture_output=True, text=True, env=os.environ.copy())
+    assert "leaked semlock" not in child.stderr and "something else" in child.stderr

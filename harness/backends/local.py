@@ -72,6 +72,7 @@ class LocalBackend:
     def _start_pool(self, workers: int, context, setup) -> None:
         from loky import ProcessPoolExecutor
 
+        quiet_resource_tracker()
         self._executor = ProcessPoolExecutor(
             max_workers=workers, initializer=_start_worker, initargs=(setup, context, os.getpid())
         )
@@ -203,6 +204,20 @@ def _die_with_parent(driver: int) -> None:
         return
     if os.getppid() != driver:  # the driver died before the request was made
         os._exit(1)
+
+
+# loky's resource tracker, a helper process the pool starts, inherits this environment. When a
+# signal to the process group kills workers that hold semaphores, it removes them at shutdown and
+# warns about each ("resource_tracker: There appear to be 1 leaked semlock objects to clean up")
+# on stderr: nothing is lost, and the warning would break the one-line report of the signal.
+TRACKER_WARNINGS = "ignore:resource_tracker:UserWarning"
+
+
+def quiet_resource_tracker() -> None:
+    """Silence the resource tracker's clean-up warnings in the processes started from here."""
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if TRACKER_WARNINGS not in current.split(","):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, TRACKER_WARNINGS]))
 
 
 def create(*, workers: int = 1, **_options) -> LocalBackend:
