@@ -8,7 +8,7 @@ torch is imported only to check what this machine has.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from harness.settings import ConfigError
 
@@ -113,8 +113,3 @@ def available(requested: str) -> str:
             raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu or auto")
         return "mps"
     raise ConfigError(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
-
-
-def with_workers(policy: DevicePolicy, workers: int) -> DevicePolicy:
-    """The same policy for another worker count (a backend that decides its own)."""
-    return replace(policy, workers=workers)

@@ -21,8 +21,6 @@ from harness.settings import (
     shown_value,
 )
 
-IDENTITY = list(IDENTITY_KEYS)
-
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: errors as mean and std over done rounds (in %), rounds done,
@@ -64,7 +62,7 @@ def distinct_names(summary: pd.DataFrame) -> pd.DataFrame:
         return summary
     summary = summary.copy()
     for name, group in summary[repeated].groupby("name"):
-        differing = [k for k in IDENTITY if k in group and group[k].map(repr).nunique() > 1]
+        differing = [k for k in IDENTITY_KEYS if k in group and group[k].map(repr).nunique() > 1]
         for index, row in group.iterrows():
             shown = ", ".join(f"{k}={shown_value(None if pd.isna(row[k]) else row[k])}" for k in differing)
             summary.loc[index, "name"] = f"{name} ({shown or row['config_id'][:10]})"
@@ -170,7 +168,7 @@ def matched_differences(runs: pd.DataFrame, factor: str, level, baseline) -> pd.
     `factor` that share every other identity setting and the round: columns match (the shared
     settings), round, difference. Settings that mean nothing at one of the levels
     (DEPENDENT) are not matched on."""
-    others = [key for key in IDENTITY if key != factor and key not in DEPENDENT.get(factor, ()) and key in runs]
+    others = [key for key in IDENTITY_KEYS if key != factor and key not in DEPENDENT.get(factor, ()) and key in runs]
     done = runs[runs["status"] == Status.DONE]
     on = done[done[factor] == level]
     off = done[done[factor] == baseline]
