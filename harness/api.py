@@ -18,7 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.config import MAX_CONFIGS, ConfigError, Plan, expand, load_matrix, with_sets
+from harness.config import (
+    MAX_CONFIGS,
+    ConfigError,
+    Plan,
+    expand,
+    load_matrix,
+    parse_assignments,
+    with_sets,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,19 +42,25 @@ def plan(
     configs: list | None = None,
     profile: str | None = None,
     sets: list[str] | tuple[str, ...] = (),
-    only: dict[str, Any] | None = None,
+    only: dict[str, Any] | list[str] | tuple[str, ...] | None = None,
     plugins: list[str] | tuple[str, ...] = (),
+    overrides: dict[str, Any] | None = None,
     max_configs: int = MAX_CONFIGS,
 ) -> Plan:
-    """A plan from a matrix file (with a profile, `--set` style assignments and an `only`
-    filter), or from configurations (RunConfig objects or dicts of settings). `plugins`: .py
-    files or modules to import first, so that their models can be named."""
+    """A plan from a matrix file (with a profile, `--set` style assignments, checked
+    `overrides` that beat them all, and an `only` filter), or from configurations (RunConfig
+    objects or dicts of settings). `plugins`: .py files or modules to import first, so that
+    their models can be named. `only`: settings to keep, a dict or `key=value` strings as on
+    the command line (checked once the plugins are imported). `harness plan`, `run` and
+    `table` build their plans here."""
     if (matrix is None) == (configs is None):
         raise ConfigError("api.plan: give a matrix file or configs, not both or neither")
     if configs is not None:
         return Plan.from_configs(configs, source="(python)", plugins=tuple(plugins))
-    loaded, overrides = with_sets(load_matrix(matrix, tuple(plugins)), tuple(sets))
-    return expand(loaded, profile, overrides, only, max_configs=max_configs)
+    loaded, set_overrides = with_sets(load_matrix(matrix, tuple(plugins)), tuple(sets))
+    if isinstance(only, (list, tuple)):
+        only = parse_assignments(tuple(only), "--only")
+    return expand(loaded, profile, {**set_overrides, **(overrides or {})}, only, max_configs=max_configs)
 
 
 def run(

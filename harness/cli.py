@@ -97,22 +97,29 @@ MAX_CONFIGS_OPTION = click.option(
 )
 
 
+def default_store(profile: str | None) -> str:
+    """Each profile keeps its own store, so smoke runs never pool with full ones."""
+    return f"results/harness-{profile}.sqlite" if profile else "results/harness.sqlite"
+
+
+STORE_READ_OPTION = click.option(
+    "--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False)
+)
+PROFILE_STORE_OPTION = click.option(
+    "--store", "store_path", default=None, type=click.Path(dir_okay=False),
+    help="The store [default: results/harness.sqlite, or results/harness-PROFILE.sqlite with --profile].",
+)
+
+
 def load_plan(matrix_path, profile, overrides=None, only=(), max_configs=None, plugins=(), sets=()):
-    """The plan a command's options ask for: plugins imported, --set applied, --only kept."""
-    from harness.config import (
-        MAX_CONFIGS,
-        ConfigError,
-        expand,
-        load_matrix,
-        parse_assignments,
-        with_sets,
-    )
+    """The plan a command's options ask for (harness.api.plan): plugins imported, --set
+    applied, --only kept; one line and exit 2 for bad input."""
+    from harness import api
+    from harness.config import MAX_CONFIGS, ConfigError
 
     try:
-        matrix, set_overrides = with_sets(load_matrix(matrix_path, plugins), sets)
-        selection = parse_assignments(only, "--only")
-        overrides = {**set_overrides, **(overrides or {})}
-        return expand(matrix, profile, overrides, selection, max_configs=max_configs or MAX_CONFIGS)
+        return api.plan(matrix_path, profile=profile, sets=sets, only=tuple(only), plugins=plugins,
+                        overrides=overrides, max_configs=max_configs or MAX_CONFIGS)
     except ConfigError as error:
         fail(str(error))
 
@@ -132,8 +139,7 @@ SETTINGS_EPILOG = "\b\nSettings (`harness settings` describes each):\n" + textwr
 @click.option("--format", "output_format", type=click.Choice(["text", "csv"]), default="text", show_default=True)
 @click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
 @click.option("--estimate/--no-estimate", default=True, show_default=True, help="Estimate the time it takes.")
-@click.option("--store", "store_path", default=None, type=click.Path(dir_okay=False),
-              help="Where finished runs are counted and timed, if it exists [default: the profile's store].")
+@PROFILE_STORE_OPTION
 def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, workers, estimate, store_path):
     """List the configurations a matrix expands to, what was dropped and why, and the cost.
 
@@ -154,7 +160,7 @@ def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, 
 
 
 @main.command()
-@click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False))
+@STORE_READ_OPTION
 @click.argument("which")
 @click.option("--code", is_flag=True, help="Also print the plugin sources and the diff the runs were made with.")
 def show(store_path, which, code):
@@ -304,8 +310,7 @@ def open_store(path, fresh: bool):
 @MAX_CONFIGS_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="Override every configuration's rounds.")
-@click.option("--store", "store_path", default=None, type=click.Path(dir_okay=False),
-              help="The store [default: results/harness.sqlite, or results/harness-PROFILE.sqlite with --profile].")
+@PROFILE_STORE_OPTION
 @DATA_DIR_OPTION
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="CPU worker processes, one thread each (default and most: the usable cores).")
@@ -422,20 +427,6 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     click.echo(bench_report(timings, machine=describe_machine(policy), command=command, projection=projection))
 
 
-def default_store(profile: str | None) -> str:
-    """Each profile keeps its own store, so smoke runs never pool with full ones."""
-    return f"results/harness-{profile}.sqlite" if profile else "results/harness.sqlite"
-
-
-STORE_READ_OPTION = click.option(
-    "--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False)
-)
-TABLE_STORE_OPTION = click.option(
-    "--store", "store_path", default=None, type=click.Path(dir_okay=False),
-    help="The store [default: results/harness.sqlite, or results/harness-PROFILE.sqlite with --profile].",
-)
-
-
 def read_runs(store_path):
     """The store's runs and epochs, read without writing anything (read-only media too)."""
     from harness.store import Store, StoreError
@@ -448,7 +439,7 @@ def read_runs(store_path):
 
 
 @main.command()
-@TABLE_STORE_OPTION
+@PROFILE_STORE_OPTION
 @click.option("--html", "html_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the page (index.html).")
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
@@ -464,21 +455,18 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
     import tempfile
     from pathlib import Path
 
+    from harness import plots
     from harness.report import ReportError, results_report, select
 
     store_path = store_path or default_store(profile)
     runs, epochs = read_runs(store_path)
     the_plan = load_plan(matrix_path, profile, plugins=plugins) if matrix_path else None
     with tempfile.TemporaryDirectory() as figures:
+        done = select(runs, the_plan)
+        done = done[done["status"] == Status.DONE]
         try:
-            from harness import plots
-            from harness.stats import effects
-
-            done = select(runs, the_plan)
-            done = done[done["status"] == Status.DONE]
             if not done.empty:
-                plots.forest_plot(effects(done[done["report"].isna()] if "report" in done else done), Path(figures))
-                plots.box_plot(done, Path(figures))
+                plots.draw(done, Path(figures))
         except ImportError:
             click.echo("matplotlib is not installed: the page has no figures (pip install -e '.[plot]')", err=True)
         try:
@@ -492,7 +480,7 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
 
 
 @main.command()
-@TABLE_STORE_OPTION
+@PROFILE_STORE_OPTION
 @click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
               help="Only this matrix's configurations, in its order.")
 @PROFILE_OPTION
@@ -552,21 +540,16 @@ def plot(store_path, out_dir, matrix_path, plugins):
     """
     from pathlib import Path
 
+    from harness import plots
     from harness.report import select
 
-    try:
-        from harness import plots
-        from harness.stats import effects
-    except ImportError:
-        fail("plotting needs matplotlib: pip install -e '.[plot]'")
     runs, epochs = read_runs(store_path)
     runs = select(runs, load_plan(matrix_path, None, plugins=plugins) if matrix_path else None)
     if runs.empty or not (runs["status"] == Status.DONE).any():
         fail(f"{store_path}: no finished runs to plot; run `harness run` first")
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    done = runs[runs["status"] == Status.DONE]
-    written = plots.box_plot(done, directory) + plots.learning_curves(done, epochs, directory)
-    written += plots.forest_plot(effects(done[done["report"].isna()] if "report" in done else done), directory)
+    try:
+        written = plots.draw(runs[runs["status"] == Status.DONE], Path(out_dir), epochs)
+    except ImportError:
+        fail("plotting needs matplotlib: pip install -e '.[plot]'")
     for path in written:
         click.echo(str(path))

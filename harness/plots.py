@@ -174,3 +174,19 @@ def forest_plot(effect_frame: pd.DataFrame, directory: Path) -> list[Path]:
     paths = _save(figure, directory, "effects_forest")
     plt.close(figure)
     return paths
+
+
+def draw(done: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None) -> list[Path]:
+    """The figures of finished runs: the forest plot of the ablations' effects (reproductions
+    left out), the box plots and, given the epochs, the learning curves. ImportError without
+    matplotlib, before anything is written."""
+    from harness.stats import effects
+
+    _pyplot()  # fails here, not halfway through
+    directory.mkdir(parents=True, exist_ok=True)
+    ablations = done[done["report"].isna()] if "report" in done else done
+    written = box_plot(done, directory)
+    if epochs is not None:
+        written += learning_curves(done, epochs, directory)
+    return written + forest_plot(effects(ablations), directory)
+

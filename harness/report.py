@@ -129,6 +129,14 @@ def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.Dat
     return table
 
 
+def _interval(low: float, high: float) -> str:
+    return "–" if pd.isna(low) else f"[{low:+.2f}, {high:+.2f}]"
+
+
+def _p(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.2g}"
+
+
 def effect_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
@@ -137,11 +145,9 @@ def effect_rows(frame: pd.DataFrame) -> pd.DataFrame:
             "factor": frame["factor"],
             "change": frame["change"],
             "Δ test error (pp)": frame["effect"].map(lambda v: f"{v:+.2f}"),
-            "95% CI": [
-                "–" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(frame["ci_low"], frame["ci_high"])
-            ],
-            "p": frame["p"].map(lambda v: "–" if pd.isna(v) else f"{v:.2g}"),
-            "p (BH)": frame.get("p_adjusted", pd.Series(dtype=float)).map(lambda v: "–" if pd.isna(v) else f"{v:.2g}"),
+            "95% CI": [_interval(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"])],
+            "p": frame["p"].map(_p),
+            "p (BH)": frame.get("p_adjusted", pd.Series(dtype=float)).map(_p),
             "matched pairs": frame["pairs"],
             "rounds": frame["rounds"],
         }
@@ -299,14 +305,6 @@ def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
         f"runs finished between {done['finished_at'].min()} and {done['finished_at'].max()}",
         f"epochs: {values('epochs')}; rounds per configuration: {values('rounds')}; pairs: {values('pairs')}",
     ]
-
-
-def _interval(low: float, high: float) -> str:
-    return "–" if pd.isna(low) else f"[{low:+.2f}, {high:+.2f}]"
-
-
-def _p(value: float) -> str:
-    return "–" if pd.isna(value) else f"{value:.2g}"
 
 
 def answer_lines(effect_frame: pd.DataFrame) -> list[str]:

@@ -304,11 +304,17 @@ def unique_names(configs: list[RunConfig]) -> list[RunConfig]:
     for name, group in groups.items():
         if len(group) < 2:
             continue
-        differing = [key for key in IDENTITY_KEYS if len({json.dumps(getattr(c, key)) for c in group}) > 1]
-        for config in group:
-            shown = ", ".join(f"{key}={shown_value(getattr(config, key))}" for key in differing)
-            renamed[config.config_id] = dataclasses.replace(config, label=f"{name} ({shown})")
+        labels = told_apart(name, [dataclasses.asdict(config) for config in group])
+        for config, label in zip(group, labels):
+            renamed[config.config_id] = dataclasses.replace(config, label=label)
     return [renamed.get(config.config_id, config) for config in configs]
+
+
+def told_apart(name: str, settings: list[dict[str, Any]]) -> list[str]:
+    """Names for configurations sharing `name`: each with the identity settings whose values
+    differ among them, `name (lr=0.01, aux_weight=0.5)`; the same rule for plans and stores."""
+    differing = [key for key in IDENTITY_KEYS if len({json.dumps(one.get(key)) for one in settings}) > 1]
+    return [f"{name} ({', '.join(f'{key}={shown_value(one.get(key))}' for key in differing)})" for one in settings]
 
 
 def shown_value(value: Any) -> str:

@@ -18,7 +18,7 @@ from harness.settings import (
     IDENTITY_KEYS,
     IN_ORDER,
     SETTINGS,
-    shown_value,
+    told_apart,
 )
 
 
@@ -62,10 +62,12 @@ def distinct_names(summary: pd.DataFrame) -> pd.DataFrame:
         return summary
     summary = summary.copy()
     for name, group in summary[repeated].groupby("name"):
-        differing = [k for k in IDENTITY_KEYS if k in group and group[k].map(repr).nunique() > 1]
-        for index, row in group.iterrows():
-            shown = ", ".join(f"{k}={shown_value(None if pd.isna(row[k]) else row[k])}" for k in differing)
-            summary.loc[index, "name"] = f"{name} ({shown or row['config_id'][:10]})"
+        rows = [{key: (None if pd.isna(value) else value) for key, value in row.items()}
+                for row in group[[k for k in IDENTITY_KEYS if k in group]].to_dict("records")]
+        labels = told_apart(name, rows)
+        # settings the store does not hold cannot tell them apart: the id does
+        summary.loc[group.index, "name"] = [label if not label.endswith(" ()") else f"{name} ({config_id[:10]})"
+                                            for label, config_id in zip(labels, group["config_id"])]
     return summary
 
 

@@ -360,3 +360,13 @@ def test_html_page_is_self_contained_and_renders_in_a_browser(constructed, tmp_p
                          timeout=120).stdout
     headings = re.findall(r"<h2>(.*?)</h2>", dom)
     assert headings[:2] == ["Answers", "Interactions"] and headings[-1] == "Provenance", headings
+
+
+def test_without_matplotlib_plot_is_one_line_and_writes_no_folder(constructed, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["plot", "--store", str(constructed.path), "--out", str(out)])
+    assert result.exit_code == 2 and result.output == "error: plotting needs matplotlib: pip install -e '.[plot]'\n"
+    assert not out.exists()
