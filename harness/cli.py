@@ -87,7 +87,7 @@ PLUGIN_OPTION = click.option(
 )
 SET_OPTION = click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE",
-    help="Override a setting without editing the file (repeatable); a list such as \"dropout=[0, 0.5]\" is a factor.",
+    help="Override a setting without editing the file (repeatable); a list such as \"dropout=[0, 0.5]\" is a factor that crosses every entry of the file.",
 )
 
 

@@ -64,6 +64,7 @@ class MatrixFile:
     profiles: dict[str, dict[str, Any]]
     plugins: tuple[Any, ...] = ()  # architectures.external.PluginSource, in import order
     sets: tuple[str, ...] = ()  # the --set assignments applied to the file
+    crossed: dict[str, list[Any]] = field(default_factory=dict)  # --set lists crossing every entry
 
     def describe(self, profile: str | None = None) -> str:
         """How the plan was asked for: the file, its profile and --set assignments."""
@@ -260,7 +261,8 @@ def admit(candidates) -> tuple[list[RunConfig], list[Dropped]]:
 
 def crossed_count(matrix: MatrixFile) -> int:
     """How many combinations the matrix crosses before exclusions, counted without making them."""
-    return math.prod(len(values) for values in matrix.factors.values()) + len(matrix.include)
+    entries = math.prod(len(values) for values in matrix.factors.values()) + len(matrix.include)
+    return entries * math.prod(len(values) for values in matrix.crossed.values())
 
 
 def expand(
@@ -289,11 +291,13 @@ def expand(
         raise ConfigError(f"{matrix.path}: unknown profile '{profile}'{suggest(profile, matrix.profiles)} (profiles: {known})")
     profile_settings = matrix.profiles.get(profile, {}) if profile else {}
     def candidates():
-        for combo in combinations(matrix) if matrix.factors or matrix.include else [{}]:  # no [matrix]: the defaults
-            settings = {}
-            for layer in (matrix.defaults, combo, profile_settings, overrides or {}):
-                settings.update(layer)
-            yield resolve(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
+        for entry in combinations(matrix) if matrix.factors or matrix.include else [{}]:  # no [matrix]: the defaults
+            for values in itertools.product(*matrix.crossed.values()):
+                combo = {**entry, **dict(zip(matrix.crossed, values))}
+                settings = {}
+                for layer in (matrix.defaults, combo, profile_settings, overrides or {}):
+                    settings.update(layer)
+                yield resolve(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
 
     configs, dropped = admit(candidates())
     if only:
@@ -306,26 +310,33 @@ def expand(
 
 
 def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixFile, dict[str, Any]]:
-    """`--set key=value` assignments applied to a matrix: a list value becomes (or replaces)
-    the factor `key` and no [defaults] or profile overrides it; a single value is returned as an
-    override, which beats the profile and the matrix. Values are checked as the file's are."""
-    factors, overrides = dict(matrix.factors), {}
+    """`--set key=value` assignments applied to a matrix: a list value replaces the factor `key`
+    when the file crosses it, and otherwise crosses every entry of the matrix, [[matrix.include]]
+    ones included, so `--set "normalize=[true, false]"` doubles any plan; no [defaults], profile
+    or include then overrides it. A single value is returned as an override, which beats the
+    profile and the matrix. Values are checked as the file's are."""
+    factors, crossed, overrides = dict(matrix.factors), dict(matrix.crossed), {}
     defaults, profiles = dict(matrix.defaults), {name: dict(table) for name, table in matrix.profiles.items()}
     for text in assignments:
         key, value = _assignment(text, "--set")
         if isinstance(value, list):
             if not value:
                 raise ConfigError(f"--set {text}: an empty list; give at least one value")
-            factors[key] = [check_value(key, item, f"--set {text}") for item in value]
+            values = [check_value(key, item, f"--set {text}") for item in value]
+            if key in factors:
+                factors[key] = values
+            else:
+                crossed[key] = values
             defaults.pop(key, None)
             for table in profiles.values():
                 table.pop(key, None)
             overrides.pop(key, None)
         else:
             overrides[key] = check_value(key, value, f"--set {text}")
+            crossed.pop(key, None)
             if key in factors:  # one level left: [[matrix.exclude]] entries naming it still match
                 factors[key] = [overrides[key]]
-    changed = replace(matrix, defaults=defaults, factors=factors, profiles=profiles,
+    changed = replace(matrix, defaults=defaults, factors=factors, crossed=crossed, profiles=profiles,
                       sets=matrix.sets + tuple(assignments))
     return changed, overrides
 

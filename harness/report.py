@@ -94,7 +94,12 @@ def _flag(row) -> str:
         notes.append(f"{row['rounds_done']}/{row['rounds']} rounds")
     if row["rounds_failed"]:
         notes.append(f"{row['rounds_failed']} failed")
+    if row.get("rounds_degenerate"):
+        notes.append(f"{DEGENERATE} {row['rounds_degenerate']} degenerate")
     return "; ".join(notes)
+
+
+DEGENERATE = "⚠"  # marks a configuration with rounds that learned nothing (stats.degenerate)
 
 
 def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.DataFrame:
@@ -104,7 +109,8 @@ def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.Dat
             "configuration": summary["name"],
             "params": summary["params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}"),
             "train error %": [_mean_std(m, s) for m, s in zip(summary["train_error_mean"], summary["train_error_std"])],
-            "test error %": [_mean_std(m, s) for m, s in zip(summary["test_error_mean"], summary["test_error_std"])],
+            "test error %": [_mean_std(m, s) + (f" {DEGENERATE}" if bad else "") for m, s, bad in zip(
+                summary["test_error_mean"], summary["test_error_std"], summary["rounds_degenerate"])],
             "range %": [
                 "–" if pd.isna(low) else f"{low:.1f}–{high:.1f}"
                 for low, high in zip(summary["test_error_min"], summary["test_error_max"])
@@ -113,6 +119,10 @@ def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.Dat
             "s/run": summary["seconds_per_run"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}"),
         }
     )
+    if summary["test_digit_error_mean"].notna().any():  # where digit logits were trained
+        table.insert(list(table.columns).index("test error %") + 1, "test digit error %", [
+            _mean_std(m, s) for m, s in zip(summary["test_digit_error_mean"], summary["test_digit_error_std"])
+        ])
     if summary["validation_error_mean"].notna().any():  # choices are made on this column, not on test
         table.insert(2, "validation error %", [
             _mean_std(m, s) for m, s in zip(summary["validation_error_mean"], summary["validation_error_std"])
@@ -123,6 +133,9 @@ def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.Dat
             for m, s in zip(summary["reference_test_error"], summary["reference_test_std"])
         ]
         table["published params"] = summary["reference_params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+        table["verdict"] = summary["verdict"].map(lambda v: "–" if v is None or pd.isna(v) else v)
+        if "evidence" in summary and summary["evidence"].notna().any():
+            table["evidence"] = summary["evidence"].map(lambda v: "" if v is None or pd.isna(v) else v)
     flags = summary.apply(_flag, axis=1)
     if flags.any():
         table["note"] = flags
@@ -352,7 +365,8 @@ def results_json(summary: pd.DataFrame, effect_frame: pd.DataFrame, interaction_
         return json.loads(frame.to_json(orient="records")) if not frame.empty else []
 
     run_columns = ["config_id", "round", "name", "status", "train_error", "test_error", "validation_error",
-                   "params", "seconds", "device", "code_version", "torch_version"]
+                   "test_predicted_share", "train_chance_error", "params", "seconds", "device", "code_version",
+                   "torch_version"]
     document = {
         "store": store_path,
         "configurations": records(summary),
@@ -383,9 +397,10 @@ def results_report(
     summary = order(summarize(runs), plan, sort)
     if output_format == "csv":
         columns = ["config_id", "name", *[k for k in FACTORS if k in summary], "params", "train_error_mean",
-                   "train_error_std", "test_error_mean", "test_error_std", "test_error_min", "test_error_max",
-                   "rounds_done", "rounds", "rounds_failed", "seconds_per_run", "reference_test_error",
-                   "reference_test_std", "reference_params"]
+                   "train_error_std", "test_error_mean", "test_error_std", "test_digit_error_mean",
+                   "test_digit_error_std", "test_error_min", "test_error_max",
+                   "rounds_done", "rounds", "rounds_failed", "rounds_degenerate", "seconds_per_run",
+                   "reference_test_error", "reference_test_std", "reference_params", "verdict", "evidence"]
         buffer = io.StringIO()
         summary[[c for c in columns if c in summary]].to_csv(buffer, index=False, float_format="%.4g")
         return buffer.getvalue().rstrip("\n")
@@ -423,14 +438,22 @@ def results_report(
                   form.table(effect_rows(effect_frame)), ""]
     if not reproductions.empty:
         parts += [form.heading("Reproductions of the reports"), "",
-                  form.paragraph("Ours beside the published figures (test error in %, mean ± std)."), "",
+                  form.paragraph(
+                      "Ours beside the published figures (test error in %, mean ± std). Verdict: reproduced when "
+                      "|ours − published| ≤ 2 × max(our std, the published std) and no round of ours is degenerate "
+                      f"({DEGENERATE}: every test pair given one answer, or a train error at chance); otherwise by "
+                      "how much ours is better or worse. Evidence: the matrix whose results show why the preset "
+                      "reads its report as it does, or what the gap comes from."), "",
                   form.table(configuration_rows(reproductions, with_reference=True)), ""]
     if not ablations.empty:
         table = form.table(configuration_rows(ablations, with_reference=False))
         if output_format in ("markdown", "html"):
             table = f"<details><summary>{len(ablations)} configurations</summary>\n\n{table}\n\n</details>"
         parts += [form.heading("Configurations"), "",
-                  form.paragraph("Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round."), "",
+                  form.paragraph(
+                      "Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round; "
+                      f"{DEGENERATE}: rounds that learned nothing (every test pair given one answer, or a train "
+                      "error at chance), counted in the note."), "",
                   table, ""]
     if figures and output_format == "html":
         others = sorted(p for p in Path(figures).glob("*.svg") if p.name != "effects_forest.svg")

@@ -192,6 +192,10 @@ class RunConfig:
                                minimum=0, below=1, neutral=0.0, tag="ema{:g}", effect=FROM_BASELINE, baseline=0.0)
     test_time_augment: bool = setting(False, "average the logits over the input and its four 1-pixel shifts", "training",
                                       neutral=False, tag="tta", effect=FROM_BASELINE, baseline=False)
+    score_in_train_mode: bool = setting(
+        False, "score with the model left in training mode (dropout on, batch norm on each evaluation batch's "
+        "statistics), as a loop that never calls model.eval() does; some reports' figures were measured so",
+        "training", neutral=False, tag="scored-in-train-mode", effect=FROM_BASELINE, baseline=False)
     # protocol
     rounds: int = setting(10, "rounds per configuration (round r draws its pairs from seed + r)", "protocol",
                           above=0, maximum=MAX_ROUNDS, presentation=True)
@@ -207,6 +211,9 @@ class RunConfig:
     reference_train_error: float | None = setting(None, "the report's train error, %", "presentation", presentation=True)
     reference_params: int | None = setting(None, "the report's parameter count", "presentation", minimum=0,
                                            presentation=True)
+    evidence: str | None = setting(None, "where a reproduction's reading of its report is shown to hold (a matrix "
+                                   "under matrices/ and what it shows); printed beside the verdict", "presentation",
+                                   presentation=True)
 
     def model_options(self):
         from architectures import ModelOptions

@@ -21,13 +21,49 @@ from harness.settings import (
     told_apart,
 )
 
+CHANCE_MARGIN = 0.02  # a final train error within 2 pp of the majority-class answer learned nothing
+PAIRS_CHANCE_ERROR = 0.45  # stores before schema 3: P(first > second) for uniform digits
+
+
+def degenerate(runs: pd.DataFrame) -> pd.Series:
+    """Done runs that learned nothing, whatever the system: every test pair got one answer
+    (`test_predicted_share` 0 or 1), or the train error stayed at chance, i.e. within
+    CHANCE_MARGIN of the error of always answering the training set's majority class (runs
+    stored before that was recorded are measured against the pairs task's 45 %)."""
+    unknown = pd.Series(float("nan"), index=runs.index)
+    share = pd.to_numeric(runs.get("test_predicted_share", unknown), errors="coerce")
+    chance = pd.to_numeric(runs.get("train_chance_error", unknown), errors="coerce").fillna(PAIRS_CHANCE_ERROR)
+    train = pd.to_numeric(runs["train_error"], errors="coerce")
+    single_class = share.isin([0.0, 1.0])
+    at_chance = train >= chance - CHANCE_MARGIN
+    return (runs["status"] == Status.DONE) & (single_class | at_chance)
+
+
+def verdict(row: dict) -> str | None:
+    """A reproduction's verdict against its published test error (None without one):
+    "reproduced" when |ours - published| <= 2 x max(our std, the published std) and no round of
+    ours is degenerate; otherwise "ours better" or "ours worse" by the gap in pp, and the
+    degenerate rounds, if any."""
+    published, ours = row.get("reference_test_error"), row.get("test_error_mean")
+    if published is None or pd.isna(published) or pd.isna(ours):
+        return None
+    spreads = [v for v in (row.get("test_error_std"), row.get("reference_test_std")) if v is not None and not pd.isna(v)]
+    gap = ours - published
+    degenerate_rounds = int(row.get("rounds_degenerate") or 0)
+    if abs(gap) <= 2 * max(spreads, default=0.0) and not degenerate_rounds:
+        return "reproduced"
+    text = f"ours {'worse' if gap > 0 else 'better'} by {abs(gap):.2f} pp"
+    if degenerate_rounds:
+        text += f", {degenerate_rounds} degenerate round{'s' if degenerate_rounds > 1 else ''}"
+    return text
+
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: errors as mean and std over done rounds (in %), rounds done,
-    asked and failed, seconds per run, and the configuration's settings."""
+    asked, failed and degenerate, seconds per run, and the configuration's settings."""
     if runs.empty:
         return pd.DataFrame()
-    done = runs[runs["status"] == Status.DONE]
+    done = runs[runs["status"] == Status.DONE].assign(degenerate=degenerate)
     grouped = done.groupby("config_id")
     summary = pd.DataFrame(
         {
@@ -38,10 +74,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             "test_error_min": 100 * grouped["test_error"].min(),
             "test_error_max": 100 * grouped["test_error"].max(),
             "test_digit_error_mean": 100 * grouped["test_digit_error"].mean(),
+            "test_digit_error_std": 100 * grouped["test_digit_error"].std(ddof=1),
             "validation_error_mean": 100 * grouped["validation_error"].mean(),
             "validation_error_std": 100 * grouped["validation_error"].std(ddof=1),
             "seconds_per_run": grouped["seconds"].mean(),
             "rounds_done": grouped["round"].nunique(),
+            "rounds_degenerate": grouped["degenerate"].sum(),
         }
     )
     latest = runs.sort_values("finished_at").groupby("config_id").last()
@@ -50,6 +88,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     summary = settings.join(summary, how="left").join(failed, how="left")
     summary["rounds_done"] = summary["rounds_done"].fillna(0).astype(int)
     summary["rounds_failed"] = summary["rounds_failed"].fillna(0).astype(int)
+    summary["rounds_degenerate"] = summary["rounds_degenerate"].fillna(0).astype(int)
+    if "reference_test_error" in summary:
+        summary["verdict"] = [verdict(row) for row in summary.to_dict("records")]
     return distinct_names(summary.reset_index())
 
 

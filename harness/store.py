@@ -30,7 +30,9 @@ from harness.results import Status
 # version existed read as version 0 and are migrated (missing nullable columns added) on open.
 # Version 2: runs record the plugins they used and the diff of a dirty tree, whose texts are
 # kept once each in `sources`.
-SCHEMA_VERSION = 2
+# Version 3: runs record the share of test pairs predicted "first <= second" and the train
+# error of always answering the training set's majority class, which flag degenerate runs.
+SCHEMA_VERSION = 3
 RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an older store
     "config_id": "TEXT NOT NULL",
     "round": "INTEGER NOT NULL",
@@ -47,6 +49,8 @@ RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an o
     "test_digit_error": "REAL",
     "validation_digit_error": "REAL",
     "train_loss": "REAL",
+    "test_predicted_share": "REAL",  # share of test pairs predicted 1 (0 or 1: a single class)
+    "train_chance_error": "REAL",  # train error of always answering the majority class
     "params": "INTEGER",
     "seconds": "REAL",
     "device": "TEXT",
@@ -95,6 +99,8 @@ METRICS = (
     "test_digit_error",
     "validation_digit_error",
     "train_loss",
+    "test_predicted_share",
+    "train_chance_error",
 )
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_TIMEOUT = 30.0  # seconds a write waits for another program's lock on the file
@@ -492,6 +498,9 @@ class Store:
             raise _explain(self.path, error, "read its runs") from None
         if frame.empty:
             return frame
+        for column in RUN_COLUMNS:  # an older store, read without migrating: its runs lack the value
+            if column not in frame:
+                frame[column] = None
         defaults = dataclasses.asdict(DEFAULTS)
         settings = pd.DataFrame([{**defaults, **json.loads(text)} for text in frame["config"]], index=frame.index)
         return pd.concat([frame, settings.drop(columns=[c for c in settings if c in frame])], axis=1)

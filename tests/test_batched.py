@@ -24,6 +24,7 @@ EQUIVALENT = [
      "augment_rotate": 10.0, "lr_schedule": "onecycle", "ema_decay": 0.9, "test_time_augment": True,
      "label_smoothing": 0.1, "validation": 20},
     {"encoder": "savary_cnn", "aux_loss": True},
+    {"encoder": "cnn", "aux_loss": True, "batch_norm": True, "score_in_train_mode": True},
 ]
 
 

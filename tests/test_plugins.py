@@ -150,6 +150,29 @@ def test_set_overrides_values_and_turns_lists_into_factors(tmp_path):
     assert result.exit_code == 2 and result.output.strip() == "error: --set epoch=3: unknown setting 'epoch'; did you mean 'epochs'?"
 
 
+def test_a_set_list_crosses_every_include_of_a_preset_matrix(tmp_path):
+    """A file of [[matrix.include]] entries only (as the reports' presets are): `--set` with a
+    list doubles every entry, instead of the includes all extending one combination."""
+    path = study(tmp_path, """
+        [[matrix.include]]
+        label = "A"
+        encoder = "mlp"
+        [[matrix.include]]
+        label = "B"
+        encoder = "cnn"
+        normalize = false
+    """)
+    matrix, overrides = with_sets(load_matrix(path), ("normalize=[true, false]", "epochs=[1, 2]"))
+    plan = expand(matrix, None, overrides)
+    assert sorted((c.label[0], c.normalize, c.epochs) for c in plan.configs) == [
+        (label, normalize, epochs) for label in "AB" for normalize in (False, True) for epochs in (1, 2)
+    ]
+    assert "A (normalize=false, epochs=2)" in {c.name for c in plan.configs}
+    # a single value afterwards takes the key back from the crossing
+    matrix, overrides = with_sets(load_matrix(path), ("normalize=[true, false]", "normalize=false"))
+    assert sorted((c.name, c.normalize) for c in expand(matrix, None, overrides).configs) == [("A", False), ("B", False)]
+
+
 def test_table_filters_with_only(fake_mnist, tmp_path):
     plan = api.plan(configs=[{"encoder": e, "epochs": 1, "rounds": 1, "pairs": 100} for e in ("mlp", "linear")])
     api.run(plan, tmp_path / "s.sqlite", device="cpu", workers=1)

@@ -145,7 +145,7 @@ class Members:
             self.average.update()
 
     def evaluate(self) -> protocol.Scores:
-        self.base.eval()
+        protocol.scoring_mode(self.config, self.base)
         params, buffers = self.params, self.buffers
         if self.averaged is not None:
             params = {k: self.averaged[k] for k in self.params}

@@ -283,6 +283,12 @@ def train_mode(model: torch.nn.Module, plan: StagePlan) -> None:
         model.digit_encoder.eval()
 
 
+def scoring_mode(config: RunConfig, model: torch.nn.Module) -> None:
+    """The modules' mode while scoring: eval, unless the configuration reproduces a loop that
+    never calls model.eval() (then dropout stays on and batch norm uses batch statistics)."""
+    model.train(config.score_in_train_mode)
+
+
 def trained_on_digits(config: RunConfig) -> bool:
     """Whether the digit logits were trained, so that a digit error means something."""
     return config.aux_loss or config.transfer != "none"
@@ -303,21 +309,27 @@ def score(config: RunConfig, forward: Forward, eval_sets, members: int) -> Score
     scores = {}
     for name, (pair_input, target, classes) in eval_sets.items():
         count = pair_input.shape[-4]
-        wrong = digit_wrong = 0
+        wrong = digit_wrong = positive = 0
         has_digits = False
         for start in range(0, count, EVAL_BATCH):
             size = min(EVAL_BATCH, count - start)
             batch = pair_input.narrow(-4, start, size)  # (R?, b, 2, 14, 14)
             outputs = [forward(shifted(batch, dy, dx) if dy or dx else batch) for dy, dx in shifts]
             comparison = torch.stack([o[0] for o in outputs]).mean(0)  # (R?, b, K)
-            wrong = wrong + (predict(comparison, config.loss) != target.narrow(-1, start, size)).sum(-1)
+            predicted = predict(comparison, config.loss)  # (R?, b)
+            wrong = wrong + (predicted != target.narrow(-1, start, size)).sum(-1)
+            positive = positive + predicted.sum(-1)
             if outputs[0][1] is not None:
                 has_digits = True
                 digits = torch.stack([o[1] for o in outputs]).mean(0)  # (R?, b, 2, 10)
                 digit_wrong = digit_wrong + (digits.argmax(-1) != classes.narrow(-2, start, size)).sum((-2, -1))
         errors = [w / count for w in wrong.reshape(-1).tolist()]  # Python division: exact fractions
         digit_errors = [w / (2 * count) for w in digit_wrong.reshape(-1).tolist()] if has_digits else [None] * members
-        scores[name] = [{"error": e, "digit_error": d} for e, d in zip(errors, digit_errors)]
+        shares = [p / count for p in positive.reshape(-1).tolist()]
+        ones = target.sum(-1).reshape(-1).tolist()  # one set for all members, or one per member
+        chances = [min(t, count - t) / count for t in ones] * (members if len(ones) == 1 else 1)
+        scores[name] = [{"error": e, "digit_error": d, "predicted_share": p, "chance_error": c}
+                        for e, d, p, c in zip(errors, digit_errors, shares, chances)]
     return scores
 
 
@@ -457,5 +469,8 @@ def finish(config: RunConfig, outcome: Outcome, results: list[RunResult]) -> Non
             result.metrics[f"{name}_error"] = scores[position]["error"]
             # untrained intermediate logits are no digit prediction: no digit error for them
             result.metrics[f"{name}_digit_error"] = scores[position]["digit_error"] if digits else None
+        # what tells a degenerate run (one class predicted, or a train error at chance) apart
+        result.metrics["test_predicted_share"] = outcome.latest["test"][position]["predicted_share"]
+        result.metrics["train_chance_error"] = outcome.latest["train"][position]["chance_error"]
         result.metrics["train_loss"] = next((row["train_loss"] for row in reversed(result.epochs)), None)
         result.status = Status.DONE.value

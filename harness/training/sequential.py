@@ -86,7 +86,7 @@ class SingleModel:
 
     def evaluate(self) -> protocol.Scores:
         evaluated = self.model if self.shadow is None else self.shadow
-        evaluated.eval()
+        protocol.scoring_mode(self.config, evaluated)
 
         def forward(pairs):
             output = evaluated(pairs)
