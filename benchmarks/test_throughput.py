@@ -13,6 +13,7 @@ import pytest
 
 from harness.bench import PATHS, measure
 from harness.data import raw_dir, resolve_data_dir
+from harness.device import resolve
 
 ROUNDS, EPOCHS = 4, 10
 DEVICE = os.environ.get("HARNESS_BENCH_DEVICE", "cpu")
@@ -29,7 +30,7 @@ def data_dir():
 
 @pytest.mark.parametrize("path", PATHS)
 def test_throughput(benchmark, path, data_dir):
-    timing = benchmark.pedantic(lambda: measure([path], ROUNDS, DEVICE, None, data_dir, EPOCHS)[0], rounds=1, iterations=1)
+    timing = benchmark.pedantic(lambda: measure([path], ROUNDS, resolve(DEVICE), data_dir, EPOCHS)[0], rounds=1, iterations=1)
     benchmark.extra_info.update(
         device=DEVICE, runs=timing.runs, runs_per_second=timing.runs_per_second,
         test_error=timing.test_error, peak_memory_mb=timing.peak_memory_mb,
@@ -40,7 +41,7 @@ def test_throughput(benchmark, path, data_dir):
 @pytest.mark.skipif(DEVICE != "cpu", reason="the 1.5x target is for the CPU path")
 def test_cpu_path_beats_the_plain_loop(benchmark, data_dir):
     plain, workers = benchmark.pedantic(
-        lambda: measure(["plain", "workers"], ROUNDS, "cpu", None, data_dir, EPOCHS), rounds=1, iterations=1
+        lambda: measure(["plain", "workers"], ROUNDS, resolve("cpu"), data_dir, EPOCHS), rounds=1, iterations=1
     )
     ratio = workers.runs_per_second / plain.runs_per_second
     benchmark.extra_info["ratio"] = ratio

@@ -29,13 +29,22 @@ class DevicePolicy:
     device: 'cpu', 'cuda', 'cuda:N' or 'mps'. workers: processes (or backend tasks at once).
     threads: torch threads per run on CPU (1, so numbers do not depend on --workers).
     batched: a configuration's rounds train as one vectorised model. channels_last: 2-D
-    convolutions in NHWC layout."""
+    convolutions in NHWC layout. flush_denormal: on CPU, subnormal floats are flushed to zero
+    (torch.set_flush_denormal): the NHWC convolution and ReLU kernels slow down by up to ~3x on
+    the subnormal values a siamese CNN produces, and flushing them left every checked run's
+    numbers bit-identical. Every run records the policy it trained under (`execution`)."""
 
     device: str = "cpu"
     workers: int = 1
     threads: int = 1
     batched: bool = False
     channels_last: bool = True
+    flush_denormal: bool = True
+
+    def execution(self) -> dict:
+        """What of the policy can change a run's floats, as its stored record says it."""
+        return {"threads": self.threads, "batched": self.batched, "channels_last": self.channels_last,
+                "flush_denormal": self.flush_denormal and self.kind == "cpu"}
 
     @property
     def kind(self) -> str:
@@ -75,6 +84,7 @@ def policy_for(device: str, *, workers: int | None = None, batched: bool | None 
         threads=1,
         batched=(kind == "cuda") if batched is None else batched,
         channels_last=kind == "cpu",
+        flush_denormal=kind == "cpu",
     )
 
 

@@ -89,7 +89,7 @@ class Provenance:
     sources: list[tuple[str, str, str | None, str]]  # (sha256, kind, name, text)
 
 
-def provenance(plan: Plan) -> Provenance:
+def provenance(plan: Plan, policy=None) -> Provenance:
     import hashlib
     import json
 
@@ -110,6 +110,7 @@ def provenance(plan: Plan) -> Provenance:
         "command": " ".join(["harness", *sys.argv[1:]]) if sys.argv else "",
         "plugins": json.dumps(plugins) if plugins else None,
         "code_diff": diff_sha,
+        "execution": json.dumps(policy.execution(), sort_keys=True) if policy is not None else None,
     }
     return Provenance(columns, sources)
 
@@ -179,13 +180,14 @@ def plugin_specs(plan: Plan) -> tuple[str, ...]:
 
 def prepare_worker(context: WorkerContext) -> None:
     """Once per worker: the policy's torch threads per run on CPU (one: numbers do not depend
-    on --workers, as thread count changes float summation order)."""
+    on --workers, as thread count changes float summation order) and its denormal flushing."""
     import torch
 
     from harness.config import load_plugins
 
     if context.policy.kind == "cpu":
         torch.set_num_threads(context.policy.threads)
+        torch.set_flush_denormal(context.policy.flush_denormal)
     load_plugins(context.plugins, "worker")  # the models the plan names, registered here too
 
 
@@ -243,7 +245,7 @@ def run_plan(
         backend = LocalBackend(policy.workers)
     tasks = make_tasks(jobs, policy.batched, backend.workers)
     context = WorkerContext(data.PairSource(splits), replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
-    record = provenance(plan)
+    record = provenance(plan, context.policy)
     store.keep_sources(record.sources)
     started = time.perf_counter()
     outcomes = backend.launch(tasks, execute, context, prepare_worker)

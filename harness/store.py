@@ -32,7 +32,9 @@ from harness.results import Status
 # kept once each in `sources`.
 # Version 3: runs record the share of test pairs predicted "first <= second" and the train
 # error of always answering the training set's majority class, which flag degenerate runs.
-SCHEMA_VERSION = 3
+# Version 4: runs record the execution policy they trained under (threads, batched, memory
+# layout, denormal flushing), which can change floats without changing the configuration.
+SCHEMA_VERSION = 4
 RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an older store
     "config_id": "TEXT NOT NULL",
     "round": "INTEGER NOT NULL",
@@ -61,6 +63,7 @@ RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an o
     "command": "TEXT",
     "plugins": "TEXT",  # JSON: [{"spec", "path", "sha256"}] of the plugins imported for the run
     "code_diff": "TEXT",  # SHA-256 of `git diff HEAD` when the code was dirty (its text in sources)
+    "execution": "TEXT",  # JSON: the DevicePolicy fields that can change floats (DevicePolicy.execution)
     "finished_at": "TEXT NOT NULL",
 }
 SOURCE_COLUMNS = {  # each distinct source text once, by its SHA-256

@@ -61,3 +61,21 @@ def test_a_new_backend_is_one_module_and_its_registration(fake_mnist, tmp_path, 
     with Store(tmp_path / "local.sqlite") as store:
         run_plan(plan, store, policy=dataclasses.replace(CPU, workers=1))
     assert results(tmp_path / "inline.sqlite").equals(results(tmp_path / "local.sqlite"))
+
+
+def test_cpu_runs_flush_denormals_and_record_the_policy_they_trained_under(fake_mnist, tmp_path):
+    import json
+
+    from harness import api
+    from harness.device import policy_for
+    from harness.store import Store
+
+    policy = policy_for("cpu", workers=1)
+    assert policy.flush_denormal and policy.execution() == {
+        "threads": 1, "batched": False, "channels_last": True, "flush_denormal": True}
+    assert not policy_for("cuda").execution()["flush_denormal"]  # a CPU-only switch
+    plan = api.plan(configs=[{"encoder": "linear", "epochs": 1, "rounds": 1, "pairs": 100}])
+    api.run(plan, tmp_path / "s.sqlite", device="cpu", workers=1)
+    with Store.open_readonly(tmp_path / "s.sqlite") as store:
+        recorded = json.loads(store.runs()["execution"].iloc[0])
+    assert recorded == policy.execution()
