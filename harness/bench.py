@@ -1,10 +1,15 @@
 """Throughput of the training paths on one reference configuration, measured in one process.
 
 Paths:
-- plain: a per-run loop written the way the reports train (the model as built, torch's default
-  thread count, `narrow` minibatches, one run after another);
-- workers: the harness's CPU path, process workers with one thread each, channels_last;
+- plain: the loop a student writes around the same model: built as is (NCHW), torch's default
+  thread count, Adam, minibatches in a fixed order (`narrow`), one evaluation at the end and no
+  learning curves, one run after another;
+- workers: the harness's CPU path with its defaults (learning curves on: the train and test
+  sets scored after every epoch), process workers with one thread each;
 - batched: the harness's vectorised path, all rounds as one model in this process.
+
+Each path's work is counted with torch's FLOP counter (training steps, and the evaluations the
+path does), so that its achieved GFLOP/s can be set against the machine's measured peak.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from harness.config import Plan, RunConfig, expand, load_matrix, resolve
 from harness.device import DevicePolicy
 
 REFERENCE = {"encoder": "cnn", "pairing": "siamese", "weight_sharing": True, "aux_loss": True,
-             "pairs": 1000, "epochs": 25, "batch_size": 100, "eval_every": 25}
+             "pairs": 1000, "epochs": 25, "batch_size": 100}  # every other setting: the defaults
 PATHS = ("plain", "workers", "batched")
 
 
@@ -36,10 +41,55 @@ class Timing:
     seconds: float
     test_error: float  # mean over the runs, a check that every path learns
     peak_memory_mb: float  # resident set (CPU) or allocated device memory (CUDA), largest process
+    flops_per_run: float = 0.0  # the work one run does on this path (FLOP counter)
 
     @property
     def runs_per_second(self) -> float:
         return self.runs / self.seconds
+
+    @property
+    def gflops(self) -> float:
+        return self.flops_per_run * self.runs / self.seconds / 1e9
+
+
+def run_flops(config: RunConfig) -> tuple[float, float]:
+    """(training FLOPs of one run, FLOPs of scoring the train and test sets once), counted by
+    torch.utils.flop_counter on one minibatch step and one forward pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from architectures import build
+
+    model = build(config.encoder, config.model_options())
+    batch = torch.randn(config.batch_size, 2, 14, 14)
+    target = torch.randint(0, 2, (config.batch_size,))
+    classes = torch.randint(0, 10, (config.batch_size, 2))
+    with FlopCounterMode(display=False) as counter:
+        output = model(batch)
+        loss = F.cross_entropy(output.comparison, target)
+        if config.aux_loss:
+            loss = loss + F.cross_entropy(output.digits.reshape(-1, 10), classes.reshape(-1))
+        loss.backward()
+    train = counter.get_total_flops() / config.batch_size * config.pairs * config.epochs  # linear in the batch
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(config.pairs, 2, 14, 14))
+    return train, 2 * counter.get_total_flops()
+
+
+def peak_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:
+    """The machine's float32 peak as this process measures it: large matrix products on every
+    thread torch uses (or on the GPU), the best of a few repeats."""
+    size = 2048 if not policy.is_cuda else 8192
+    a = torch.randn(size, size, device=policy.torch_device())
+    b = torch.randn(size, size, device=policy.torch_device())
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or best == 0.0:
+        started = time.perf_counter()
+        torch.mm(a, b)
+        if policy.is_cuda:
+            torch.cuda.synchronize()
+        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best
 
 
 def reference_config(**overrides) -> RunConfig:
@@ -82,7 +132,8 @@ def plain_loop(config: RunConfig, rounds: int, source, policy: DevicePolicy) -> 
             predicted = model(test_input).comparison.argmax(1).cpu()
         errors.append((predicted != sets.test_target).float().mean().item())
     seconds = time.perf_counter() - started
-    return Timing("plain", rounds, seconds, sum(errors) / rounds, _peak(policy))
+    train, scoring = run_flops(config)
+    return Timing("plain", rounds, seconds, sum(errors) / rounds, _peak(policy), train + scoring / 2)  # test set once
 
 
 def _peak(policy: DevicePolicy) -> float:
@@ -108,7 +159,10 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
     if summary.failed:
         raise RuntimeError(f"benchmark runs failed: {summary.failed[0]}")
     peak = max(_peak(policy), _rss_mb(resource.RUSAGE_CHILDREN) if not policy.is_cuda else 0.0)
-    return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak)
+    train, scoring = run_flops(config)
+    evaluations = sum(1 for epoch in range(config.epochs) if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
+    return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak,
+                  train + evaluations * scoring)
 
 
 def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_reference_run: float) -> tuple[float, int]:
@@ -125,7 +179,7 @@ def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_refere
 def measure(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | None = None) -> list[Timing]:
     from harness.data import PairSource, load_mnist
 
-    config = reference_config(**({"epochs": epochs, "eval_every": epochs} if epochs else {}))
+    config = reference_config(**({"epochs": epochs} if epochs else {}))
     timings = []
     for path in paths:
         if path == "plain":

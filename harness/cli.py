@@ -397,11 +397,20 @@ def _shut(progress, store, backend) -> None:
 @DATA_DIR_OPTION
 def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     """Runs per second of the reference configuration (siamese CNN with aux loss, 1000 pairs,
-    25 epochs) through a plain per-run loop and the harness's paths, side by side.
+    25 epochs) through the loop a student writes around the same model (one evaluation at the
+    end) and the harness's paths with their defaults (learning curves on), side by side, with the
+    GFLOP/s each achieves and the fraction of this machine's measured peak.
 
     Example: harness bench --device cuda
     """
-    from harness.bench import PATHS, describe_machine, measure, projected_seconds, reference_config
+    from harness.bench import (
+        PATHS,
+        describe_machine,
+        measure,
+        peak_gflops,
+        projected_seconds,
+        reference_config,
+    )
     from harness.config import ConfigError, load_matrix
     from harness.data import DataError
     from harness.device import resolve
@@ -415,6 +424,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
         if project_matrix:
             load_matrix(project_matrix)  # a bad path fails now, not after minutes of measuring
         policy = resolve(device, workers=workers)
+        peak = peak_gflops(policy)
         timings = measure(chosen, rounds, policy, data_dir, epochs)
         fastest = max((t for t in timings if t.path != "plain"), key=lambda t: t.runs_per_second, default=None)
         projection = None
@@ -424,7 +434,8 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     except (ConfigError, DataError) as error:
         fail(str(error))
     command = " ".join(["harness", *sys.argv[1:]])
-    click.echo(bench_report(timings, machine=describe_machine(policy), command=command, projection=projection))
+    click.echo(bench_report(timings, machine=describe_machine(policy), command=command, projection=projection,
+                            peak_gflops=peak))
 
 
 def read_runs(store_path):

@@ -196,7 +196,7 @@ LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "Δ": r"$\Delta$", "–": "--", "—": "---", "→": r"$\rightarrow$", "≤": r"$\le$",
-    "≥": r"$\ge$", "×": r"$\times$", "…": r"\ldots{}",
+    "≥": r"$\ge$", "×": r"$\times$", "…": r"\ldots{}", "−": r"$-$", "⚠": r"\textbf{(!)}",
 }
 
 
@@ -532,8 +532,10 @@ def check_against(document: str, runs: pd.DataFrame, *, plan: Plan | None, sourc
     return problems
 
 
-def bench_report(timings, *, machine: str, command: str, projection: tuple[str, float, int] | None) -> str:
-    """`harness bench` output: runs per second of each path and its ratio to the plain loop."""
+def bench_report(timings, *, machine: str, command: str, projection: tuple[str, float, int] | None,
+                 peak_gflops: float | None = None) -> str:
+    """`harness bench` output: runs per second of each path, its ratio to the plain loop, the
+    GFLOP/s its counted work achieved and, given the machine's measured peak, the fraction."""
     plain = next((t for t in timings if t.path == "plain"), None)
     rows = [
         {
@@ -542,12 +544,18 @@ def bench_report(timings, *, machine: str, command: str, projection: tuple[str, 
             "seconds": f"{t.seconds:.1f}",
             "runs/s": f"{t.runs_per_second:.3f}",
             "vs plain": "–" if plain is None else f"{t.runs_per_second / plain.runs_per_second:.2f}x",
+            "GFLOP per run": f"{t.flops_per_run / 1e9:.0f}",
+            "GFLOP/s": f"{t.gflops:.1f}",
+            **({"of peak": f"{t.gflops / peak_gflops:.0%}"} if peak_gflops else {}),
             "mean test error %": f"{100 * t.test_error:.2f}",
             "peak memory MB": f"{t.peak_memory_mb:.0f}",
         }
         for t in timings
     ]
-    lines = [f"machine: {machine}", f"command: {command}", "", _render(pd.DataFrame(rows), "markdown")]
+    lines = [f"machine: {machine}", f"command: {command}"]
+    if peak_gflops:
+        lines.append(f"peak: {peak_gflops:.0f} GFLOP/s (float32 matrix products on every thread, measured now)")
+    lines += ["", _render(pd.DataFrame(rows), "markdown")]
     if projection:
         matrix, seconds, runs = projection
         lines += ["", f"projected time for {matrix} ({runs} runs) on the fastest harness path: "

@@ -134,6 +134,7 @@ def test_latex_compiles_in_a_document(tmp_path):
         fill(store, RunConfig(encoder="mlp", rounds=2), [0.2, 0.3])
         fill(store, RunConfig(report="000", label="000 x", reference_test_error=12.5, reference_test_std=1.0, rounds=2), [0.1, 0.2])
         fill(store, RunConfig(aux_loss=True, rounds=2), [0.05, 0.15])
+        fill(store, RunConfig(encoder="linear", rounds=2), [0.9, 0.2])  # a degenerate round: its marker too
         runs = store.runs()
     (tmp_path / "table.tex").write_text(results_report(runs, store_path="a_b/s%.sqlite", output_format="latex"))
     (tmp_path / "doc.tex").write_text(
