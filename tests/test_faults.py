@@ -202,11 +202,17 @@ def test_a_second_run_on_a_store_in_use_is_refused_and_the_first_loses_nothing(s
     store = tmp_path / "s.sqlite"
     first = start(study, store, "--workers", "1")
     wait_for_runs(first, store, 1)
-    for extra in ([], ["--fresh"]):
-        second = CliRunner().invoke(main, ["run", "--matrix", str(study[0]), "--store", str(store), *extra])
-        assert second.exit_code == 2
-        lines = second.output.strip().splitlines()
-        assert len(lines) == 1 and f"in use by another harness process (pid {first.pid} " in lines[0], lines
+    # held mid-run, so that what is tested is the lock it holds, not how fast it finishes
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        assert first.poll() is None
+        for extra in ([], ["--fresh"]):
+            second = CliRunner().invoke(main, ["run", "--matrix", str(study[0]), "--store", str(store), *extra])
+            assert second.exit_code == 2
+            lines = second.output.strip().splitlines()
+            assert len(lines) == 1 and f"in use by another harness process (pid {first.pid} " in lines[0], lines
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     code, out, err = finish(first)
     assert code == 0, err
     assert f"{RUNS} runs finished" in out
