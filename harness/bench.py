@@ -159,8 +159,13 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
     if summary.failed:
         raise RuntimeError(f"benchmark runs failed: {summary.failed[0]}")
     peak = max(_peak(policy), _rss_mb(resource.RUSAGE_CHILDREN) if not policy.is_cuda else 0.0)
+    from harness.results import Stage
+    from harness.training.protocol import evaluates, stages
+
     train, scoring = run_flops(config)
-    evaluations = sum(1 for epoch in range(config.epochs) if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
+    # the learning curve's evaluations, on the protocol's own schedule
+    evaluations = sum(evaluates(config, plan, epoch) for plan in stages(config) if plan.stage is Stage.PAIRS
+                      for epoch in range(plan.epochs))
     return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak,
                   train + evaluations * scoring)
 
