@@ -353,16 +353,20 @@ def standardize(train_input: torch.Tensor, *others: torch.Tensor) -> tuple[torch
     return tuple((tensor - mean) / std for tensor in (train_input, *others))
 
 
-def swap_pairs(pair_input: torch.Tensor, classes: torch.Tensor):
-    """The pairs with the two digits swapped; the target is recomputed, so ties stay 1."""
+def swap_pairs(pair_input: torch.Tensor, classes: torch.Tensor, ties: str = "stay"):
+    """The pairs with the two digits swapped. The target is recomputed, so ties stay 1; with
+    `ties="flip"` every target is the original's flipped, so a tie's twin is labelled 0."""
     swapped_classes = classes.flip(1)
     swapped_target = (swapped_classes[:, 0] <= swapped_classes[:, 1]).long()
+    if ties == "flip":
+        swapped_target = 1 - (classes[:, 0] <= classes[:, 1]).long()
     return pair_input.flip(1), swapped_target, swapped_classes
 
 
-def swap_augment(pair_input: torch.Tensor, target: torch.Tensor, classes: torch.Tensor):
-    """The original pairs followed by their swapped twins (twice as many pairs)."""
-    swapped_input, swapped_target, swapped_classes = swap_pairs(pair_input, classes)
+def swap_augment(pair_input: torch.Tensor, target: torch.Tensor, classes: torch.Tensor, ties: str = "stay"):
+    """The original pairs followed by their swapped twins (twice as many pairs); `ties` as in
+    `swap_pairs`."""
+    swapped_input, swapped_target, swapped_classes = swap_pairs(pair_input, classes, ties)
     return (
         torch.cat((pair_input, swapped_input)),
         torch.cat((target, swapped_target)),

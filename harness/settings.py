@@ -29,6 +29,7 @@ MAX_SEED = 2**32 - 1  # data seeds are seed + round: stored as SQLite integers, 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LOSSES = ("cross_entropy", "mse", "mse_linear")
+SWAP_TIES = ("stay", "flip")
 LR_SCHEDULES = ("constant", "onecycle", "cosine")
 
 # Effect kinds: how `harness table` measures a setting's effect when it varies in a store.
@@ -148,6 +149,10 @@ class RunConfig:
     swap_augment: bool = setting(False, "add every training pair swapped, its target recomputed from the classes (ties stay 1)",
                                  "data", tag="swap", effect=FROM_BASELINE, baseline=False, factor=True,
                                  title="swap augmentation")
+    swap_ties: str = setting("stay", "the target of a swapped pair whose digits are equal: `stay` 1 (recomputed from the "
+                             "classes); `flip` 0, as when every swapped target is flipped (report 003's wording)",
+                             "data", choices=SWAP_TIES, neutral="stay", tag=lambda c: "flip-ties" if c.swap_augment
+                             and c.swap_ties == "flip" else None)
     transfer: str = setting("none", "`rule`: a digit classifier trained on the 2N single digits, compared by the fixed rule "
                             "P(d1 <= d2); `frozen`: pretrained encoder frozen, comparison head trained; `finetune`: "
                             "pretrained, then everything trained on the pair loss (+ aux)", "model",

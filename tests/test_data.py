@@ -208,6 +208,25 @@ def test_swap_augment_recomputes_targets_and_keeps_ties():
     assert torch.equal(augmented_input[3:, 0], pair_input[:, 1])
     assert torch.equal(augmented_classes[3:], torch.tensor([[5, 1], [2, 7], [4, 4]]))
     assert augmented_target.tolist() == [1, 0, 1, 0, 1, 1]  # the tie stays 1, not 1 - target
+    flipped = data.swap_augment(pair_input, target, classes, ties="flip")
+    assert torch.equal(flipped[0], augmented_input) and torch.equal(flipped[2], augmented_classes)
+    assert flipped[1].tolist() == [1, 0, 1, 0, 1, 0]  # every swapped target is 1 - target
+
+
+def test_flipped_ties_change_the_training_targets_and_the_name_but_not_old_ids(source):
+    from harness.config import RunConfig
+    from harness.training import protocol
+
+    stay = RunConfig(swap_augment=True)
+    flip = RunConfig(swap_augment=True, swap_ties="flip")
+    assert stay.config_id == RunConfig(swap_augment=True, swap_ties="stay").config_id  # neutral
+    assert flip.config_id != stay.config_id and "flip-ties" in flip.name and "flip-ties" not in stay.name
+    sets = source.pairs(40, seed=3)
+    ties = (sets.train_classes[:, 0] == sets.train_classes[:, 1])
+    assert ties.any()
+    kept = protocol.prepare_data(stay, sets, torch.device("cpu")).train_target[40:]
+    flipped = protocol.prepare_data(flip, sets, torch.device("cpu")).train_target[40:]
+    assert torch.equal(kept[~ties], flipped[~ties]) and (kept[ties] == 1).all() and (flipped[ties] == 0).all()
 
 
 def test_digit_view_interleaves_pairs():

@@ -92,7 +92,7 @@ def prepare_data(config: RunConfig, sets: PairSets, device: torch.device) -> Run
     if held_out:
         eval_sets["validation"] = to(train_input[valid], train_target[valid], train_classes[valid])
     digits, digit_classes = digit_view(fit_set[0], fit_set[2])
-    training = swap_augment(*fit_set) if config.swap_augment else fit_set
+    training = swap_augment(*fit_set, ties=config.swap_ties) if config.swap_augment else fit_set
     return RunData(*training, eval_sets, digits, digit_classes)
 
 
