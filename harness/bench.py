@@ -195,6 +195,38 @@ def measure(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | No
     return timings
 
 
+DISK_REFERENCE = {"task": "disk", "optimizer": "sgd", "loss": "mse_linear", "lr": 5e-3, "weight_decay": 1e-6,
+                  "batch_size": 50, "epochs": 50, "activations": "tanh,relu,relu,tanh"}  # report 002's system
+
+
+def framework_timings(rounds: int, epochs: int | None = None) -> list[Timing]:
+    """The disk task's reference network trained `rounds` times by minidl (manual backward)
+    and by torch.nn (autograd), each run through the task's own trainer, on the CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from harness.config import resolve as resolve_config
+    from harness.tasks.disk import DiskSource
+    from harness.training.disk import build_minidl, to_torch, train_run
+
+    timings = []
+    for framework, path in (("minidl", "minidl"), ("torch", "torch.nn")):
+        settings = {**DISK_REFERENCE, "framework": framework, **({"epochs": epochs} if epochs else {})}
+        config = resolve_config(settings, "harness bench")
+        started = time.perf_counter()
+        results = [train_run(config, round_index, DiskSource()) for round_index in range(rounds)]
+        seconds = time.perf_counter() - started
+        failed = [r.reason for r in results if r.reason]
+        if failed:
+            raise RuntimeError(f"benchmark runs failed: {failed[0]}")
+        network = to_torch(build_minidl(config, torch.Generator().manual_seed(0)))
+        with FlopCounterMode(display=False) as counter:
+            network(torch.rand(config.batch_size, 2)).pow(2).mean().backward()
+        steps = -(-config.points // config.batch_size) * config.epochs
+        mean_error = sum(r.metrics["test_error"] for r in results) / rounds
+        timings.append(Timing(path, rounds, seconds, mean_error, _rss_mb(), counter.get_total_flops() * steps))
+    return timings
+
+
 def describe_machine(policy: DevicePolicy) -> str:
     if policy.is_cuda:
         return f"{torch.cuda.get_device_name(policy.torch_device())}, torch {torch.__version__}"

@@ -394,8 +394,10 @@ def _shut(progress, store, backend) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="CPU worker processes (default: cores).")
 @click.option("--project", "project_matrix", default="ablations.toml", show_default=True,
               help="Matrix whose full time is projected from the fastest path ('' to skip).")
+@click.option("--frameworks/--no-frameworks", "frameworks_too", default=True, show_default=True,
+              help="Also time the disk task's network in minidl against torch.nn (50 epochs a run).")
 @DATA_DIR_OPTION
-def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
+def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir, frameworks_too):
     """Runs per second of the reference configuration (siamese CNN with aux loss, 1000 pairs,
     25 epochs) through the loop a student writes around the same model (one evaluation at the
     end) and the harness's paths with their defaults (learning curves on), side by side, with the
@@ -406,6 +408,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
     from harness.bench import (
         PATHS,
         describe_machine,
+        framework_timings,
         measure,
         peak_gflops,
         projected_seconds,
@@ -426,6 +429,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
         policy = resolve(device, workers=workers)
         peak = peak_gflops(policy)
         timings = measure(chosen, rounds, policy, data_dir, epochs)
+        frameworks = framework_timings(rounds) if frameworks_too else None
         fastest = max((t for t in timings if t.path != "plain"), key=lambda t: t.runs_per_second, default=None)
         projection = None
         if project_matrix and fastest and epochs is None:
@@ -435,7 +439,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir):
         fail(str(error))
     command = " ".join(["harness", *sys.argv[1:]])
     click.echo(bench_report(timings, machine=describe_machine(policy), command=command, projection=projection,
-                            peak_gflops=peak))
+                            peak_gflops=peak, frameworks=frameworks))
 
 
 def read_runs(store_path):
@@ -502,7 +506,8 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
               default="markdown", show_default=True)
 @click.option("--figures", default=None, metavar="DIR",
               help="Embed the forest plot from DIR (as `harness plot --out DIR` writes it) under the answers.")
-@click.option("--sort", type=click.Choice(["matrix", "test_error", "name", "params"]), default="matrix", show_default=True)
+@click.option("--sort", type=click.Choice(["matrix", "test_error", "validation_error", "name", "params"]), default="matrix",
+              show_default=True, help="Row order; validation_error ranks a search matrix's candidates.")
 @click.option("--check", "check_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Compare configurations and parameter counts with a committed table; exit 1 on a difference.")
 def table(store_path, matrix_path, profile, only, sets, plugins, output_format, figures, sort, check_path):

@@ -20,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from harness.settings import (  # noqa: F401  (re-exported: the matrix module's public names)
+    DECLARED,
     DEFAULTS,
     MAX_PAIRS,
     MAX_ROUNDS,
@@ -35,6 +36,8 @@ from harness.settings import (  # noqa: F401  (re-exported: the matrix module's 
     unique_names,
 )
 
+from harness.tasks import get_task
+
 MAX_CONFIGS = 10_000  # combinations a matrix may cross before it is refused (--max-configs)
 
 
@@ -46,8 +49,16 @@ def resolve(settings: dict[str, Any], where: str) -> RunConfig:
     if values.get("transfer", DEFAULTS.transfer) == "none":
         values["pretrain_epochs"] = None  # no pretraining stage: the setting does not apply
     config = RunConfig(**values)
-    if config.validation >= config.pairs:
-        raise ConfigError(f"{where}: 'validation' = {config.validation} must be below 'pairs' = {config.pairs}")
+    foreign = [key for key in settings if DECLARED[key].meta.task not in (None, config.task)]
+    if foreign:
+        key = foreign[0]
+        raise ConfigError(f"{where}: '{key}' is a setting of the {DECLARED[key].meta.task} task, and this "
+                          f"configuration's task is '{config.task}': remove it or set task = "
+                          f"\"{DECLARED[key].meta.task}\"")
+    size_setting = get_task(config.task).size_setting
+    size = getattr(config, size_setting)
+    if config.validation >= size:
+        raise ConfigError(f"{where}: 'validation' = {config.validation} must be below '{size_setting}' = {size}")
     return config
 
 
@@ -233,7 +244,13 @@ def combinations(matrix: MatrixFile) -> list[dict[str, Any]]:
 
 
 def why_meaningless(config: RunConfig) -> str | None:
-    """Why a combination means nothing (it is dropped from the plan), or None."""
+    """Why a combination means nothing (it is dropped from the plan), or None: its task's check."""
+    check = get_task(config.task).resolve("check")
+    return check(config) if check else None
+
+
+def why_meaningless_pairs(config: RunConfig) -> str | None:
+    """The pairs task's check: transfer variants and the model family's own."""
     from architectures import why_invalid
 
     if config.transfer == "rule" and not config.aux_loss:

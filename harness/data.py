@@ -334,6 +334,11 @@ class PairSource:
         return PairSets(*train, *test)
 
 
+def load_pair_source(data_dir: str | os.PathLike | None = None) -> PairSource:
+    """The pairs task's loader: MNIST fetched if needed, verified, read and downsampled once."""
+    return PairSource(load_mnist(data_dir))
+
+
 def generate_pair_sets(n: int, seed: int = 0, data_dir: str | os.PathLike | None = None):
     """The course helper's six tensors for `n` train and `n` test pairs, from `seed`.
 

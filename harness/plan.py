@@ -7,18 +7,31 @@ from typing import TYPE_CHECKING
 
 from harness.config import Plan, RunConfig
 from harness.results import Status
+from harness.tasks import get_task
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def parameter_count(config: RunConfig) -> int:
+def parameter_count(config: RunConfig) -> int | None:
+    """The configuration's parameter count, from its task (None when the task cannot tell)."""
+    count = get_task(config.task).resolve("parameter_count")
+    return count(config) if count else None
+
+
+def seconds_per_run(config: RunConfig) -> float | None:
+    """An estimate of one run's seconds, from its task (None when the task has none)."""
+    estimate = get_task(config.task).resolve("seconds_per_run")
+    return estimate(config) if estimate else None
+
+
+def pairs_parameter_count(config: RunConfig) -> int:
     from architectures import build, count_parameters
 
     return count_parameters(build(config.encoder, config.model_options()))
 
 
-def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
+def pairs_seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     """Time a few training steps on random data (CPU, one thread) and scale to the whole run.
 
     Evaluation passes are counted as a third of a training step each, as a forward pass is.
@@ -70,6 +83,8 @@ def plan_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None
             if measured is not None and len(measured):
                 row["s/run"], row["timing"] = round(float(measured["seconds"].mean()), 2), "stored"
             else:
-                row["s/run"], row["timing"] = round(seconds_per_run(config), 2), "timed steps"
+                estimate = seconds_per_run(config)
+                row["s/run"] = round(estimate, 2) if estimate is not None else None
+                row["timing"] = "timed steps" if estimate is not None else "no estimate"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -1,4 +1,5 @@
-"""Figures from the store: box plots of test error, learning curves, a forest plot of effects.
+"""Figures from the store: box plots of test error, learning curves, a forest plot of effects,
+and each task's own figures (the disk task's decision boundaries).
 
 Presentation only: it reads DataFrames from harness.store / harness.stats and writes PNG and SVG.
 """
@@ -188,5 +189,20 @@ def draw(done: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None
     written = box_plot(done, directory)
     if epochs is not None:
         written += learning_curves(done, epochs, directory)
-    return written + forest_plot(effects(ablations), directory)
+    written += forest_plot(effects(ablations), directory)
+    return written + task_figures(done, epochs, directory)
+
+
+def task_figures(done: pd.DataFrame, epochs: pd.DataFrame | None, directory: Path) -> list[Path]:
+    """Each task's own figures (a registered task's `figures`), drawn from its runs' rows."""
+    from harness.tasks import get_task
+
+    if done.empty or "task" not in done:
+        return []
+    written = []
+    for name, runs in done.groupby("task", sort=False):
+        figures = get_task(name).resolve("figures")
+        if figures is not None:
+            written += figures(runs, epochs, directory)
+    return written
 

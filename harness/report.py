@@ -180,8 +180,8 @@ def select(runs: pd.DataFrame, plan: Plan | None) -> pd.DataFrame:
 
 
 def order(summary: pd.DataFrame, plan: Plan | None, sort: str) -> pd.DataFrame:
-    if sort == "test_error":
-        return summary.sort_values(["test_error_mean", "name"], na_position="last")
+    if sort in ("test_error", "validation_error"):  # validation: how a search matrix chooses
+        return summary.sort_values([f"{sort}_mean", "name"], na_position="last")
     if sort == "name":
         return summary.sort_values("name")
     if sort == "params":
@@ -532,19 +532,16 @@ def check_against(document: str, runs: pd.DataFrame, *, plan: Plan | None, sourc
     return problems
 
 
-def bench_report(timings, *, machine: str, command: str, projection: tuple[str, float, int] | None,
-                 peak_gflops: float | None = None) -> str:
-    """`harness bench` output: runs per second of each path, its ratio to the plain loop, the
-    GFLOP/s its counted work achieved and, given the machine's measured peak, the fraction."""
-    plain = next((t for t in timings if t.path == "plain"), None)
+def _timing_table(timings, baseline: str, peak_gflops: float | None) -> str:
+    reference = next((t for t in timings if t.path == baseline), None)
     rows = [
         {
             "path": t.path,
             "runs": t.runs,
             "seconds": f"{t.seconds:.1f}",
             "runs/s": f"{t.runs_per_second:.3f}",
-            "vs plain": "–" if plain is None else f"{t.runs_per_second / plain.runs_per_second:.2f}x",
-            "GFLOP per run": f"{t.flops_per_run / 1e9:.0f}",
+            f"vs {baseline}": "–" if reference is None else f"{t.runs_per_second / reference.runs_per_second:.2f}x",
+            "GFLOP per run": f"{t.flops_per_run / 1e9:.3g}",
             "GFLOP/s": f"{t.gflops:.1f}",
             **({"of peak": f"{t.gflops / peak_gflops:.0%}"} if peak_gflops else {}),
             "mean test error %": f"{100 * t.test_error:.2f}",
@@ -552,14 +549,26 @@ def bench_report(timings, *, machine: str, command: str, projection: tuple[str, 
         }
         for t in timings
     ]
+    return _render(pd.DataFrame(rows), "markdown")
+
+
+def bench_report(timings, *, machine: str, command: str, projection: tuple[str, float, int] | None,
+                 peak_gflops: float | None = None, frameworks=None) -> str:
+    """`harness bench` output: runs per second of each path, its ratio to the plain loop, the
+    GFLOP/s its counted work achieved and, given the machine's measured peak, the fraction.
+    `frameworks`: the disk task's network trained by minidl and by torch.nn, a second table."""
     lines = [f"machine: {machine}", f"command: {command}"]
     if peak_gflops:
         lines.append(f"peak: {peak_gflops:.0f} GFLOP/s (float32 matrix products on every thread, measured now)")
-    lines += ["", _render(pd.DataFrame(rows), "markdown")]
+    lines += ["", _timing_table(timings, "plain", peak_gflops)]
     if projection:
         matrix, seconds, runs = projection
         lines += ["", f"projected time for {matrix} ({runs} runs) on the fastest harness path: "
                   f"{seconds:.0f} s ({seconds / 60:.1f} min)"]
+    if frameworks:
+        lines += ["", "disk task, report 002's network (2-25-25-25-1, SGD, MSE, batch 50), one process: the "
+                  "from-scratch framework against torch.nn with autograd", "",
+                  _timing_table(frameworks, "torch.nn", peak_gflops)]
     return "\n".join(lines)
 
 

@@ -42,3 +42,4 @@ class RunResult:
     params: int | None = None
     seconds: float = 0.0
     device: str = "cpu"
+    artifacts: dict[str, Any] = field(default_factory=dict)  # a task's small JSON outputs (its figures read them)

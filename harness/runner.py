@@ -19,6 +19,7 @@ from harness.config import Job, Plan, RunConfig
 from harness.device import DevicePolicy, policy_for
 from harness.results import Status
 from harness.store import Store
+from harness.tasks import get_task
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Summary:
     seconds: float = 0.0
 
 
-CODE_FOLDERS = ("harness", "architectures")  # where a new untracked file changes what runs
+CODE_FOLDERS = ("harness", "architectures", "minidl")  # where a new untracked file changes what runs
 
 
 def code_version(root: Path | None = None) -> str:
@@ -151,13 +152,20 @@ def make_tasks(jobs: list[Job], batched: bool, workers: int = 1) -> list[Task]:
 
 
 def run_task(task: Task, source, policy: DevicePolicy) -> list[tuple[Job, object]]:
-    """Train a task; (job, RunResult) for each of its rounds. Never raises for a failed run."""
-    from harness.training import train_rounds, train_run
-
-    if task.batched:
-        results = train_rounds(task.config, list(task.rounds), source, policy)
+    """Train a task with its configuration's trainer; (job, RunResult) for each of its rounds.
+    `source`: the data source of the configuration's task, or {task name: source}. Never
+    raises for a failed run."""
+    spec = get_task(task.config.task)
+    if isinstance(source, dict):
+        source = source[spec.name]
+    if isinstance(source, DeferredSource):
+        source = source.load()
+    batched_trainer = spec.resolve("batched_trainer")
+    if task.batched and batched_trainer is not None:
+        results = batched_trainer(task.config, list(task.rounds), source, policy)
     else:
-        results = [train_run(task.config, task.rounds[0], source, policy)]
+        trainer = spec.resolve("trainer")
+        results = [trainer(task.config, round_index, source, policy) for round_index in task.rounds]
     return list(zip(task.jobs(), results))
 
 
@@ -166,7 +174,7 @@ class WorkerContext:
     """What every worker holds for all its tasks: the verified data, the device policy and the
     plugins to import."""
 
-    source: object  # harness.data.PairSource
+    source: object  # {task name: its loader's source}, or one source (the pairs task's PairSource)
     policy: DevicePolicy
     plugins: tuple[str, ...] = ()  # absolute .py paths or module names, imported before any task
 
@@ -196,6 +204,48 @@ def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
     return run_task(task, context.source, context.policy)
 
 
+@dataclass(frozen=True)
+class DeferredSource:
+    """A task's source that a worker loads itself, once per process: the loader of a task
+    from a plugin lives in a module that only exists once the worker has imported the plugins,
+    so its source cannot be shipped from here."""
+
+    task: str
+    data_dir: str | None
+
+    def load(self):
+        key = (self.task, self.data_dir)
+        if key not in _LOADED:
+            _LOADED[key] = get_task(self.task).resolve("loader")(self.data_dir)
+        return _LOADED[key]
+
+
+_LOADED: dict[tuple[str, str | None], object] = {}  # this process's deferred sources
+
+
+def task_sources(plan: Plan, data_dir=None, splits=None) -> dict[str, object]:
+    """Each task of the plan's data source, loaded once here, so that bad data fails before
+    any work. The pairs task's MNIST is shipped to the workers, which never read it themselves
+    (`splits` when given; more pairs than MNIST holds are refused); other tasks' sources are
+    loaded again by each worker (DeferredSource)."""
+    from harness import data
+
+    sources = {}
+    for name in dict.fromkeys(config.task for config in plan.configs):
+        if name == "pairs":
+            if splits is None:
+                splits = data.load_mnist(data_dir)  # fetch and verify once, here
+            limit = data.max_pairs(splits)
+            for config in plan.configs:
+                if config.task == "pairs" and config.pairs > limit:
+                    raise data.DataError(f"{config.name}: {config.pairs} pairs asked, the data holds {limit} per set")
+            sources[name] = data.PairSource(splits)
+        else:
+            get_task(name).resolve("loader")(data_dir)  # fails here, before any work, on bad data
+            sources[name] = DeferredSource(name, None if data_dir is None else str(data_dir))
+    return sources
+
+
 def run_plan(
     plan: Plan,
     store: Store,
@@ -221,15 +271,9 @@ def run_plan(
     reason; WorkerSetupError and StoreError end the run, with every run finished before them
     stored.
     """
-    from harness import data
     from harness.training import failed_result
 
-    if splits is None:
-        splits = data.load_mnist(data_dir)  # fetch and verify once, here
-    limit = data.max_pairs(splits)
-    for config in plan.configs:
-        if config.pairs > limit:
-            raise data.DataError(f"{config.name}: {config.pairs} pairs asked, the data holds {limit} per set")
+    sources = task_sources(plan, data_dir, splits)
 
     finished = store.finished_keys()
     jobs = [job for job in plan.jobs if job.key not in finished]
@@ -244,7 +288,7 @@ def run_plan(
 
         backend = LocalBackend(policy.workers)
     tasks = make_tasks(jobs, policy.batched, backend.workers)
-    context = WorkerContext(data.PairSource(splits), replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
+    context = WorkerContext(sources, replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
     record = provenance(plan, context.policy)
     store.keep_sources(record.sources)
     started = time.perf_counter()

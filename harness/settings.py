@@ -71,6 +71,7 @@ class Setting:
     dependent: tuple[str, ...] = ()  # settings that mean nothing at some levels of this one
     factor: bool = False  # one of the ablation factors: a column of every table
     title: str = ""  # the factor as a question names it ("weight sharing"); default: the name
+    task: str | None = None  # the one task that uses this setting (None: every task)
 
     def titled(self, name: str) -> str:
         return self.title or name.replace("_", " ")
@@ -109,6 +110,23 @@ def _pairings() -> Sequence[str]:
     return PAIRINGS
 
 
+def _tasks() -> Sequence[str]:
+    from harness.tasks import task_names
+
+    return task_names()
+
+
+ACTIVATIONS = ("tanh", "relu", "none")
+
+
+def _check_activations(value: str) -> str | None:
+    names = [name.strip() for name in value.split(",")]
+    unknown = [name for name in names if name not in ACTIVATIONS]
+    if unknown:
+        return f"{unknown[0]!r} is not an activation: use {', '.join(ACTIVATIONS)}, one name or one per linear layer"
+    return None
+
+
 def _transfers() -> Sequence[str]:
     from architectures import TRANSFERS
 
@@ -128,55 +146,60 @@ class RunConfig:
     Name tags follow the declaration order below, so the order of the tagged settings is part of
     every configuration's name."""
 
+    # task
+    task: str = setting("pairs", "what is learned, a registered task: `pairs` (two MNIST digits: is the first <= the "
+                        "second?) or `disk` (points in the unit square: inside the disk?); each task uses its own "
+                        "settings (the `task` column of `harness settings`) and the common ones", "task", choices=_tasks, neutral="pairs",
+                        tag=lambda config: None if config.task == "pairs" else config.task)
     # model
     encoder: str = setting("cnn", "a registered model family (built-in, from a plugin or an installed entry point), "
                            "or `package.module:Class`", "model", choices=_encoders, check=_check_encoder, tag="{}", always=True, effect=IN_ORDER, order=("linear", "mlp", "cnn"),
-                           factor=True, title="encoder family (linear, MLP, CNN)")
+                           factor=True, title="encoder family (linear, MLP, CNN)", task="pairs")
     pairing: str = setting("siamese", "`joint`: the pair as two channels of one encoder; `siamese`: each digit through an encoder",
                            "model", choices=_pairings, tag="{}", always=True, effect=FROM_BASELINE, baseline="joint",
-                           factor=True, title="siamese vs two-channel (joint) input")
+                           factor=True, title="siamese vs two-channel (joint) input", task="pairs")
     weight_sharing: bool = setting(True, "siamese only: one encoder for both digits, or two of the same shape", "model",
-                                   tag=_sharing_tag, always=True, effect=FROM_BASELINE, baseline=False, factor=True)
+                                   tag=_sharing_tag, always=True, effect=FROM_BASELINE, baseline=False, factor=True, task="pairs")
     aux_loss: bool = setting(False, "add `aux_weight` x (the two digits' classification losses)", "model",
                              tag="aux", effect=FROM_BASELINE, baseline=False, factor=True,
-                             title="auxiliary digit losses")
+                             title="auxiliary digit losses", task="pairs")
     aux_weight: float = setting(1.0, "weight of the digit losses when `aux_loss` is on", "model", minimum=0,
-                                effect=FROM_SMALLEST)
+                                effect=FROM_SMALLEST, task="pairs")
     batch_norm: bool = setting(False, "batch norm after hidden layers", "model",
-                               tag="bn", effect=FROM_BASELINE, baseline=False, factor=True)
+                               tag="bn", effect=FROM_BASELINE, baseline=False, factor=True, task="pairs")
     dropout: float = setting(0.0, "dropout rate after hidden layers", "model", minimum=0, below=1,
-                             tag="drop{:g}", effect=FROM_BASELINE, baseline=0.0, factor=True)
+                             tag="drop{:g}", effect=FROM_BASELINE, baseline=0.0, factor=True, task="pairs")
     swap_augment: bool = setting(False, "add every training pair swapped, its target recomputed from the classes (ties stay 1)",
                                  "data", tag="swap", effect=FROM_BASELINE, baseline=False, factor=True,
-                                 title="swap augmentation")
+                                 title="swap augmentation", task="pairs")
     swap_ties: str = setting("stay", "the target of a swapped pair whose digits are equal: `stay` 1 (recomputed from the "
                              "classes); `flip` 0, as when every swapped target is flipped (report 003's wording)",
                              "data", choices=SWAP_TIES, neutral="stay", tag=lambda c: "flip-ties" if c.swap_augment
-                             and c.swap_ties == "flip" else None)
+                             and c.swap_ties == "flip" else None, task="pairs")
     transfer: str = setting("none", "`rule`: a digit classifier trained on the 2N single digits, compared by the fixed rule "
                             "P(d1 <= d2); `frozen`: pretrained encoder frozen, comparison head trained; `finetune`: "
                             "pretrained, then everything trained on the pair loss (+ aux)", "model",
                             choices=_transfers, tag="{}", effect=FROM_BASELINE, baseline="none",
                             dependent=("pretrain_epochs", "epochs"), factor=True,
-                            title="transfer learning")  # a rule trains no pair stage
+                            title="transfer learning", task="pairs")  # a rule trains no pair stage
     width: float = setting(1.0, "multiplier of the family's hidden widths", "model", above=0, maximum=16,
-                           why="times the family's hidden widths", effect=FROM_SMALLEST)
+                           why="times the family's hidden widths", effect=FROM_SMALLEST, task="pairs")
     head_hidden: int | None = setting(None, "hidden units of the comparison head (0: none; unset: the family's)", "model",
-                                      minimum=0, maximum=4096, unit="units")
+                                      minimum=0, maximum=4096, unit="units", task="pairs")
     # data
     pairs: int = setting(1000, "pairs per set (train and test)", "data", above=0, maximum=MAX_PAIRS,
-                         unit="pairs", why="MNIST test has 10,000 images, two per pair")
+                         unit="pairs", why="MNIST test has 10,000 images, two per pair", task="pairs")
     validation: int = setting(0, "training pairs held out as a validation set (never the test set)", "data", minimum=0)
-    normalize: bool = setting(True, "standardise with the training set's mean and std", "data")
+    normalize: bool = setting(True, "standardise with the training set's mean and std", "data", task="pairs")
     augment_shift: int = setting(0, "each training digit moved by up to this many pixels (integer shifts)", "data",
                                  minimum=0, maximum=4, unit="pixels", why="a 14x14 digit moved further leaves the image",
-                                 neutral=0, tag="shift{}", effect=FROM_BASELINE, baseline=0)
+                                 neutral=0, tag="shift{}", effect=FROM_BASELINE, baseline=0, task="pairs")
     augment_rotate: float = setting(0.0, "and rotated by up to this many degrees", "data", minimum=0, maximum=90,
-                                    unit="degrees", neutral=0.0, tag="rot{:g}", effect=FROM_BASELINE, baseline=0.0)
+                                    unit="degrees", neutral=0.0, tag="rot{:g}", effect=FROM_BASELINE, baseline=0.0, task="pairs")
     # training
     epochs: int = setting(25, "epochs of the pair stage", "training", above=0, effect=FROM_SMALLEST)
     pretrain_epochs: int | None = setting(None, "epochs of the single-digit stage of transfer variants (unset: `epochs`)",
-                                          "training", minimum=0, effect=FROM_SMALLEST)
+                                          "training", minimum=0, effect=FROM_SMALLEST, task="pairs")
     batch_size: int = setting(100, "pairs (or digits) per minibatch", "training", above=0, effect=FROM_SMALLEST)
     optimizer: str = setting("adam", "the optimiser", "training", choices=OPTIMIZERS,
                              effect=FROM_BASELINE, baseline="adam")
@@ -190,17 +213,52 @@ class RunConfig:
                         effect=FROM_BASELINE, baseline="cross_entropy")
     lr_schedule: str = setting("constant", "per step: `constant`, `onecycle` (peak = lr) or `cosine` decay from lr",
                                "training", choices=LR_SCHEDULES, neutral="constant", tag="{}",
-                               effect=FROM_BASELINE, baseline="constant")
+                               effect=FROM_BASELINE, baseline="constant", task="pairs")
     label_smoothing: float = setting(0.0, "label smoothing of every cross-entropy (comparison and digits)", "training",
-                                     minimum=0, below=1, neutral=0.0, tag="ls{:g}", effect=FROM_BASELINE, baseline=0.0)
+                                     minimum=0, below=1, neutral=0.0, tag="ls{:g}", effect=FROM_BASELINE, baseline=0.0, task="pairs")
     ema_decay: float = setting(0.0, "evaluate an exponential moving average of the weights (0: off)", "training",
-                               minimum=0, below=1, neutral=0.0, tag="ema{:g}", effect=FROM_BASELINE, baseline=0.0)
+                               minimum=0, below=1, neutral=0.0, tag="ema{:g}", effect=FROM_BASELINE, baseline=0.0, task="pairs")
     test_time_augment: bool = setting(False, "average the logits over the input and its four 1-pixel shifts", "training",
-                                      neutral=False, tag="tta", effect=FROM_BASELINE, baseline=False)
+                                      neutral=False, tag="tta", effect=FROM_BASELINE, baseline=False, task="pairs")
     score_in_train_mode: bool = setting(
         False, "score with the model left in training mode (dropout on, batch norm on each evaluation batch's "
         "statistics), as a loop that never calls model.eval() does; some reports' figures were measured so",
-        "training", neutral=False, tag="scored-in-train-mode", effect=FROM_BASELINE, baseline=False)
+        "training", neutral=False, tag="scored-in-train-mode", effect=FROM_BASELINE, baseline=False, task="pairs")
+    # the disk task (the course's Project 2): a multilayer perceptron on 2-D points
+    points: int = setting(1000, "points per set (train and test)", "data", above=0, maximum=1_000_000, neutral=1000,
+                          task="disk")
+    disk_sampling: str = setting("uniform", "how the points are drawn: `uniform` in [0, 1]^2 (the course); `normal`: each "
+                                 "coordinate from N(0, 1), torch's `normal_()` (report 002 says \"normal distribution on "
+                                 "[0,1]\")", "data", choices=("uniform", "normal"), neutral="uniform",
+                                 tag=lambda config: "normal-draw" if config.disk_sampling == "normal" else None,
+                                 task="disk")
+    disk_size: str = setting("area", "the disk centred at (0.5, 0.5): `area`: radius 1/sqrt(2 pi), area 1/2, so the "
+                             "classes balance (the course); `diameter`: 1/sqrt(2 pi) is its diameter (report 002's "
+                             "wording)", "data", choices=("area", "diameter"), neutral="area",
+                             tag=lambda config: "small-disk" if config.disk_size == "diameter" else None, task="disk")
+    framework: str = setting("minidl", "`minidl`: the from-scratch framework in minidl/ (no autograd, no torch.nn: SGD "
+                             "and MSE only); `torch`: the same network in torch.nn with autograd", "model",
+                             choices=("minidl", "torch"), neutral="minidl", tag="{}", always=True,
+                             effect=FROM_BASELINE, baseline="minidl", task="disk")
+    hidden_layers: int = setting(3, "hidden layers of the perceptron", "model", minimum=0, maximum=32, neutral=3,
+                                 task="disk")
+    hidden_units: int = setting(25, "units of each hidden layer", "model", above=0, maximum=4096, neutral=25,
+                                task="disk")
+    activations: str = setting("relu", "`tanh`, `relu` or `none`: one name for every hidden layer (the output stays "
+                               "linear), or a comma-separated list with one per linear layer, the output's last "
+                               "(report 002: `tanh,relu,relu,tanh`)", "model", check=_check_activations,
+                               neutral="relu", tag="{}", always=True, task="disk")
+    init: str = setting("by_activation", "initial weights and biases from N(0, s^2): `by_activation` (report 002: "
+                        "s = sqrt(1/(in+out)) before a tanh, sqrt(2/(in+out)) before a ReLU or nothing), `xavier` "
+                        "(sqrt(1/(in+out)) everywhere), `he` (sqrt(2/(in+out)) everywhere)", "model",
+                        choices=("by_activation", "xavier", "he"), neutral="by_activation",
+                        tag=lambda config: None if config.init == "by_activation" else f"init-{config.init}",
+                        effect=FROM_BASELINE, baseline="by_activation", task="disk")
+    loss_reduction: str = setting("mean", "the loss over a minibatch: its `mean` (torch's default) or its `sum` (the "
+                                  "course's from-scratch MSE, (v - t).pow(2).sum(), which scales the step by the batch "
+                                  "size)", "training", choices=("mean", "sum"), neutral="mean",
+                                  tag=lambda config: "summed-loss" if config.loss_reduction == "sum" else None,
+                                  effect=FROM_BASELINE, baseline="mean", task="disk")
     # protocol
     rounds: int = setting(10, "rounds per configuration (round r draws its pairs from seed + r)", "protocol",
                           above=0, maximum=MAX_ROUNDS, presentation=True)
@@ -291,7 +349,7 @@ def describe(config: RunConfig) -> str:
     parts = []
     for name, declared in DECLARED.items():
         tag = declared.meta.tag
-        if tag is None:
+        if tag is None or declared.meta.task not in (None, config.task):
             continue
         value = getattr(config, name)
         if callable(tag):
@@ -420,7 +478,7 @@ def _range_text(declared: Declared) -> str:
 
 def settings_table() -> str:
     """The markdown table of every setting (the README's, generated: `harness settings`)."""
-    lines = ["| setting | default | values | in the id | meaning |", "|---|---|---|---|---|"]
+    lines = ["| setting | task | default | values | in the id | meaning |", "|---|---|---|---|---|---|"]
     for name, declared in DECLARED.items():
         meta = declared.meta
         if meta.presentation:
@@ -430,5 +488,6 @@ def settings_table() -> str:
         else:
             in_id = "yes"
         default = shown_value(declared.default)
-        lines.append(f"| `{name}` | {default} | {_range_text(declared)} | {in_id} | {meta.help.replace('|', '/')} |")
+        task = meta.task or "all"
+        lines.append(f"| `{name}` | {task} | {default} | {_range_text(declared)} | {in_id} | {meta.help.replace('|', '/')} |")
     return "\n".join(lines)

@@ -34,7 +34,9 @@ from harness.results import Status
 # error of always answering the training set's majority class, which flag degenerate runs.
 # Version 4: runs record the execution policy they trained under (threads, batched, memory
 # layout, denormal flushing), which can change floats without changing the configuration.
-SCHEMA_VERSION = 4
+# Version 5: runs record a task's own small outputs (`artifacts`, JSON), e.g. the disk task's
+# decision grid, which its figures read.
+SCHEMA_VERSION = 5
 RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an older store
     "config_id": "TEXT NOT NULL",
     "round": "INTEGER NOT NULL",
@@ -64,6 +66,7 @@ RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an o
     "plugins": "TEXT",  # JSON: [{"spec", "path", "sha256"}] of the plugins imported for the run
     "code_diff": "TEXT",  # SHA-256 of `git diff HEAD` when the code was dirty (its text in sources)
     "execution": "TEXT",  # JSON: the DevicePolicy fields that can change floats (DevicePolicy.execution)
+    "artifacts": "TEXT",  # JSON: the task's own outputs of the run (RunResult.artifacts), or NULL
     "finished_at": "TEXT NOT NULL",
 }
 SOURCE_COLUMNS = {  # each distinct source text once, by its SHA-256
@@ -431,6 +434,7 @@ class Store:
             "params": result.params,
             "seconds": result.seconds,
             "device": result.device,
+            "artifacts": json.dumps(result.artifacts, sort_keys=True) if getattr(result, "artifacts", None) else None,
             **provenance,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

@@ -43,9 +43,11 @@ GROUPS = {
     "harness.stats": "foundation",
     "harness": "foundation",
     "architectures": "foundation",
+    "harness.tasks": "foundation",
+    "minidl": "foundation",
 }
 # presentation reads DataFrames: it never builds models or trains
-PRESENTATION_MAY_IMPORT = {"harness", "harness.settings", "harness.results", "harness.config", "harness.stats", "harness.report", "harness.plots", "harness.progress"}
+PRESENTATION_MAY_IMPORT = {"harness", "harness.settings", "harness.results", "harness.config", "harness.stats", "harness.report", "harness.plots", "harness.progress", "harness.tasks"}
 
 
 def module_name(path: Path) -> str:
@@ -82,7 +84,7 @@ def imports(path: Path):
     return [(module, names, line) for module, names, line in found if module.split(".")[0] in ("harness", "architectures")]
 
 
-SOURCES = sorted(p for folder in ("harness", "architectures") for p in (ROOT / folder).rglob("*.py"))
+SOURCES = sorted(p for folder in ("harness", "architectures", "minidl") for p in (ROOT / folder).rglob("*.py"))
 GRAPH = {module_name(path): imports(path) for path in SOURCES}
 
 
