@@ -19,8 +19,8 @@ MATRICES = {
     # 003 presets flip a swapped tie's target, as that report words its swap (repro-003.toml)
     "matrices/reports.toml": (22, "e8fe2446552e4f3008e04aec2de4947e3318181c8ee1bf8d54255925373d239e"),
     # the disk task (the course's Project 2): report 002's second chapter and its ablation
-    "matrices/reports-p2.toml": (2, "a91d48764eedfed9a8babbfde426ae2803fbac2c1325b8996508cce367845081"),
-    "matrices/ablations-p2.toml": (6, "e4d7ec833d32fe4d6ace2f85e8ea898d1b9291f2e5e2f4cdaac3ed2133b7aa29"),
+    "matrices/reports-p2.toml": (2, "d25e8fc9b03b3a1bc257490de45c0c2533baf20cc318a251769b90f68bf84a70"),
+    "matrices/ablations-p2.toml": (7, "0b936caaa9f002f21a2662c27509d8f61b385d335b7fca0210f7471174ce65e2"),
 }
 
 
