@@ -4,8 +4,9 @@ Paths:
 - plain: the loop a student writes around the same model: built as is (NCHW), torch's default
   thread count, Adam, minibatches in a fixed order (`narrow`), one evaluation at the end and no
   learning curves, one run after another;
-- workers: the harness's CPU path with its defaults (learning curves on: the train and test
-  sets scored after every epoch), process workers with one thread each;
+- workers: the harness's CPU path with its defaults (learning curves on: the test set scored
+  after every epoch, the train error from the epoch's own training steps, both sets scored
+  after the last), process workers with one thread each;
 - batched: the harness's vectorised path, all rounds as one model in this process.
 
 Each path's work is counted with torch's FLOP counter (training steps, and the evaluations the
@@ -163,11 +164,14 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
     from harness.training.protocol import evaluates, stages
 
     train, scoring = run_flops(config)
-    # the learning curve's evaluations, on the protocol's own schedule
-    evaluations = sum(evaluates(config, plan, epoch) for plan in stages(config) if plan.stage is Stage.PAIRS
-                      for epoch in range(plan.epochs))
-    return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak,
-                  train + evaluations * scoring)
+    # the learning curve's evaluations, on the protocol's own schedule: the train and test sets
+    # (scoring) after the last epoch, and before it the test set alone when the curve's train
+    # error is the running one (curve_train_error = "running"), both sets otherwise
+    pair_plans = [plan for plan in stages(config) if plan.stage is Stage.PAIRS]
+    evaluated = sum(evaluates(config, plan, epoch) for plan in pair_plans for epoch in range(plan.epochs - 1))
+    per_evaluation = scoring / 2 if config.curve_train_error == "running" else scoring
+    work = train + evaluated * per_evaluation + len(pair_plans) * scoring
+    return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak, work)
 
 
 def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_reference_run: float) -> tuple[float, int]:

@@ -35,7 +35,6 @@ from harness.settings import (  # noqa: F401  (re-exported: the matrix module's 
     suggest,
     unique_names,
 )
-
 from harness.tasks import get_task
 
 MAX_CONFIGS = 10_000  # combinations a matrix may cross before it is refused (--max-configs)

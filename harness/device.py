@@ -32,7 +32,11 @@ class DevicePolicy:
     convolutions in NHWC layout. flush_denormal: on CPU, subnormal floats are flushed to zero
     (torch.set_flush_denormal): the NHWC convolution and ReLU kernels slow down by up to ~3x on
     the subnormal values a siamese CNN produces, and flushing them left every checked run's
-    numbers bit-identical. Every run records the policy it trained under (`execution`)."""
+    numbers bit-identical. retain_freed_memory: on Linux, glibc keeps the memory a run frees
+    for its next allocations (`retain_freed_memory()`), instead of returning each large block
+    to the kernel and faulting fresh zeroed pages in at the next step: two one-thread workers
+    spent a quarter of their time in those page faults. Every run records the policy it
+    trained under (`execution`)."""
 
     device: str = "cpu"
     workers: int = 1
@@ -40,9 +44,11 @@ class DevicePolicy:
     batched: bool = False
     channels_last: bool = True
     flush_denormal: bool = True
+    retain_freed_memory: bool = True
 
     def execution(self) -> dict:
-        """What of the policy can change a run's floats, as its stored record says it."""
+        """What of the policy can change a run's floats, as its stored record says it (where
+        memory comes from cannot: `retain_freed_memory` is left out)."""
         return {"threads": self.threads, "batched": self.batched, "channels_last": self.channels_last,
                 "flush_denormal": self.flush_denormal and self.kind == "cpu"}
 
@@ -66,6 +72,29 @@ class DevicePolicy:
 
 CPU = DevicePolicy()
 
+MALLOPT_TRIM_THRESHOLD, MALLOPT_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc's largest on 64-bit: bigger blocks still come from mmap
+
+
+def retain_freed_memory() -> bool:
+    """Make this process's malloc (glibc) keep freed memory for reuse: blocks up to 32 MiB
+    come from the heap, not from fresh mmaps, and the heap is never trimmed back to the kernel,
+    so a training loop that frees and reallocates the same activations every step stops page
+    faulting. A process-wide allocation policy: it changes no value computed. Returns whether
+    it applied (False off glibc, e.g. macOS or musl)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(MALLOPT_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(MALLOPT_TRIM_THRESHOLD, 2**31 - 1))
+
 
 def policy_for(device: str, *, workers: int | None = None, batched: bool | None = None) -> DevicePolicy:
     """The policy for a device already known to exist (see `resolve`), with the defaults:
@@ -85,6 +114,7 @@ def policy_for(device: str, *, workers: int | None = None, batched: bool | None 
         batched=(kind == "cuda") if batched is None else batched,
         channels_last=kind == "cpu",
         flush_denormal=kind == "cpu",
+        retain_freed_memory=kind == "cpu",
     )
 
 

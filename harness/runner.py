@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.backends import Backend, TaskFailed
 from harness.config import Job, Plan, RunConfig
-from harness.device import DevicePolicy, policy_for
+from harness.device import DevicePolicy, policy_for, retain_freed_memory
 from harness.results import Status
 from harness.store import Store
 from harness.tasks import get_task
@@ -188,7 +188,8 @@ def plugin_specs(plan: Plan) -> tuple[str, ...]:
 
 def prepare_worker(context: WorkerContext) -> None:
     """Once per worker: the policy's torch threads per run on CPU (one: numbers do not depend
-    on --workers, as thread count changes float summation order) and its denormal flushing."""
+    on --workers, as thread count changes float summation order), its denormal flushing and
+    its malloc policy."""
     import torch
 
     from harness.config import load_plugins
@@ -196,6 +197,8 @@ def prepare_worker(context: WorkerContext) -> None:
     if context.policy.kind == "cpu":
         torch.set_num_threads(context.policy.threads)
         torch.set_flush_denormal(context.policy.flush_denormal)
+        if context.policy.retain_freed_memory:
+            retain_freed_memory()
     load_plugins(context.plugins, "worker")  # the models the plan names, registered here too
 
 

@@ -265,6 +265,12 @@ class RunConfig:
     seed: int = setting(0, "base seed", "protocol", minimum=0, maximum=MAX_SEED, why="2**32 - 1")
     eval_every: int = setting(1, "epochs between learning-curve evaluations (the last epoch is always evaluated)",
                               "protocol", above=0, presentation=True)
+    curve_train_error: str = setting(
+        "running", "the learning curve's train error before the last epoch: `running`, the share of the epoch's "
+        "training examples its own steps misclassified (in training mode, swapped twins and augmentation included, "
+        "the weights moving; no extra pass), or `pass`, a scoring pass over the training pairs after the epoch, as "
+        "the last epoch always gets (so the final train error is the same either way)", "protocol",
+        choices=("running", "pass"), neutral="pass", presentation=True, task="pairs")
     # presentation and the published figures this configuration reproduces
     label: str | None = setting(None, "a display name (default: made from the settings)", "presentation", presentation=True)
     report: str | None = setting(None, "the report whose system this configuration reproduces", "presentation",

@@ -497,7 +497,7 @@ class Store:
         built-in default, the value that reproduces the code before the setting (which is why
         such a value leaves the configuration id unchanged), so old and new runs of one
         configuration show the same settings and pair up."""
-        from harness.settings import DEFAULTS
+        from harness.settings import DEFAULTS, NEUTRAL
 
         try:
             frame = pd.read_sql_query("SELECT * FROM runs ORDER BY config_id, round", self.connection)
@@ -508,7 +508,8 @@ class Store:
         for column in RUN_COLUMNS:  # an older store, read without migrating: its runs lack the value
             if column not in frame:
                 frame[column] = None
-        defaults = dataclasses.asdict(DEFAULTS)
+        # a setting's neutral value is what the code computed before the setting existed
+        defaults = {**dataclasses.asdict(DEFAULTS), **NEUTRAL}
         settings = pd.DataFrame([{**defaults, **json.loads(text)} for text in frame["config"]], index=frame.index)
         return pd.concat([frame, settings.drop(columns=[c for c in settings if c in frame])], axis=1)
 

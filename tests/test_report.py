@@ -233,7 +233,8 @@ def test_runs_stored_before_a_setting_existed_table_and_pair_with_newer_ones(tmp
     with Store(path) as store:
         fill(store, RunConfig(rounds=3), [0.10, 0.20, 0.30])
         fill(store, RunConfig(rounds=3, aux_loss=True), [0.05, 0.10, 0.20])
-    newer = ("augment_shift", "augment_rotate", "lr_schedule", "label_smoothing", "ema_decay", "test_time_augment")
+    newer = ("augment_shift", "augment_rotate", "lr_schedule", "label_smoothing", "ema_decay", "test_time_augment",
+             "curve_train_error")
     with sqlite3.connect(path) as connection:  # the aux-off rows as a harness before those settings wrote them
         for rowid, text in connection.execute("SELECT rowid, config FROM runs").fetchall():
             settings = json.loads(text)
@@ -243,6 +244,9 @@ def test_runs_stored_before_a_setting_existed_table_and_pair_with_newer_ones(tmp
     with Store.open_readonly(path) as store:
         runs = store.runs()
     assert runs["augment_shift"].eq(0).all() and runs["lr_schedule"].eq("constant").all()
+    # what the code did before the setting: learning curves scored the training pairs
+    older = runs[runs["aux_loss"] == False]  # noqa: E712
+    assert older["curve_train_error"].eq("pass").all() and runs.loc[runs["aux_loss"] == True, "curve_train_error"].eq("running").all()  # noqa: E712
     frame = effects(runs)
     row = frame[frame["factor"] == "aux_loss"].iloc[0]
     assert row["rounds"] == 3 and row["effect"] == pytest.approx(-100 * (0.05 + 0.10 + 0.10) / 3)

@@ -116,7 +116,7 @@ def figures(runs, epochs, out_dir: Path) -> list[Path]:
         return []
     with_grid = runs[runs["artifacts"].notna() & (runs["status"] == "done")]
     rows = []
-    for config_id, group in with_grid.groupby("config_id", sort=False):
+    for _, group in with_grid.groupby("config_id", sort=False):
         first = group.sort_values("round").iloc[0]
         artifacts = json.loads(first["artifacts"])
         if "decision_grid" not in artifacts:

@@ -144,7 +144,7 @@ class Members:
         if self.average is not None:
             self.average.update()
 
-    def evaluate(self) -> protocol.Scores:
+    def evaluate(self, skip: tuple[str, ...] = ()) -> protocol.Scores:
         protocol.scoring_mode(self.config, self.base)
         params, buffers = self.params, self.buffers
         if self.averaged is not None:
@@ -155,7 +155,7 @@ class Members:
             outputs = self.run_model(params, buffers, pairs)
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
-        return protocol.score(self.config, forward, self.eval_sets, self.members)
+        return protocol.score(self.config, forward, self.eval_sets, self.members, skip)
 
 
 def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePolicy = CPU) -> list[RunResult]:

@@ -84,7 +84,7 @@ class SingleModel:
         if self.average is not None:
             self.average.update()
 
-    def evaluate(self) -> protocol.Scores:
+    def evaluate(self, skip: tuple[str, ...] = ()) -> protocol.Scores:
         evaluated = self.model if self.shadow is None else self.shadow
         protocol.scoring_mode(self.config, evaluated)
 
@@ -92,7 +92,7 @@ class SingleModel:
             output = evaluated(pairs)
             return output.comparison, output.digits
 
-        return protocol.score(self.config, forward, self.data.eval_sets, 1)
+        return protocol.score(self.config, forward, self.data.eval_sets, 1, skip)
 
 
 def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy = CPU) -> RunResult:
