@@ -566,8 +566,8 @@ def bench_report(timings, *, machine: str, command: str, projection: tuple[str, 
         lines += ["", f"projected time for {matrix} ({runs} runs) on the fastest harness path: "
                   f"{seconds:.0f} s ({seconds / 60:.1f} min)"]
     if frameworks:
-        lines += ["", "disk task, report 002's network (2-25-25-25-1, SGD, MSE, batch 50), one process: the "
-                  "from-scratch framework against torch.nn with autograd", "",
+        lines += ["", "disk task, report 002's network (2-25-25-25-1, SGD on the summed MSE, batch 50, 50 epochs a "
+                  "run), one process: the from-scratch framework against torch.nn with autograd", "",
                   _timing_table(frameworks, "torch.nn", peak_gflops)]
     return "\n".join(lines)
 
