@@ -171,6 +171,7 @@ def show(store_path, which, code):
     """
     import json
 
+    from harness.settings import for_its_task
     from harness.store import Store, StoreError
 
     try:
@@ -186,7 +187,7 @@ def show(store_path, which, code):
     chosen = chosen.sort_values("round")
     first = chosen.iloc[0]
     click.echo(f"{first['name']}\nid {ids[0]}\n\nsettings:")
-    click.echo(json.dumps(json.loads(first["config"]), indent=2, sort_keys=True))
+    click.echo(json.dumps(for_its_task(json.loads(first["config"])), indent=2, sort_keys=True))
     click.echo("\nruns:")
     for _, run in chosen.iterrows():
         errors = "" if run["status"] != Status.DONE else f" test {100 * run['test_error']:.2f} %, train {100 * run['train_error']:.2f} %"

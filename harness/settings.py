@@ -482,6 +482,14 @@ def _range_text(declared: Declared) -> str:
     return f"{text} {meta.unit}".strip() if text else ("text" if declared.type is str else "")
 
 
+def for_its_task(settings: dict[str, Any]) -> dict[str, Any]:
+    """A stored configuration's settings less those of other tasks (which sit at their
+    defaults and mean nothing there); keys no longer declared are kept."""
+    task = settings.get("task", "pairs")
+    return {key: value for key, value in settings.items()
+            if key not in DECLARED or DECLARED[key].meta.task in (None, task)}
+
+
 def settings_table() -> str:
     """The markdown table of every setting (the README's, generated: `harness settings`)."""
     lines = ["| setting | task | default | values | in the id | meaning |", "|---|---|---|---|---|---|"]

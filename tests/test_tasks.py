@@ -143,6 +143,10 @@ def test_the_disk_task_runs_and_reports_through_every_command(tmp_path):
     plan = runner.invoke(main, ["plan", "--matrix", str(matrix)])
     assert plan.exit_code == 0 and "1401" in plan.output
 
+    shown = runner.invoke(main, ["show", runs["config_id"].iloc[0][:12], "--store", str(store)])
+    assert shown.exit_code == 0, shown.output
+    assert '"framework"' in shown.output and '"encoder"' not in shown.output  # its task's settings only
+
 
 def test_a_users_own_task_registers_from_a_plugin_file_and_runs_in_worker_processes(tmp_path):
     write(tmp_path, "xor_task.py", XOR_TASK)
