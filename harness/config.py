@@ -30,6 +30,7 @@ from harness.settings import (  # noqa: F401  (re-exported: the matrix module's 
     SETTINGS,
     ConfigError,
     RunConfig,
+    applies_to,
     check_value,
     describe,
     suggest,
@@ -48,7 +49,7 @@ def resolve(settings: dict[str, Any], where: str) -> RunConfig:
     if values.get("transfer", DEFAULTS.transfer) == "none":
         values["pretrain_epochs"] = None  # no pretraining stage: the setting does not apply
     config = RunConfig(**values)
-    foreign = [key for key in settings if DECLARED[key].meta.task not in (None, config.task)]
+    foreign = [key for key in settings if not applies_to(key, config.task)]
     if foreign:
         key = foreign[0]
         raise ConfigError(f"{where}: '{key}' is a setting of the {DECLARED[key].meta.task} task, and this "

@@ -235,14 +235,13 @@ def task_sources(plan: Plan, data_dir=None, splits=None) -> dict[str, object]:
 
     sources = {}
     for name in dict.fromkeys(config.task for config in plan.configs):
-        if name == "pairs":
-            if splits is None:
-                splits = data.load_mnist(data_dir)  # fetch and verify once, here
-            limit = data.max_pairs(splits)
+        if name == "pairs":  # MNIST fetched and verified once, here, unless given
+            source = data.PairSource(splits) if splits is not None else get_task(name).resolve("loader")(data_dir)
             for config in plan.configs:
-                if config.task == "pairs" and config.pairs > limit:
-                    raise data.DataError(f"{config.name}: {config.pairs} pairs asked, the data holds {limit} per set")
-            sources[name] = data.PairSource(splits)
+                if config.task == "pairs" and config.pairs > source.max_pairs:
+                    raise data.DataError(f"{config.name}: {config.pairs} pairs asked, the data holds "
+                                         f"{source.max_pairs} per set")
+            sources[name] = source
         else:
             get_task(name).resolve("loader")(data_dir)  # fails here, before any work, on bad data
             sources[name] = DeferredSource(name, None if data_dir is None else str(data_dir))

@@ -111,9 +111,18 @@ def _pairings() -> Sequence[str]:
 
 
 def _tasks() -> Sequence[str]:
+    """The built-in tasks (validation accepts the plugins' too)."""
+    from harness.tasks import builtin_task_names
+
+    return builtin_task_names()
+
+
+def _check_task(name: str) -> str | None:
+    """A registered task, built in or from a plugin."""
     from harness.tasks import task_names
 
-    return task_names()
+    known = task_names()
+    return None if name in known else f"must be one of {', '.join(known)}{suggest(name, known)}"
 
 
 ACTIVATIONS = ("tanh", "relu", "none")
@@ -149,7 +158,8 @@ class RunConfig:
     # task
     task: str = setting("pairs", "what is learned, a registered task: `pairs` (two MNIST digits: is the first <= the "
                         "second?) or `disk` (points in the unit square: inside the disk?); each task uses its own "
-                        "settings (the `task` column of `harness settings`) and the common ones", "task", choices=_tasks, neutral="pairs",
+                        "settings (the `task` column of `harness settings`) and the common ones", "task", choices=_tasks,
+                        check=_check_task, neutral="pairs",
                         tag=lambda config: None if config.task == "pairs" else config.task)
     # model
     encoder: str = setting("cnn", "a registered model family (built-in, from a plugin or an installed entry point), "
@@ -355,7 +365,7 @@ def describe(config: RunConfig) -> str:
     parts = []
     for name, declared in DECLARED.items():
         tag = declared.meta.tag
-        if tag is None or declared.meta.task not in (None, config.task):
+        if tag is None or not applies_to(name, config.task):
             continue
         value = getattr(config, name)
         if callable(tag):
@@ -482,12 +492,16 @@ def _range_text(declared: Declared) -> str:
     return f"{text} {meta.unit}".strip() if text else ("text" if declared.type is str else "")
 
 
+def applies_to(name: str, task: str) -> bool:
+    """Whether a declared setting means something in a configuration of `task`."""
+    return DECLARED[name].meta.task in (None, task)
+
+
 def for_its_task(settings: dict[str, Any]) -> dict[str, Any]:
     """A stored configuration's settings less those of other tasks (which sit at their
     defaults and mean nothing there); keys no longer declared are kept."""
     task = settings.get("task", "pairs")
-    return {key: value for key, value in settings.items()
-            if key not in DECLARED or DECLARED[key].meta.task in (None, task)}
+    return {key: value for key, value in settings.items() if key not in DECLARED or applies_to(key, task)}
 
 
 def settings_table() -> str:

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.config import ConfigError, expand, load_matrix, resolve
+from harness.settings import settings_table
 from harness.store import Store
-from harness.tasks import TaskSpec, UnknownTaskError, get_task, register_task, task_names
+from harness.tasks import REGISTRY, TaskSpec, UnknownTaskError, get_task, register_task, task_names
 from harness.tasks.disk import DiskSource, radius
 
 DISK_STUDY = """
@@ -148,7 +149,13 @@ def test_the_disk_task_runs_and_reports_through_every_command(tmp_path):
     assert '"framework"' in shown.output and '"encoder"' not in shown.output  # its task's settings only
 
 
-def test_a_users_own_task_registers_from_a_plugin_file_and_runs_in_worker_processes(tmp_path):
+@pytest.fixture
+def forget_xor():
+    yield
+    REGISTRY.pop("xor", None)  # the other tests see the package's tasks only
+
+
+def test_a_users_own_task_registers_from_a_plugin_file_and_runs_in_worker_processes(tmp_path, forget_xor):
     write(tmp_path, "xor_task.py", XOR_TASK)
     matrix = write(tmp_path, "xor.toml", """
         plugins = ["xor_task.py"]
@@ -162,6 +169,7 @@ def test_a_users_own_task_registers_from_a_plugin_file_and_runs_in_worker_proces
     """)
     plan = expand(load_matrix(matrix))
     assert [c.task for c in plan.configs] == ["xor", "xor"] and plan.configs[0].name.startswith("xor")
+    assert "`pairs`, `disk` |" in settings_table() and "xor" not in settings_table()  # built-in tasks listed
     result = CliRunner().invoke(main, ["run", "--matrix", str(matrix), "--store", str(tmp_path / "x.sqlite"),
                                        "--device", "cpu", "--workers", "2"])
     assert result.exit_code == 0, result.output

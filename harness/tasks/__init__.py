@@ -86,7 +86,12 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 
 
 def task_names() -> list[str]:
+    """Every registered task: the built-in ones, then those plugins registered."""
     return list(REGISTRY)
+
+
+def builtin_task_names() -> list[str]:
+    return list(BUILTIN)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -125,3 +130,5 @@ register_task(TaskSpec(
     seconds_per_run="harness.training.disk:seconds_per_run",
     size_setting="points",
 ))
+
+BUILTIN = tuple(REGISTRY)  # the tasks of the package itself (the settings table lists these)
