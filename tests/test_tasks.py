@@ -120,7 +120,7 @@ def test_the_disk_task_runs_and_reports_through_every_command(tmp_path):
         runs = opened.runs()
         epochs = opened.epochs()
     assert len(runs) == 6 and (runs["status"] == "done").all() and set(runs["task"]) == {"disk"}
-    assert set(runs["params"]) == {1401} and runs["test_digit_error"].isna().all()
+    assert set(runs["params"]) == {1401} and runs["test_digit_error"].isna().all() and set(runs["device"]) == {"cpu"}
     grid = json.loads(runs["artifacts"].iloc[0])["decision_grid"]
     assert len(grid) == 64 * 64 and set(grid) <= {"0", "1"}
     assert len(epochs) == 6 * 6 and epochs["test_error"].notna().all()
