@@ -73,9 +73,14 @@ class DiskSource:
         return DiskSets(train, label(train, disk_size), test, label(test, disk_size))
 
 
+def listed_activations(config) -> list[str]:
+    """The names the `activations` setting lists, as given (one, or one per linear layer)."""
+    return [name.strip() for name in config.activations.split(",")]
+
+
 def layer_activations(config) -> list[str]:
     """One activation name per linear layer (hidden layers, then the output)."""
-    names = [name.strip() for name in config.activations.split(",")]
+    names = listed_activations(config)
     if len(names) == 1:
         return names * config.hidden_layers + ["none"]
     return names
@@ -84,7 +89,7 @@ def layer_activations(config) -> list[str]:
 def why_meaningless(config) -> str | None:
     """The disk task's check on a configuration (it is dropped from the plan when not None)."""
     layers = config.hidden_layers + 1
-    names = [name.strip() for name in config.activations.split(",")]
+    names = listed_activations(config)
     if len(names) not in (1, layers):
         return (f"activations lists {len(names)} names: give one, or one per linear layer "
                 f"({layers} with hidden_layers = {config.hidden_layers})")
