@@ -49,6 +49,10 @@ def resolve(settings: dict[str, Any], where: str) -> RunConfig:
     if values.get("transfer", DEFAULTS.transfer) == "none":
         values["pretrain_epochs"] = None  # no pretraining stage: the setting does not apply
     config = RunConfig(**values)
+    if config.digit_mix != "none" and config.transfer == "none":
+        raise ConfigError(f"{where}: 'digit_mix' = \"{config.digit_mix}\" mixes the single digits of a transfer "
+                          f"variant's first stage, and transfer = \"none\" has none: set transfer (`rule`, "
+                          f"`frozen`, `finetune`) or remove digit_mix")
     foreign = [key for key in settings if not applies_to(key, config.task)]
     if foreign:
         key = foreign[0]

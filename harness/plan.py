@@ -28,7 +28,7 @@ def seconds_per_run(config: RunConfig) -> float | None:
 def pairs_parameter_count(config: RunConfig) -> int:
     from architectures import build, count_parameters
 
-    return count_parameters(build(config.encoder, config.model_options()))
+    return count_parameters(build(config.encoder, config.model_options())) * config.ensemble  # every member
 
 
 def pairs_seconds_per_run(config: RunConfig, steps: int = 3) -> float:
@@ -63,7 +63,7 @@ def pairs_seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     epochs = sum(stage.epochs for stage in stages(config))  # the protocol's stages and epochs
     steps_per_epoch = -(-train_pairs // batch_size)
     eval_steps = (config.pairs * 2) / batch_size / 3
-    return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * epochs
+    return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * epochs * config.ensemble
 
 
 def plan_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -206,6 +206,29 @@ class RunConfig:
                                  neutral=0, tag="shift{}", effect=FROM_BASELINE, baseline=0, task="pairs")
     augment_rotate: float = setting(0.0, "and rotated by up to this many degrees", "data", minimum=0, maximum=90,
                                     unit="degrees", neutral=0.0, tag="rot{:g}", effect=FROM_BASELINE, baseline=0.0, task="pairs")
+    augment_scale: float = setting(0.0, "and scaled by a factor drawn from [1 - this, 1 + this]", "data", minimum=0,
+                                   maximum=0.5, why="a digit scaled by more than half is no longer that digit",
+                                   neutral=0.0, tag="scale{:g}", effect=FROM_BASELINE, baseline=0.0, task="pairs")
+    augment_shear: float = setting(0.0, "and sheared along its rows by up to this many degrees", "data", minimum=0,
+                                   maximum=45, unit="degrees", neutral=0.0, tag="shear{:g}", effect=FROM_BASELINE,
+                                   baseline=0.0, task="pairs")
+    augment_elastic: float = setting(0.0, "and distorted elastically: a random displacement field, smoothed by a "
+                                     "Gaussian of 2 pixels (Simard et al.'s 4 at 28x28), scaled to this RMS "
+                                     "displacement in pixels", "data", minimum=0, maximum=3, unit="pixels",
+                                     why="a 14x14 digit displaced further is scrambled", neutral=0.0,
+                                     tag="elastic{:g}", effect=FROM_BASELINE, baseline=0.0, task="pairs")
+    augment_erase: float = setting(0.0, "probability that a training digit gets a random rectangle (2-20 % of the "
+                                   "image, aspect 0.3-3.3) set to the background (random erasing)", "data", minimum=0,
+                                   maximum=1, neutral=0.0, tag="erase{:g}", effect=FROM_BASELINE, baseline=0.0,
+                                   task="pairs")
+    digit_mix: str = setting("none", "single-digit stage only: `mixup` (two digits blended, their labels weighted "
+                             "alike) or `cutmix` (a rectangle of one pasted into the other, labels weighted by "
+                             "area), the weight drawn from Beta(mix_alpha, mix_alpha)", "data",
+                             choices=("none", "mixup", "cutmix"), neutral="none", tag=lambda c: None
+                             if c.digit_mix == "none" else f"{c.digit_mix}{c.mix_alpha:g}", effect=FROM_BASELINE,
+                             baseline="none", task="pairs")
+    mix_alpha: float = setting(1.0, "the Beta distribution's parameter of `digit_mix`", "data", above=0, maximum=10,
+                               neutral=1.0, task="pairs")
     # training
     epochs: int = setting(25, "epochs of the pair stage", "training", above=0, effect=FROM_SMALLEST)
     pretrain_epochs: int | None = setting(None, "epochs of the single-digit stage of transfer variants (unset: `epochs`)",
@@ -230,6 +253,10 @@ class RunConfig:
                                minimum=0, below=1, neutral=0.0, tag="ema{:g}", effect=FROM_BASELINE, baseline=0.0, task="pairs")
     test_time_augment: bool = setting(False, "average the logits over the input and its four 1-pixel shifts", "training",
                                       neutral=False, tag="tta", effect=FROM_BASELINE, baseline=False, task="pairs")
+    ensemble: int = setting(1, "models trained independently in each run (each from its own seed: weights, "
+                            "minibatch order, augmentation), their predicted probabilities averaged; the parameter "
+                            "count is all of theirs", "model", minimum=1, maximum=16, neutral=1, tag="ens{}",
+                            effect=FROM_SMALLEST, task="pairs")
     score_in_train_mode: bool = setting(
         False, "score with the model left in training mode (dropout on, batch norm on each evaluation batch's "
         "statistics), as a loop that never calls model.eval() does; some reports' figures were measured so",

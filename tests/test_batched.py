@@ -25,6 +25,9 @@ EQUIVALENT = [
      "label_smoothing": 0.1, "validation": 20},
     {"encoder": "savary_cnn", "aux_loss": True},
     {"encoder": "cnn", "aux_loss": True, "batch_norm": True, "score_in_train_mode": True},
+    {"encoder": "cnn", "batch_norm": True, "transfer": "rule", "augment_scale": 0.1, "augment_shear": 10.0,
+     "augment_elastic": 0.5, "augment_erase": 0.5, "digit_mix": "mixup", "mix_alpha": 0.4},
+    {"encoder": "cnn", "batch_norm": True, "transfer": "finetune", "aux_loss": True, "digit_mix": "cutmix"},
 ]
 
 

@@ -130,6 +130,9 @@ class Members:
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return protocol.augment_digits(images, self.config, self.generators)
 
+    def mix(self, images: torch.Tensor):
+        return protocol.mix_digits(images, self.config, self.generators)
+
     def forward_pairs(self, pairs: torch.Tensor):
         outputs = self.run_model(self.params, self.buffers, pairs)
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
@@ -163,6 +166,10 @@ def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePol
 
     Never raises for a failed training: every member is recorded failed with the reason.
     """
+    if config.ensemble > 1:  # a run of several models is a loop over them: one run at a time
+        from harness.training.sequential import train_run
+
+        return [train_run(config, round_index, source, policy) for round_index in rounds]
     device = policy.torch_device()
     started = time.perf_counter()
     try:

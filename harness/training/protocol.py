@@ -50,6 +50,14 @@ def seeds(config: RunConfig, round_index: int) -> tuple[int, int]:
     return config.seed + round_index, model_seed
 
 
+def member_seed(model_seed: int, member: int) -> int:
+    """An ensemble member's model seed: the run's own for the first member (so that a run of
+    one model is what it was before ensembles), a derived one for the others."""
+    if member == 0:
+        return model_seed
+    return int.from_bytes(hashlib.sha256(f"{model_seed}:member {member}".encode()).digest()[:7], "big")
+
+
 def new_result(config: RunConfig, round_index: int, device: str) -> RunResult:
     """A run's record before training: failed until the protocol says it is done."""
     data_seed, model_seed = seeds(config, round_index)
@@ -106,34 +114,147 @@ def minibatches(count: int, batch_size: int, generator: torch.Generator, device)
 
 
 def augments(config: RunConfig) -> bool:
-    return bool(config.augment_shift or config.augment_rotate)
+    return bool(config.augment_shift or config.augment_rotate or config.augment_scale or config.augment_shear
+                or config.augment_elastic or config.augment_erase)
 
 
 def random_affine(count: int, config: RunConfig, generator: torch.Generator) -> torch.Tensor:
     """(count, 2, 3) affine maps on the CPU: a random whole number of pixels in [-shift, shift]
-    per axis and a random angle in [-rotate, rotate] degrees, drawn from `generator`."""
+    per axis and a random angle in [-rotate, rotate] degrees, drawn from `generator`; then, when
+    asked, a scale in [1 - s, 1 + s] and a shear along the rows (drawn after, so that the maps
+    of configurations without them are the same draws as before they existed)."""
     shift = torch.randint(-config.augment_shift, config.augment_shift + 1, (count, 2), generator=generator)
     angle = (torch.rand(count, generator=generator) * 2 - 1) * math.radians(config.augment_rotate)
     cos, sin = angle.cos(), angle.sin()
     translate = shift.float() * 2 / 14  # pixels -> normalised [-1, 1] coordinates of a 14-pixel side
-    return torch.stack((cos, -sin, translate[:, 0], sin, cos, translate[:, 1]), 1).view(count, 2, 3)
+    theta = torch.stack((cos, -sin, translate[:, 0], sin, cos, translate[:, 1]), 1).view(count, 2, 3)
+    if config.augment_scale or config.augment_shear:
+        # grid_sample reads the input at theta @ (output position): a digit drawn s times larger
+        # is read at positions divided by s
+        scale = 1 + (torch.rand(count, generator=generator) * 2 - 1) * config.augment_scale  # (count,)
+        shear = ((torch.rand(count, generator=generator) * 2 - 1) * math.radians(config.augment_shear)).tan()
+        linear = torch.zeros(count, 2, 2)
+        linear[:, 0, 0] = linear[:, 1, 1] = 1 / scale
+        linear[:, 0, 1] = shear / scale
+        theta = torch.cat((theta[:, :, :2] @ linear, theta[:, :, 2:]), 2)
+    return theta
 
 
-def apply_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Images (n, 1, 14, 14) resampled through the maps theta (n, 2, 3)."""
+ELASTIC_SIGMA = 2.0  # pixels of a 14x14 digit: Simard et al.'s 4 at 28x28
+ERASE_AREA, ERASE_ASPECT = (0.02, 0.2), (0.3, 3.3)  # random erasing's rectangle: share of the image, h / w
+
+
+def gaussian_smoothed(noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """noise (n, C, H, W) convolved with a normalised Gaussian of `sigma` pixels, per channel."""
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, radius + 1, dtype=noise.dtype)
+    kernel = torch.exp(-offsets**2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = noise.shape[1]
+    rows = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    columns = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    smoothed = F.conv2d(F.pad(noise, (0, 0, radius, radius), mode="replicate"), rows, groups=channels)
+    return F.conv2d(F.pad(smoothed, (radius, radius, 0, 0), mode="replicate"), columns, groups=channels)
+
+
+def random_displacement(count: int, config: RunConfig, generator: torch.Generator) -> torch.Tensor:
+    """(count, 14, 14, 2) elastic displacements in grid_sample's normalised coordinates: uniform
+    noise smoothed by a Gaussian of ELASTIC_SIGMA pixels, each digit's field scaled to an RMS of
+    `augment_elastic` pixels."""
+    noise = torch.rand(count, 2, 14, 14, generator=generator) * 2 - 1
+    field = gaussian_smoothed(noise, ELASTIC_SIGMA)  # (count, 2, 14, 14), in pixels once scaled
+    rms = field.pow(2).mean((1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+    return (field / rms * config.augment_elastic * 2 / 14).permute(0, 2, 3, 1)
+
+
+def random_erasing(count: int, config: RunConfig, generator: torch.Generator) -> torch.Tensor:
+    """(count, 14, 14) bool: the pixels each digit loses; a digit is erased with probability
+    `augment_erase`, a rectangle of ERASE_AREA of the image with aspect (h / w) in ERASE_ASPECT."""
+    erased = torch.rand(count, generator=generator) < config.augment_erase
+    area = (ERASE_AREA[0] + torch.rand(count, generator=generator) * (ERASE_AREA[1] - ERASE_AREA[0])) * 196
+    low, high = math.log(ERASE_ASPECT[0]), math.log(ERASE_ASPECT[1])
+    aspect = torch.exp(low + torch.rand(count, generator=generator) * (high - low))
+    height = (area * aspect).sqrt().round().clamp(1, 14)
+    width = (area / aspect).sqrt().round().clamp(1, 14)
+    top = (torch.rand(count, generator=generator) * (15 - height)).floor()
+    left = (torch.rand(count, generator=generator) * (15 - width)).floor()
+    position = torch.arange(14.0)
+    rows = (position >= top[:, None]) & (position < (top + height)[:, None])  # (count, 14)
+    columns = (position >= left[:, None]) & (position < (left + width)[:, None])
+    return erased[:, None, None] & rows[:, :, None] & columns[:, None, :]
+
+
+def apply_affine(images: torch.Tensor, theta: torch.Tensor, displacement: torch.Tensor | None = None) -> torch.Tensor:
+    """Images (n, 1, 14, 14) resampled through the maps theta (n, 2, 3), plus an elastic
+    displacement (n, 14, 14, 2) of the sampling grid when given."""
     grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    if displacement is not None:
+        grid = grid + displacement.to(grid)
     # border padding repeats the background, which is not zero once inputs are standardised
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def augment_digits(images: torch.Tensor, config: RunConfig, generators: list[torch.Generator]) -> torch.Tensor:
-    """Every digit of `images` (R?, n, C, 14, 14) moved and rotated on its own (see
-    random_affine); member r's draws come from generators[r] in its sequential order."""
+    """Every digit of `images` (R?, n, C, 14, 14) moved, rotated, scaled, sheared, distorted and
+    erased on its own, as the configuration asks; member r's draws come from generators[r] in
+    its sequential order (the affine maps, then the displacements, then the erasures)."""
     if not augments(config):
         return images
     count = images.numel() // (images.shape[-2] * images.shape[-1] * len(generators))  # digits per member
-    theta = torch.cat([random_affine(count, config, g) for g in generators])  # (R*n*C, 2, 3)
-    return apply_affine(images.reshape(-1, 1, *images.shape[-2:]), theta).reshape(images.shape)
+    geometric = bool(config.augment_shift or config.augment_rotate or config.augment_scale or config.augment_shear
+                     or config.augment_elastic)
+    draws = []
+    for generator in generators:
+        theta = random_affine(count, config, generator) if geometric else None  # (n*C, 2, 3)
+        displacement = random_displacement(count, config, generator) if config.augment_elastic else None
+        erased = random_erasing(count, config, generator) if config.augment_erase else None
+        draws.append((theta, displacement, erased))
+    flat = images.reshape(-1, 1, *images.shape[-2:])  # (R*n*C, 1, 14, 14)
+    moved = flat
+    if geometric:
+        theta = torch.cat([d[0] for d in draws])  # (R*n*C, 2, 3)
+        displacement = torch.cat([d[1] for d in draws]) if config.augment_elastic else None  # (R*n*C, 14, 14, 2)
+        moved = apply_affine(flat, theta, displacement)
+    if config.augment_erase:
+        erased = torch.cat([d[2] for d in draws]).to(moved.device)  # (R*n*C, 14, 14)
+        background = flat.amin((-2, -1), keepdim=True)  # each digit's own background level
+        moved = torch.where(erased[:, None], background, moved)
+    return moved.reshape(images.shape)
+
+
+def mix_digits(images: torch.Tensor, config: RunConfig, generators: list[torch.Generator]):
+    """`digit_mix` on a batch of single digits (R?, b, 1, 14, 14): each member blends its batch
+    with a permutation of itself (mixup) or pastes a rectangle of the permuted digits into it
+    (cutmix). Returns (mixed images, partner (R?, b): the permuted positions, weight (R?,): the
+    share of the loss that the digits' own labels carry). Member r draws from generators[r]:
+    the permutation, then the weight from Beta(mix_alpha, mix_alpha), then the rectangle."""
+    import random
+
+    batch = images.shape[-4]
+    partners, weights, masks = [], [], []
+    for generator in generators:
+        partners.append(torch.randperm(batch, generator=generator))
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        weight = random.Random(seed).betavariate(config.mix_alpha, config.mix_alpha)
+        mask = None
+        if config.digit_mix == "cutmix":
+            side = round(14 * math.sqrt(1 - weight))
+            centre = torch.randint(0, 14, (2,), generator=generator).tolist()
+            top, left = (min(max(c - side // 2, 0), 14 - side) for c in centre)
+            mask = torch.zeros(14, 14, dtype=torch.bool)
+            mask[top : top + side, left : left + side] = True
+            weight = 1 - side * side / 196  # the labels weighted by the area each digit shows
+        weights.append(weight)
+        masks.append(mask)
+    device = images.device
+    partner = torch.stack(partners).reshape(*images.shape[:-4], batch).to(device)  # (R?, b)
+    weight = torch.tensor(weights, dtype=images.dtype).reshape(images.shape[:-4]).to(device)  # (R?,)
+    others = images.gather(-4, partner.reshape(*partner.shape, 1, 1, 1).expand(images.shape))
+    if config.digit_mix == "mixup":
+        shaped = weight.reshape(*weight.shape, 1, 1, 1, 1)
+        return shaped * images + (1 - shaped) * others, partner, weight
+    mask = torch.stack(masks).reshape(*images.shape[:-4], 1, 1, 14, 14).to(device)
+    return torch.where(mask, others, images), partner, weight
 
 
 TEST_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -188,6 +309,13 @@ def pair_objective(config: RunConfig, comparison, digits, target, classes) -> to
 def digit_objective(config: RunConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """One member's pretraining loss: logits (b, 10) of single digits, labels (b,)."""
     return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+
+
+def mixed_digit_objective(config: RunConfig, logits: torch.Tensor, labels: torch.Tensor, partner_labels: torch.Tensor,
+                          weight: torch.Tensor) -> torch.Tensor:
+    """One member's pretraining loss on mixed digits: `weight` x the loss on the digits' own
+    labels + (1 - weight) x the loss on their partners' (mixup's and cutmix's rule)."""
+    return weight * digit_objective(config, logits, labels) + (1 - weight) * digit_objective(config, logits, partner_labels)
 
 
 def predict(logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -339,6 +467,43 @@ def score(config: RunConfig, forward: Forward, eval_sets, members: int, skip: tu
     return scores
 
 
+def averaged_forward(config: RunConfig, forwards: list[Forward]) -> Forward:
+    """An ensemble's forward: its members' predicted probabilities averaged (softmax over the
+    classes, or the sigmoid of a single score), returned as log-probabilities (a single score
+    as the logit of the mean); outputs regressed as raw numbers (`mse_linear`) are averaged as
+    they are."""
+
+    def average(outputs: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(outputs)  # (M, ..., K)
+        if config.loss == "mse_linear":
+            return stacked.mean(0)
+        if stacked.shape[-1] == 1:
+            return torch.logit(torch.sigmoid(stacked).mean(0), eps=1e-7)
+        return stacked.softmax(-1).mean(0).log()
+
+    def forward(pairs):
+        outputs = [member(pairs) for member in forwards]
+        digits = None if outputs[0][1] is None else average([o[1] for o in outputs])
+        return average([o[0] for o in outputs]), digits
+
+    return forward
+
+
+def ensemble_outcome(outcomes: list[Outcome], scores: Scores) -> Outcome:
+    """One run's outcome from its ensemble members' (one model each): the final scores are the
+    ensemble's, the learning curve is the members' mean at each epoch (they train one after
+    the other, so the ensemble itself is scored only at the end)."""
+    curve = []
+    for rows in zip(*(o.curves[0] for o in outcomes)):
+        row = dict(rows[0])
+        for key, value in rows[0].items():
+            if key not in ("stage", "epoch") and value is not None:
+                row[key] = sum(r[key] for r in rows) / len(rows)
+        curve.append(row)
+    reason = next((o.reasons[0] for o in outcomes if o.reasons[0] is not None), None)
+    return Outcome([curve], [reason], scores)
+
+
 # --------------------------------------------------------------------------- the driver interface
 
 
@@ -359,6 +524,8 @@ class Learner(Protocol):
     def take(self, name: str, index: torch.Tensor) -> torch.Tensor: ...  # a RunData tensor's rows
 
     def augment(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def mix(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...  # mix_digits
 
     def forward_pairs(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
@@ -445,10 +612,15 @@ def objective(config: RunConfig, plan: StagePlan, learner: Learner,
     stage's misclassified training examples as they go by."""
     if plan.stage is Stage.PRETRAIN:
         digit_losses = learner.per_member(lambda logits, labels: digit_objective(config, logits, labels))
+        mixed_losses = learner.per_member(lambda *tensors: mixed_digit_objective(config, *tensors))
 
         def pretrain_loss(index):
             images = learner.augment(learner.take("digits", index))  # (R?, b, 1, 14, 14)
-            return digit_losses(learner.forward_digits(images), learner.take("digit_classes", index))
+            labels = learner.take("digit_classes", index)  # (R?, b)
+            if config.digit_mix == "none":
+                return digit_losses(learner.forward_digits(images), labels)
+            images, partner, weight = learner.mix(images)  # (R?, b, 1, 14, 14), (R?, b), (R?,)
+            return mixed_losses(learner.forward_digits(images), labels, labels.gather(-1, partner), weight)
 
         return pretrain_loss
 

@@ -70,6 +70,9 @@ class SingleModel:
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return protocol.augment_digits(images, self.config, [self.generator])
 
+    def mix(self, images: torch.Tensor):
+        return protocol.mix_digits(images, self.config, [self.generator])
+
     def forward_pairs(self, pairs: torch.Tensor):
         output = self.model(pairs)  # comparison (b, 2), digits (b, 2, 10) or None
         return output.comparison, output.digits
@@ -84,7 +87,8 @@ class SingleModel:
         if self.average is not None:
             self.average.update()
 
-    def evaluate(self, skip: tuple[str, ...] = ()) -> protocol.Scores:
+    def scoring_forward(self) -> protocol.Forward:
+        """The evaluated model (the weights or their average) in scoring mode, as a forward."""
         evaluated = self.model if self.shadow is None else self.shadow
         protocol.scoring_mode(self.config, evaluated)
 
@@ -92,7 +96,10 @@ class SingleModel:
             output = evaluated(pairs)
             return output.comparison, output.digits
 
-        return protocol.score(self.config, forward, self.data.eval_sets, 1, skip)
+        return forward
+
+    def evaluate(self, skip: tuple[str, ...] = ()) -> protocol.Scores:
+        return protocol.score(self.config, self.scoring_forward(), self.data.eval_sets, 1, skip)
 
 
 def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy = CPU) -> RunResult:
@@ -105,12 +112,19 @@ def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy 
     started = time.perf_counter()
     try:
         data = protocol.prepare_data(config, source.pairs(config.pairs, result.data_seed), device)
+        members, outcomes = [], []
         with torch.random.fork_rng(devices=policy.rng_devices()):
-            torch.manual_seed(result.model_seed)  # initialisation and dropout masks
-            generator = torch.Generator().manual_seed(result.model_seed)  # minibatch order, augmentation
-            model = build_model(config, policy)
-            result.params = count_parameters(model)
-            outcome = protocol.train(config, SingleModel(config, model, data, generator, device))
+            for member in range(config.ensemble):  # one model unless an ensemble is asked
+                seed = protocol.member_seed(result.model_seed, member)
+                torch.manual_seed(seed)  # initialisation and dropout masks
+                generator = torch.Generator().manual_seed(seed)  # minibatch order, augmentation
+                members.append(SingleModel(config, build_model(config, policy), data, generator, device))
+                outcomes.append(protocol.train(config, members[-1]))
+        result.params = sum(count_parameters(member.model) for member in members)
+        outcome = outcomes[0]
+        if len(members) > 1:
+            forward = protocol.averaged_forward(config, [member.scoring_forward() for member in members])
+            outcome = protocol.ensemble_outcome(outcomes, protocol.score(config, forward, data.eval_sets, 1))
         protocol.finish(config, outcome, [result])
     except Exception as error:  # a failed run is recorded with its reason; the matrix goes on
         result.reason = f"{type(error).__name__}: {error}"
