@@ -53,6 +53,10 @@ def resolve(settings: dict[str, Any], where: str) -> RunConfig:
         raise ConfigError(f"{where}: 'digit_mix' = \"{config.digit_mix}\" mixes the single digits of a transfer "
                           f"variant's first stage, and transfer = \"none\" has none: set transfer (`rule`, "
                           f"`frozen`, `finetune`) or remove digit_mix")
+    if config.distill_teachers and config.transfer == "none":
+        raise ConfigError(f"{where}: 'distill_teachers' distils the single digits of a transfer variant's first "
+                          f"stage, and transfer = \"none\" has none: set transfer (`rule`, `frozen`, `finetune`) "
+                          f"or remove distill_teachers")
     foreign = [key for key in settings if not applies_to(key, config.task)]
     if foreign:
         key = foreign[0]

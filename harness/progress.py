@@ -42,7 +42,11 @@ class Progress:
 
     def result(self, job, result) -> None:
         self.count += 1
-        if result.status == Status.DONE:
+        if result.status == Status.DONE and result.metrics.get("validation_error") is not None:
+            # a run that holds validation pairs out is there to choose on them: its test error
+            # is not put in front of whoever is choosing
+            outcome = f"validation error {100 * result.metrics['validation_error']:.1f}%"
+        elif result.status == Status.DONE:
             outcome = f"test error {100 * result.metrics['test_error']:.1f}%"
         else:
             outcome = f"FAILED: {result.reason}"

@@ -257,6 +257,15 @@ class RunConfig:
                             "minibatch order, augmentation), their predicted probabilities averaged; the parameter "
                             "count is all of theirs", "model", minimum=1, maximum=16, neutral=1, tag="ens{}",
                             effect=FROM_SMALLEST, task="pairs")
+    distill_teachers: int = setting(0, "self-distillation: this many models of the run's own architecture are trained "
+                                    "first on the same digits (each from its own seed); the run's model then learns "
+                                    "the single digits from their averaged softened predictions as well as from the "
+                                    "labels. Only the run's model is used at test time and counted", "training",
+                                    minimum=0, maximum=8, neutral=0, tag="distill{}", effect=FROM_SMALLEST, task="pairs")
+    distill_weight: float = setting(0.5, "the share of the distillation loss beside the labels' (self-distillation)",
+                                    "training", minimum=0, maximum=1, neutral=0.5, task="pairs")
+    distill_temperature: float = setting(2.0, "the temperature both predictions are softened by (self-distillation)",
+                                         "training", above=0, maximum=20, neutral=2.0, task="pairs")
     score_in_train_mode: bool = setting(
         False, "score with the model left in training mode (dropout on, batch norm on each evaluation batch's "
         "statistics), as a loop that never calls model.eval() does; some reports' figures were measured so",

@@ -161,3 +161,48 @@ def test_the_plan_counts_and_times_every_member():
     one = resolve({**SMALL, "width": 0.8}, "t")
     two = resolve({**SMALL, "width": 0.8, "ensemble": 2}, "t")
     assert parameter_count(two) == 2 * parameter_count(one) == 94_258
+
+
+def test_progress_shows_the_validation_error_of_a_run_that_holds_pairs_out(capsys):
+    from harness.config import Job
+    from harness.progress import Progress
+
+    config = resolve({"validation": 200}, "t")
+    result = protocol.new_result(config, 0, "cpu")
+    result.status, result.seconds = "done", 1.0
+    result.metrics = {"test_error": 0.0123, "validation_error": 0.045}
+    progress = Progress(force_plain=True)
+    progress.start(0, 2)
+    progress.result(Job(config, 0), result)
+    result.metrics = {"test_error": 0.0123, "validation_error": None}
+    progress.result(Job(config, 1), result)
+    lines = capsys.readouterr().out.splitlines()
+    assert "validation error 4.5%" in lines[1] and "test error" not in lines[1]
+    assert "test error 1.2%" in lines[2]
+
+
+def test_distillation_pulls_towards_the_teachers_softened_average():
+    config = resolve({"transfer": "rule", "distill_teachers": 2, "distill_temperature": 3.0}, "t")
+    encoders = [torch.nn.Linear(196, 10), torch.nn.Linear(196, 10)]
+    flat = [torch.nn.Sequential(torch.nn.Flatten(), e) for e in encoders]
+    teach = protocol.teachers_forward(config, flat)
+    images = torch.randn(5, 1, 14, 14)
+    target = teach(images)
+    expected = sum((f(images) / 3.0).softmax(-1) for f in flat) / 2
+    assert torch.allclose(target, expected) and not target.requires_grad
+    assert all(not f.training for f in flat)
+    # the loss is zero where the model's softened prediction is the target, positive elsewhere
+    matching = (target.log() * 3.0).requires_grad_()
+    assert protocol.distillation_loss(config, matching, target).abs() < 1e-5
+    assert protocol.distillation_loss(config, torch.zeros(5, 10), target) > 0
+
+
+def test_distillation_counts_the_student_alone_and_needs_a_digit_stage(source):
+    with pytest.raises(ConfigError, match="distill_teachers.*transfer"):
+        resolve({"distill_teachers": 1}, "matrix.toml")
+    config = resolve({**SMALL, "distill_teachers": 1}, "t")
+    taught = train_run(config, 0, source)
+    alone = train_run(resolve(SMALL, "t"), 0, source)
+    assert taught.status == "done" and taught.params == alone.params  # the teacher is not used at test time
+    assert taught.epochs[0]["train_loss"] != alone.epochs[0]["train_loss"]  # another loss from the first epoch
+    assert train_rounds(config, [0], source)[0].metrics == taught.metrics

@@ -133,6 +133,10 @@ class Members:
     def mix(self, images: torch.Tensor):
         return protocol.mix_digits(images, self.config, self.generators)
 
+    def teach(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("self-distillation trains its models one after the other: train_rounds runs it "
+                                  "as sequential runs")
+
     def forward_pairs(self, pairs: torch.Tensor):
         outputs = self.run_model(self.params, self.buffers, pairs)
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
@@ -166,7 +170,7 @@ def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePol
 
     Never raises for a failed training: every member is recorded failed with the reason.
     """
-    if config.ensemble > 1:  # a run of several models is a loop over them: one run at a time
+    if config.ensemble > 1 or config.distill_teachers:  # several models a run, trained one after the other
         from harness.training.sequential import train_run
 
         return [train_run(config, round_index, source, policy) for round_index in rounds]

@@ -311,6 +311,15 @@ def digit_objective(config: RunConfig, logits: torch.Tensor, labels: torch.Tenso
     return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
 
 
+def distillation_loss(config: RunConfig, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || model) between predictions softened by the temperature T, times T^2 so that
+    its gradients keep their scale whatever T (Hinton et al.): logits (b, 10), teacher (b, 10)
+    the teachers' averaged probabilities at T."""
+    temperature = config.distill_temperature
+    log_probabilities = F.log_softmax(logits / temperature, -1)
+    return F.kl_div(log_probabilities, teacher, reduction="batchmean") * temperature**2
+
+
 def mixed_digit_objective(config: RunConfig, logits: torch.Tensor, labels: torch.Tensor, partner_labels: torch.Tensor,
                           weight: torch.Tensor) -> torch.Tensor:
     """One member's pretraining loss on mixed digits: `weight` x the loss on the digits' own
@@ -489,6 +498,19 @@ def averaged_forward(config: RunConfig, forwards: list[Forward]) -> Forward:
     return forward
 
 
+def teachers_forward(config: RunConfig, encoders: list[torch.nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Self-distillation's target: single digits (b, 1, 14, 14) -> the trained teachers' digit
+    probabilities at the distillation temperature, averaged (b, 10); no gradient, eval mode."""
+    for encoder in encoders:
+        encoder.eval()
+
+    @torch.no_grad()
+    def teach(images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([(encoder(images) / config.distill_temperature).softmax(-1) for encoder in encoders]).mean(0)
+
+    return teach
+
+
 def ensemble_outcome(outcomes: list[Outcome], scores: Scores) -> Outcome:
     """One run's outcome from its ensemble members' (one model each): the final scores are the
     ensemble's, the learning curve is the members' mean at each epoch (they train one after
@@ -526,6 +548,8 @@ class Learner(Protocol):
     def augment(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def mix(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...  # mix_digits
+
+    def teach(self, images: torch.Tensor) -> torch.Tensor: ...  # the teachers' softened probabilities (R?, b, 10)
 
     def forward_pairs(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
@@ -613,14 +637,22 @@ def objective(config: RunConfig, plan: StagePlan, learner: Learner,
     if plan.stage is Stage.PRETRAIN:
         digit_losses = learner.per_member(lambda logits, labels: digit_objective(config, logits, labels))
         mixed_losses = learner.per_member(lambda *tensors: mixed_digit_objective(config, *tensors))
+        taught = learner.per_member(lambda logits, teacher: distillation_loss(config, logits, teacher))
 
         def pretrain_loss(index):
             images = learner.augment(learner.take("digits", index))  # (R?, b, 1, 14, 14)
             labels = learner.take("digit_classes", index)  # (R?, b)
             if config.digit_mix == "none":
-                return digit_losses(learner.forward_digits(images), labels)
-            images, partner, weight = learner.mix(images)  # (R?, b, 1, 14, 14), (R?, b), (R?,)
-            return mixed_losses(learner.forward_digits(images), labels, labels.gather(-1, partner), weight)
+                logits = learner.forward_digits(images)  # (R?, b, 10)
+                loss = digit_losses(logits, labels)
+            else:
+                images, partner, weight = learner.mix(images)  # (R?, b, 1, 14, 14), (R?, b), (R?,)
+                logits = learner.forward_digits(images)
+                loss = mixed_losses(logits, labels, labels.gather(-1, partner), weight)
+            if not config.distill_teachers:
+                return loss
+            weight = config.distill_weight
+            return (1 - weight) * loss + weight * taught(logits, learner.teach(images))
 
         return pretrain_loss
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 
 import torch
@@ -38,8 +39,10 @@ class SingleModel:
     members = 1
     fail_fast = True
 
-    def __init__(self, config: RunConfig, model: torch.nn.Module, data: RunData, generator: torch.Generator, device):
+    def __init__(self, config: RunConfig, model: torch.nn.Module, data: RunData, generator: torch.Generator, device,
+                 teacher=None):
         self.config, self.model, self.data, self.generator, self.device = config, model, data, generator, device
+        self.teacher = teacher  # self-distillation's target (protocol.teachers_forward), or None
         self.shadow = self.average = None  # the evaluated weights: the model's own, or their average
         if config.ema_decay:
             self.shadow = copy.deepcopy(model)
@@ -73,6 +76,9 @@ class SingleModel:
     def mix(self, images: torch.Tensor):
         return protocol.mix_digits(images, self.config, [self.generator])
 
+    def teach(self, images: torch.Tensor) -> torch.Tensor:
+        return self.teacher(images)
+
     def forward_pairs(self, pairs: torch.Tensor):
         output = self.model(pairs)  # comparison (b, 2), digits (b, 2, 10) or None
         return output.comparison, output.digits
@@ -102,6 +108,26 @@ class SingleModel:
         return protocol.score(self.config, self.scoring_forward(), self.data.eval_sets, 1, skip)
 
 
+TEACHER_MEMBERS = 1000  # teachers' seeds: ensemble member numbers no ensemble reaches
+
+
+def train_teachers(config: RunConfig, model_seed: int, data: RunData, policy: DevicePolicy):
+    """Self-distillation's teachers: `distill_teachers` models of the run's configuration (not
+    distilled themselves, one model each), trained on the run's data from their own seeds; their
+    averaged softened digit predictions (protocol.teachers_forward). A teacher that diverges
+    fails the run."""
+    teacher_config = dataclasses.replace(config, distill_teachers=0, ensemble=1)
+    encoders = []
+    for teacher in range(config.distill_teachers):
+        seed = protocol.member_seed(model_seed, TEACHER_MEMBERS + teacher)
+        torch.manual_seed(seed)
+        learner = SingleModel(teacher_config, build_model(teacher_config, policy), data,
+                              torch.Generator().manual_seed(seed), policy.torch_device())
+        protocol.train(teacher_config, learner)
+        encoders.append((learner.model if learner.shadow is None else learner.shadow).digit_encoder)
+    return protocol.teachers_forward(config, encoders)
+
+
 def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy = CPU) -> RunResult:
     """Train one configuration for one round and evaluate it; never raises for a failed run.
     `source`: a harness.data.PairSource."""
@@ -114,11 +140,12 @@ def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy 
         data = protocol.prepare_data(config, source.pairs(config.pairs, result.data_seed), device)
         members, outcomes = [], []
         with torch.random.fork_rng(devices=policy.rng_devices()):
+            teacher = train_teachers(config, result.model_seed, data, policy) if config.distill_teachers else None
             for member in range(config.ensemble):  # one model unless an ensemble is asked
                 seed = protocol.member_seed(result.model_seed, member)
                 torch.manual_seed(seed)  # initialisation and dropout masks
                 generator = torch.Generator().manual_seed(seed)  # minibatch order, augmentation
-                members.append(SingleModel(config, build_model(config, policy), data, generator, device))
+                members.append(SingleModel(config, build_model(config, policy), data, generator, device, teacher))
                 outcomes.append(protocol.train(config, members[-1]))
         result.params = sum(count_parameters(member.model) for member in members)
         outcome = outcomes[0]
