@@ -63,7 +63,8 @@ def pairs_seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     epochs = sum(stage.epochs for stage in stages(config))  # the protocol's stages and epochs
     steps_per_epoch = -(-train_pairs // batch_size)
     eval_steps = (config.pairs * 2) / batch_size / 3
-    return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * epochs * config.ensemble
+    models = config.ensemble + config.distill_teachers  # every model a run trains
+    return step * (steps_per_epoch + eval_steps / max(1, config.eval_every)) * epochs * models
 
 
 def plan_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -123,10 +123,15 @@ def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.Dat
         table.insert(list(table.columns).index("test error %") + 1, "test digit error %", [
             _mean_std(m, s) for m, s in zip(summary["test_digit_error_mean"], summary["test_digit_error_std"])
         ])
-    if summary["validation_error_mean"].notna().any():  # choices are made on this column, not on test
+    if summary["validation_error_mean"].notna().any():  # choices are made on these columns, not on test
         table.insert(2, "validation error %", [
             _mean_std(m, s) for m, s in zip(summary["validation_error_mean"], summary["validation_error_std"])
         ])
+        if summary["validation_digit_error_mean"].notna().any():
+            table.insert(3, "validation digit error %", [
+                _mean_std(m, s) for m, s in zip(summary["validation_digit_error_mean"],
+                                                summary["validation_digit_error_std"])
+            ])
     if with_reference:
         table["published test %"] = [
             "–" if pd.isna(m) else _mean_std(m, s)
@@ -398,7 +403,8 @@ def results_report(
     if output_format == "csv":
         columns = ["config_id", "name", *[k for k in FACTORS if k in summary], "params", "train_error_mean",
                    "train_error_std", "test_error_mean", "test_error_std", "test_digit_error_mean",
-                   "test_digit_error_std", "test_error_min", "test_error_max",
+                   "test_digit_error_std", "validation_error_mean", "validation_error_std",
+                   "validation_digit_error_mean", "validation_digit_error_std", "test_error_min", "test_error_max",
                    "rounds_done", "rounds", "rounds_failed", "rounds_degenerate", "seconds_per_run",
                    "reference_test_error", "reference_test_std", "reference_params", "verdict", "evidence"]
         buffer = io.StringIO()

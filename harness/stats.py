@@ -64,6 +64,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     done = runs[runs["status"] == Status.DONE].assign(degenerate=degenerate)
+    if "validation_digit_error" not in done:  # a frame made before the column was summarised
+        done = done.assign(validation_digit_error=float("nan"))
     grouped = done.groupby("config_id")
     summary = pd.DataFrame(
         {
@@ -77,6 +79,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             "test_digit_error_std": 100 * grouped["test_digit_error"].std(ddof=1),
             "validation_error_mean": 100 * grouped["validation_error"].mean(),
             "validation_error_std": 100 * grouped["validation_error"].std(ddof=1),
+            "validation_digit_error_mean": 100 * grouped["validation_digit_error"].mean(),
+            "validation_digit_error_std": 100 * grouped["validation_digit_error"].std(ddof=1),
             "seconds_per_run": grouped["seconds"].mean(),
             "rounds_done": grouped["round"].nunique(),
             "rounds_degenerate": grouped["degenerate"].sum(),

@@ -206,3 +206,22 @@ def test_distillation_counts_the_student_alone_and_needs_a_digit_stage(source):
     assert taught.status == "done" and taught.params == alone.params  # the teacher is not used at test time
     assert taught.epochs[0]["train_loss"] != alone.epochs[0]["train_loss"]  # another loss from the first epoch
     assert train_rounds(config, [0], source)[0].metrics == taught.metrics
+
+
+def test_the_table_shows_the_validation_digit_error_choices_are_made_on(tmp_path):
+    from harness.report import results_report
+    from harness.store import Store
+
+    config = resolve({"validation": 200, "transfer": "rule", "rounds": 2}, "t")
+    with Store(tmp_path / "s.sqlite") as store:
+        for round_index, (pair_error, digit_error) in enumerate(((0.01, 0.02), (0.03, 0.04))):
+            result = protocol.new_result(config, round_index, "cpu")
+            result.status, result.seconds, result.params = "done", 1.0, 10
+            result.metrics = {"train_error": 0.0, "test_error": 0.02, "validation_error": pair_error,
+                              "validation_digit_error": digit_error, "test_digit_error": 0.03}
+            store.write(result, config, {})
+        runs = store.runs()
+    text = results_report(runs, store_path=str(tmp_path / "s.sqlite"))
+    header = next(line for line in text.splitlines() if line.startswith("| configuration"))
+    assert "| validation error % | validation digit error % |" in header.replace("  ", " ").replace("  ", " ")
+    assert "3.00 ± 1.41" in text  # the digit error's mean ± std, in %
