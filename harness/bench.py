@@ -43,6 +43,25 @@ class Timing:
     test_error: float  # mean over the runs, a check that every path learns
     peak_memory_mb: float  # resident set (CPU) or allocated device memory (CUDA), largest process
     flops_per_run: float = 0.0  # the work one run does on this path (FLOP counter)
+    run_seconds: tuple[float, ...] = ()  # each run's own time, as the path measured it
+    side_by_side: int = 1  # runs trained at the same time (worker processes)
+
+    @property
+    def steady_seconds_per_run(self) -> float | None:
+        """The median run's time over the runs trained side by side: throughput once the
+        processes are started and warm (None without per-run times)."""
+        if not self.run_seconds:
+            return None
+        ordered = sorted(self.run_seconds)
+        middle = len(ordered) // 2
+        median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        return median / self.side_by_side
+
+    @property
+    def outside_runs(self) -> float:
+        """Wall seconds not spent inside a run's training (process start-up, waiting on the
+        slowest process at the end), on average per process."""
+        return self.seconds - sum(self.run_seconds) / self.side_by_side if self.run_seconds else 0.0
 
     @property
     def runs_per_second(self) -> float:
@@ -107,9 +126,10 @@ def plain_loop(config: RunConfig, rounds: int, source, policy: DevicePolicy) -> 
     from architectures import build
 
     device = policy.device
-    errors = []
+    errors, run_seconds = [], []
     started = time.perf_counter()
     for round_index in range(rounds):
+        run_started = time.perf_counter()
         sets = source.pairs(config.pairs, round_index)
         mean, std = sets.train_input.mean(), sets.train_input.std()
         train_input = ((sets.train_input - mean) / std).to(device)
@@ -132,9 +152,11 @@ def plain_loop(config: RunConfig, rounds: int, source, policy: DevicePolicy) -> 
         with torch.no_grad():
             predicted = model(test_input).comparison.argmax(1).cpu()
         errors.append((predicted != sets.test_target).float().mean().item())
+        run_seconds.append(time.perf_counter() - run_started)
     seconds = time.perf_counter() - started
     train, scoring = run_flops(config)
-    return Timing("plain", rounds, seconds, sum(errors) / rounds, _peak(policy), train + scoring / 2)  # test set once
+    return Timing("plain", rounds, seconds, sum(errors) / rounds, _peak(policy), train + scoring / 2,  # test set once
+                  tuple(run_seconds))
 
 
 def _peak(policy: DevicePolicy) -> float:
@@ -171,7 +193,10 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
     evaluated = sum(evaluates(config, plan, epoch) for plan in pair_plans for epoch in range(plan.epochs - 1))
     per_evaluation = scoring / 2 if config.curve_train_error == "running" else scoring
     work = train + evaluated * per_evaluation + len(pair_plans) * scoring
-    return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak, work)
+    # a batched run's seconds are its group's wall time shared out: they already count side by side
+    side_by_side = 1 if batched else min(policy.workers, rounds)
+    return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak, work,
+                  tuple(float(s) for s in runs["seconds"]), side_by_side)
 
 
 def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_reference_run: float) -> tuple[float, int]:

@@ -567,6 +567,16 @@ def bench_report(timings, *, machine: str, command: str, projection: tuple[str, 
     if peak_gflops:
         lines.append(f"peak: {peak_gflops:.0f} GFLOP/s (float32 matrix products on every thread, measured now)")
     lines += ["", _timing_table(timings, "plain", peak_gflops)]
+    plain = next((t for t in timings if t.path == "plain"), None)
+    for timing in timings:
+        if timing.path == "plain" or not plain or not timing.steady_seconds_per_run:
+            continue
+        lines += ["", f"{timing.path}: the median run took {timing.steady_seconds_per_run * timing.side_by_side:.2f} s "
+                  f"with {timing.side_by_side} side by side, {timing.steady_seconds_per_run:.2f} s of wall time a run "
+                  f"against the plain loop's {plain.steady_seconds_per_run:.2f} s: "
+                  f"{plain.steady_seconds_per_run / timing.steady_seconds_per_run:.2f}x once started; "
+                  f"{timing.outside_runs:.1f} s of its {timing.seconds:.1f} s were outside any run (process start-up: "
+                  f"each worker imports torch; the end: waiting on the last run)"]
     if projection:
         matrix, seconds, runs = projection
         lines += ["", f"projected time for {matrix} ({runs} runs) on the fastest harness path: "

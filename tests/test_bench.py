@@ -32,3 +32,14 @@ def test_bench_runs_every_path_from_the_command_line(fake_mnist, monkeypatch):
                                        "--paths", "plain,workers", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "| plain" in result.output and "| workers" in result.output and "GFLOP/s" in result.output
+
+
+def test_the_report_separates_the_steady_rate_from_the_start_up():
+    plain = Timing("plain", 4, 20.0, 0.1, 300.0, 10e9, run_seconds=(6.0, 5.0, 5.0, 4.0))
+    # two processes, 2 runs each: 5 s a run once warm, the first of each 2 s slower; 18 s of wall time
+    workers = Timing("workers", 4, 18.0, 0.1, 400.0, 15e9, run_seconds=(7.0, 7.0, 5.0, 5.0), side_by_side=2)
+    assert plain.steady_seconds_per_run == 5.0 and workers.steady_seconds_per_run == 3.0
+    assert workers.outside_runs == pytest.approx(6.0)
+    text = bench_report([plain, workers], machine="m", command="c", projection=None)
+    line = next(line for line in text.splitlines() if line.startswith("workers:"))
+    assert "6.00 s with 2 side by side" in line and "1.67x once started" in line and "6.0 s of its 18.0 s" in line
