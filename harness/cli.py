@@ -511,7 +511,11 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
               show_default=True, help="Row order; validation_error ranks a search matrix's candidates.")
 @click.option("--check", "check_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Compare configurations and parameter counts with a committed table; exit 1 on a difference.")
-def table(store_path, matrix_path, profile, only, sets, plugins, output_format, figures, sort, check_path):
+@click.option("--metric", type=click.Choice(["test_error", "validation_error", "validation_digit_error",
+                                             "test_digit_error"]), default="test_error", show_default=True,
+              help="The error effects are measured on: a search matrix's runs, which hold pairs out, are compared "
+                   "on validation_error or validation_digit_error.")
+def table(store_path, matrix_path, profile, only, sets, plugins, output_format, figures, sort, check_path, metric):
     """Print tables of parameters and error mean ± std per configuration, effects and provenance.
 
     Example: harness table > RESULTS.md
@@ -540,7 +544,7 @@ def table(store_path, matrix_path, profile, only, sets, plugins, output_format, 
             click.echo(f"{check_path}: same configurations and parameter counts as {store_path}")
             return
         click.echo(results_report(runs, store_path=store_path, plan=the_plan, output_format=output_format, sort=sort,
-                                  figures=figures))
+                                  figures=figures, metric=metric))
     except ReportError as error:
         fail(str(error))
 

@@ -155,14 +155,19 @@ def _p(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.2g}"
 
 
-def effect_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def metric_words(metric: str) -> str:
+    """How tables name an error column: "test error", "validation digit error"."""
+    return metric.replace("_", " ")
+
+
+def effect_rows(frame: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
     if frame.empty:
         return frame
     return pd.DataFrame(
         {
             "factor": frame["factor"],
             "change": frame["change"],
-            "Δ test error (pp)": frame["effect"].map(lambda v: f"{v:+.2f}"),
+            f"Δ {metric_words(metric)} (pp)": frame["effect"].map(lambda v: f"{v:+.2f}"),
             "95% CI": [_interval(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"])],
             "p": frame["p"].map(_p),
             "p (BH)": frame.get("p_adjusted", pd.Series(dtype=float)).map(_p),
@@ -325,13 +330,14 @@ def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
     ]
 
 
-def answer_lines(effect_frame: pd.DataFrame) -> list[str]:
+def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error") -> list[str]:
     """One line per ablation factor's change: its paired effect with the 95 % interval."""
     lines = []
     for factor in FACTORS:
         for _, row in effect_frame[effect_frame["factor"] == factor].iterrows():
             significant = not pd.isna(row.get("p_adjusted")) and row["p_adjusted"] < 0.05
-            verdict = ("lowers" if row["effect"] < 0 else "raises") + " test error" if significant else "no detectable effect"
+            verdict = (("lowers " if row["effect"] < 0 else "raises ") + metric_words(metric) if significant
+                       else "no detectable effect")
             lines.append(
                 f"**{DECLARED[factor].meta.titled(factor)}** ({row['change'].replace('->', '→')}): "
                 f"{row['effect']:+.2f} pp {_interval(row['ci_low'], row['ci_high'])}, p (BH) {_p(row.get('p_adjusted'))}: "
@@ -391,6 +397,7 @@ def results_report(
     output_format: str = "markdown",
     sort: str = "matrix",
     figures: str | None = None,
+    metric: str = "test_error",
 ) -> str:
     """What `harness table` prints, answers first: each ablation factor's effect in one line
     (with the forest plot from `figures`, a folder, when given), interactions, every effect,
@@ -413,16 +420,18 @@ def results_report(
     reproductions = summary[summary["report"].notna()] if "report" in summary else summary.iloc[0:0]
     ablations = summary.drop(reproductions.index)
     ablation_runs = runs[runs["config_id"].isin(ablations["config_id"])]
-    effect_frame = effects(ablation_runs) if not ablations.empty else pd.DataFrame()
-    interaction_frame = interactions(ablation_runs) if not ablations.empty else pd.DataFrame()
+    effect_frame = effects(ablation_runs, metric=metric) if not ablations.empty else pd.DataFrame()
+    interaction_frame = interactions(ablation_runs, metric=metric) if not ablations.empty else pd.DataFrame()
+    words = metric_words(metric)
+    figures = figures if metric == "test_error" else None  # the forest plot shows test error
     if output_format == "json":
         return results_json(summary, effect_frame, interaction_frame, runs, store_path)
     form = FORMATS[output_format]
     parts = [form.preamble, ""] if form.preamble else []
-    answers = answer_lines(effect_frame) if not effect_frame.empty else []
+    answers = answer_lines(effect_frame, metric) if not effect_frame.empty else []
     if answers:
         parts += [form.heading("Answers"), "", form.paragraph(
-            "Each factor's paired effect on test error (percentage points, 95% interval over rounds, "
+            f"Each factor's paired effect on {words} (percentage points, 95% interval over rounds, "
             "Benjamini–Hochberg adjusted p), every other setting and the round held equal."), "",
             form.items(answers), ""]
         if figures and output_format == "markdown":
@@ -438,10 +447,10 @@ def results_report(
     if not effect_frame.empty:
         parts += [form.heading("Effects"), "",
                   form.paragraph(
-                      "Change in test error (percentage points) when a factor leaves its baseline, paired on every "
+                      f"Change in {words} (percentage points) when a factor leaves its baseline, paired on every "
                       "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
                       "Benjamini–Hochberg adjusted across the rows."), "",
-                  form.table(effect_rows(effect_frame)), ""]
+                  form.table(effect_rows(effect_frame, metric)), ""]
     if not reproductions.empty:
         parts += [form.heading("Reproductions of the reports"), "",
                   form.paragraph(

@@ -210,8 +210,11 @@ def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | N
     return baseline, [v for v in values if v != baseline]
 
 
-def matched_differences(runs: pd.DataFrame, factor: str, level, baseline) -> pd.DataFrame:
-    """Test-error differences (percentage points) between runs at `level` and at `baseline` of
+METRICS = ("test_error", "validation_error", "validation_digit_error", "test_digit_error")  # effects measured on
+
+
+def matched_differences(runs: pd.DataFrame, factor: str, level, baseline, metric: str = "test_error") -> pd.DataFrame:
+    """Differences of `metric` (an error; percentage points) between runs at `level` and at `baseline` of
     `factor` that share every other identity setting and the round: columns match (the shared
     settings), round, difference. Settings that mean nothing at one of the levels
     (DEPENDENT) are not matched on."""
@@ -224,12 +227,13 @@ def matched_differences(runs: pd.DataFrame, factor: str, level, baseline) -> pd.
     key = [*others, "round"]
     as_key = lambda frame: frame[key].apply(lambda column: column.map(repr)).agg("|".join, axis=1)  # noqa: E731
     merged = pd.merge(
-        on.assign(match=as_key(on))[["match", "round", "test_error"]],
-        off.assign(match=as_key(off))[["match", "test_error"]],
+        on.assign(match=as_key(on))[["match", "round", metric]],
+        off.assign(match=as_key(off))[["match", metric]],
         on="match",
         suffixes=("_on", "_off"),
     )
-    merged["difference"] = 100 * (merged["test_error_on"] - merged["test_error_off"])
+    merged["difference"] = 100 * (merged[f"{metric}_on"] - merged[f"{metric}_off"])
+    merged = merged[merged["difference"].notna()]  # runs without that metric (no validation pairs) pair with nothing
     return merged[["match", "round", "difference"]]
 
 
@@ -247,11 +251,11 @@ def t_summary(per_round: pd.Series) -> dict:
     return result
 
 
-def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | None:
-    """Mean change in test error (percentage points) when `factor` goes from `baseline` to
+def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str = "test_error") -> dict | None:
+    """Mean change in `metric` (percentage points; test error unless said) when `factor` goes from `baseline` to
     `level`, everything else and the round held equal. Differences are averaged over the matched
     configurations within each round; the rounds (independent data draws) give the interval."""
-    merged = matched_differences(runs, factor, level, baseline)
+    merged = matched_differences(runs, factor, level, baseline, metric)
     if merged.empty:
         return None
     return {
@@ -263,7 +267,7 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline) -> dict | No
     }
 
 
-def interactions(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
+def interactions(runs: pd.DataFrame, factors=EFFECT_FACTORS, metric: str = "test_error") -> pd.DataFrame:
     """For each pair of factors (A, B) that both vary: A's paired effect at each level of B, and
     whether it differs between B's baseline and another level: the per-round difference of the
     two conditional effects, t-tested over rounds and BH-adjusted across every comparison.
@@ -278,7 +282,8 @@ def interactions(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
             if condition == factor or condition in DEPENDENT.get(factor, ()) or factor in DEPENDENT.get(condition, ()):
                 continue
             for level in levels:
-                rows += _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels)
+                rows += _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels,
+                                          metric)
     frame = pd.DataFrame(rows)
     if not frame.empty:
         tested = frame["p_difference"].notna()
@@ -286,10 +291,11 @@ def interactions(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
     return frame
 
 
-def _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels) -> list[dict]:
+def _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels,
+                      metric: str = "test_error") -> list[dict]:
     per_level = {}
     for value in (condition_base, *condition_levels):
-        merged = matched_differences(done[done[condition] == value], factor, level, baseline)
+        merged = matched_differences(done[done[condition] == value], factor, level, baseline, metric)
         if not merged.empty:
             per_level[value] = merged.groupby("round")["difference"].mean()
     if condition_base not in per_level or len(per_level) < 2:
@@ -308,8 +314,9 @@ def _conditional_rows(done, factor, level, baseline, condition, condition_base, 
     return rows
 
 
-def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
-    """Every factor level's paired effect on test error, with BH-adjusted p-values."""
+def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS, metric: str = "test_error") -> pd.DataFrame:
+    """Every factor level's paired effect on `metric` (test error unless said), with
+    BH-adjusted p-values."""
     rows = []
     done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
     for factor in factors:
@@ -320,7 +327,7 @@ def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS) -> pd.DataFrame:
             continue
         baseline, others = levels
         for level in others:
-            row = paired_effect(done, factor, level, baseline)
+            row = paired_effect(done, factor, level, baseline, metric)
             if row is not None:
                 rows.append(row)
     frame = pd.DataFrame(rows)

@@ -225,3 +225,26 @@ def test_the_table_shows_the_validation_digit_error_choices_are_made_on(tmp_path
     header = next(line for line in text.splitlines() if line.startswith("| configuration"))
     assert "| validation error % | validation digit error % |" in header.replace("  ", " ").replace("  ", " ")
     assert "3.00 ± 1.41" in text  # the digit error's mean ± std, in %
+
+
+def test_effects_can_be_measured_on_the_validation_error(tmp_path):
+    from harness.report import results_report
+    from harness.stats import effects
+    from harness.store import Store
+
+    with Store(tmp_path / "s.sqlite") as store:
+        for elastic in (0.0, 0.5):
+            config = resolve({"validation": 200, "transfer": "rule", "rounds": 3, "augment_elastic": elastic}, "t")
+            for round_index in range(3):
+                result = protocol.new_result(config, round_index, "cpu")
+                result.status, result.seconds, result.params = "done", 1.0, 10
+                result.metrics = {"train_error": 0.0, "test_error": 0.02, "test_digit_error": 0.03,  # no effect on test
+                                  "validation_error": 0.03 - elastic * 0.02 + round_index * 0.001,
+                                  "validation_digit_error": 0.04 - elastic * 0.04}
+                store.write(result, config, {})
+        runs = store.runs()
+    on_test = effects(runs).set_index("factor").loc["augment_elastic"]
+    on_validation = effects(runs, metric="validation_error").set_index("factor").loc["augment_elastic"]
+    assert on_test["effect"] == 0 and on_validation["effect"] == pytest.approx(-1.0)
+    text = results_report(runs, store_path="s", metric="validation_digit_error")
+    assert "Δ validation digit error (pp)" in text and "-2.00" in text
