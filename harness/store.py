@@ -21,10 +21,12 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from harness.results import Status
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Version 1: runs and epochs, marked in `PRAGMA user_version`. Stores written before the
 # version existed read as version 0 and are migrated (missing nullable columns added) on open.
@@ -483,6 +485,8 @@ class Store:
 
     def sources(self) -> pd.DataFrame:
         """The kept source texts (empty for a store older than version 2)."""
+        import pandas as pd  # here, not at the top: worker processes use the store's names, never its frames
+
         if "sources" not in self._tables():
             return pd.DataFrame(columns=list(SOURCE_COLUMNS))
         try:
@@ -497,6 +501,8 @@ class Store:
         built-in default, the value that reproduces the code before the setting (which is why
         such a value leaves the configuration id unchanged), so old and new runs of one
         configuration show the same settings and pair up."""
+        import pandas as pd
+
         from harness.settings import DEFAULTS, NEUTRAL
 
         try:
@@ -514,6 +520,8 @@ class Store:
         return pd.concat([frame, settings.drop(columns=[c for c in settings if c in frame])], axis=1)
 
     def epochs(self) -> pd.DataFrame:
+        import pandas as pd
+
         try:
             return pd.read_sql_query("SELECT * FROM epochs ORDER BY config_id, round, stage, epoch", self.connection)
         except (sqlite3.Error, pd.errors.DatabaseError) as error:

@@ -239,3 +239,15 @@ def test_a_dirty_checkout_records_a_diff_that_rebuilds_it(tmp_path):
     git("apply", str(tmp_path / "patch.diff"), at=rebuilt)
     for name in ("runner.py", "extra.py"):
         assert (rebuilt / "harness" / name).read_text() == (repository / "harness" / name).read_text()
+
+
+def test_what_a_worker_imports_leaves_pandas_out():
+    """Each worker process imports the runner and the trainers: pandas (about 0.3 s a process)
+    is the parent's alone (the store's frames)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.runner, harness.training.sequential, harness.backends.local, architectures; "
+            "print('pandas' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "False"
