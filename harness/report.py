@@ -185,6 +185,9 @@ def select(runs: pd.DataFrame, plan: Plan | None) -> pd.DataFrame:
     asked = {c.config_id: c for c in plan.configs}
     chosen = runs[runs["config_id"].isin(asked)].copy()
     chosen["rounds"] = chosen["config_id"].map(lambda i: asked[i].rounds)
+    # the matrix names its configurations: runs stored under an earlier label (the same
+    # configuration in another matrix) are shown under this one's
+    chosen["name"] = chosen["config_id"].map(lambda i: asked[i].name)
     chosen = chosen[chosen["round"] < chosen["rounds"]]
     return chosen
 

@@ -248,3 +248,21 @@ def test_effects_can_be_measured_on_the_validation_error(tmp_path):
     assert on_test["effect"] == 0 and on_validation["effect"] == pytest.approx(-1.0)
     text = results_report(runs, store_path="s", metric="validation_digit_error")
     assert "Δ validation digit error (pp)" in text and "-2.00" in text
+
+
+def test_a_matrix_names_its_configurations_whatever_label_they_were_stored_under(tmp_path):
+    from harness.config import Plan
+    from harness.report import results_report
+    from harness.store import Store
+
+    stored = resolve({"transfer": "rule", "aux_loss": True, "rounds": 1, "label": "best"}, "t")
+    with Store(tmp_path / "s.sqlite") as store:
+        result = protocol.new_result(stored, 0, "cpu")
+        result.status, result.seconds, result.params = "done", 1.0, 10
+        result.metrics = {"train_error": 0.0, "test_error": 0.02}
+        store.write(result, stored, {})
+        runs = store.runs()
+    renamed = resolve({"transfer": "rule", "aux_loss": True, "rounds": 1, "label": "the first search's recipe"}, "t")
+    assert renamed.config_id == stored.config_id  # a label is presentation
+    text = results_report(runs, store_path="s", plan=Plan.from_configs([renamed], source="m.toml"))
+    assert "| the first search's recipe" in text and "| best" not in text
