@@ -2,8 +2,9 @@
 
     harness data && pytest benchmarks/ --benchmark-only
 
-Shortened reference runs (4 rounds of 10 epochs) keep this under a few minutes on a laptop;
-`harness bench` measures the full reference (10 rounds of 25 epochs). HARNESS_BENCH_DEVICE
+Shortened reference runs (4 rounds of 10 epochs) keep the per-path timings under a few minutes
+on a laptop; the 1.5x target is asserted on the full reference (10 rounds of 25 epochs), as
+`harness bench` measures it. HARNESS_BENCH_DEVICE
 picks the device (default cpu).
 """
 
@@ -40,9 +41,13 @@ def test_throughput(benchmark, path, data_dir):
 
 @pytest.mark.skipif(DEVICE != "cpu", reason="the 1.5x target is for the CPU path")
 def test_cpu_path_beats_the_plain_loop(benchmark, data_dir):
+    """The target as `harness bench --device cpu` measures it: the full reference (10 runs of 25
+    epochs on each path, in one go), process start-up included; shortened runs would weigh the
+    workers' start-up (torch imported in each) more than a real plan does."""
     plain, workers = benchmark.pedantic(
-        lambda: measure(["plain", "workers"], ROUNDS, resolve("cpu"), data_dir, EPOCHS), rounds=1, iterations=1
+        lambda: measure(["plain", "workers"], 10, resolve("cpu"), data_dir), rounds=1, iterations=1
     )
     ratio = workers.runs_per_second / plain.runs_per_second
-    benchmark.extra_info["ratio"] = ratio
+    benchmark.extra_info.update(ratio=ratio, steady_ratio=plain.steady_seconds_per_run / workers.steady_seconds_per_run,
+                                outside_runs=workers.outside_runs)
     assert ratio >= CPU_TARGET, f"harness CPU path {ratio:.2f}x the plain loop, target {CPU_TARGET}x"
