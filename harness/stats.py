@@ -202,10 +202,11 @@ def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | N
         return ranked[0], ranked[1:]
     baseline = meta.baseline if meta.effect == FROM_BASELINE else None
     if meta.effect != FROM_BASELINE or baseline not in values:  # the smallest level present
-        numeric = all(isinstance(v, (int, float)) and not pd.isna(v) for v in values)
-        values = [v for v in values if not pd.isna(v)] if not numeric else values
+        values = [v for v in values if not pd.isna(v)]
         if len(values) < 2:
             return None
+        # numpy's integers are numbers too: sorted as text, 120 would come before 60
+        numeric = all(pd.api.types.is_number(v) for v in values)
         baseline = sorted(values, key=(lambda v: v) if numeric else str)[0]
     return baseline, [v for v in values if v != baseline]
 

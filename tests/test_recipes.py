@@ -266,3 +266,15 @@ def test_a_matrix_names_its_configurations_whatever_label_they_were_stored_under
     assert renamed.config_id == stored.config_id  # a label is presentation
     text = results_report(runs, store_path="s", plan=Plan.from_configs([renamed], source="m.toml"))
     assert "| the first search's recipe" in text and "| best" not in text
+
+
+def test_a_numeric_factor_is_measured_from_its_smallest_level_whatever_its_type():
+    import numpy as np
+    import pandas as pd
+
+    from harness.stats import effects
+
+    rows = [{"config_id": f"c{epochs}", "round": r, "status": "done", "pretrain_epochs": np.int64(epochs),
+             "transfer": "rule", "test_error": 0.02 - (epochs == 120) * 0.005} for epochs in (60, 120) for r in range(3)]
+    row = effects(pd.DataFrame(rows)).set_index("factor").loc["pretrain_epochs"]
+    assert row["change"] == "60 -> 120" and row["effect"] == pytest.approx(-0.5)
