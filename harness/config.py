@@ -38,6 +38,7 @@ from harness.settings import (  # noqa: F401  (re-exported: the matrix module's 
 )
 from harness.tasks import get_task
 
+SINGLE_DIGIT_STAGE = ("digit_mix", "distill_teachers")  # settings of the single-digit stage alone
 MAX_CONFIGS = 10_000  # combinations a matrix may cross before it is refused (--max-configs)
 
 
@@ -49,14 +50,11 @@ def resolve(settings: dict[str, Any], where: str) -> RunConfig:
     if values.get("transfer", DEFAULTS.transfer) == "none":
         values["pretrain_epochs"] = None  # no pretraining stage: the setting does not apply
     config = RunConfig(**values)
-    if config.digit_mix != "none" and config.transfer == "none":
-        raise ConfigError(f"{where}: 'digit_mix' = \"{config.digit_mix}\" mixes the single digits of a transfer "
-                          f"variant's first stage, and transfer = \"none\" has none: set transfer (`rule`, "
-                          f"`frozen`, `finetune`) or remove digit_mix")
-    if config.distill_teachers and config.transfer == "none":
-        raise ConfigError(f"{where}: 'distill_teachers' distils the single digits of a transfer variant's first "
-                          f"stage, and transfer = \"none\" has none: set transfer (`rule`, `frozen`, `finetune`) "
-                          f"or remove distill_teachers")
+    for key in SINGLE_DIGIT_STAGE:
+        if config.transfer == "none" and getattr(config, key) != NEUTRAL[key]:
+            raise ConfigError(f"{where}: '{key}' = {getattr(config, key)!r} acts on the single digits of a transfer "
+                              f"variant's first stage, and transfer = \"none\" has none: set transfer (`rule`, "
+                              f"`frozen`, `finetune`) or remove {key}")
     foreign = [key for key in settings if not applies_to(key, config.task)]
     if foreign:
         key = foreign[0]

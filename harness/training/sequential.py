@@ -119,13 +119,18 @@ def train_teachers(config: RunConfig, model_seed: int, data: RunData, policy: De
     teacher_config = dataclasses.replace(config, distill_teachers=0, ensemble=1)
     encoders = []
     for teacher in range(config.distill_teachers):
-        seed = protocol.member_seed(model_seed, TEACHER_MEMBERS + teacher)
-        torch.manual_seed(seed)
-        learner = SingleModel(teacher_config, build_model(teacher_config, policy), data,
-                              torch.Generator().manual_seed(seed), policy.torch_device())
+        learner = new_learner(teacher_config, protocol.member_seed(model_seed, TEACHER_MEMBERS + teacher), data, policy)
         protocol.train(teacher_config, learner)
         encoders.append((learner.model if learner.shadow is None else learner.shadow).digit_encoder)
     return protocol.teachers_forward(config, encoders)
+
+
+def new_learner(config: RunConfig, seed: int, data: RunData, policy: DevicePolicy, teacher=None) -> SingleModel:
+    """A model of `config` from `seed` (initialisation and dropout masks through torch's seed;
+    minibatch order and augmentation through its own generator), ready to train on `data`."""
+    torch.manual_seed(seed)
+    return SingleModel(config, build_model(config, policy), data, torch.Generator().manual_seed(seed),
+                       policy.torch_device(), teacher)
 
 
 def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy = CPU) -> RunResult:
@@ -142,10 +147,7 @@ def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy 
         with torch.random.fork_rng(devices=policy.rng_devices()):
             teacher = train_teachers(config, result.model_seed, data, policy) if config.distill_teachers else None
             for member in range(config.ensemble):  # one model unless an ensemble is asked
-                seed = protocol.member_seed(result.model_seed, member)
-                torch.manual_seed(seed)  # initialisation and dropout masks
-                generator = torch.Generator().manual_seed(seed)  # minibatch order, augmentation
-                members.append(SingleModel(config, build_model(config, policy), data, generator, device, teacher))
+                members.append(new_learner(config, protocol.member_seed(result.model_seed, member), data, policy, teacher))
                 outcomes.append(protocol.train(config, members[-1]))
         result.params = sum(count_parameters(member.model) for member in members)
         outcome = outcomes[0]
