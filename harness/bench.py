@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -50,12 +51,7 @@ class Timing:
     def steady_seconds_per_run(self) -> float | None:
         """The median run's time over the runs trained side by side: throughput once the
         processes are started and warm (None without per-run times)."""
-        if not self.run_seconds:
-            return None
-        ordered = sorted(self.run_seconds)
-        middle = len(ordered) // 2
-        median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-        return median / self.side_by_side
+        return statistics.median(self.run_seconds) / self.side_by_side if self.run_seconds else None
 
     @property
     def outside_runs(self) -> float:

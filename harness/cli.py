@@ -12,7 +12,7 @@ import click
 from harness import __version__
 from harness.backends import NAMES as BACKEND_NAMES
 from harness.results import Status
-from harness.settings import DECLARED
+from harness.settings import DECLARED, EFFECT_METRICS
 
 DATA_DIR_OPTION = click.option(
     "--data-dir",
@@ -511,8 +511,7 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
               show_default=True, help="Row order; validation_error ranks a search matrix's candidates.")
 @click.option("--check", "check_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Compare configurations and parameter counts with a committed table; exit 1 on a difference.")
-@click.option("--metric", type=click.Choice(["test_error", "validation_error", "validation_digit_error",
-                                             "test_digit_error"]), default="test_error", show_default=True,
+@click.option("--metric", type=click.Choice(EFFECT_METRICS), default="test_error", show_default=True,
               help="The error effects are measured on: a search matrix's runs, which hold pairs out, are compared "
                    "on validation_error or validation_digit_error.")
 def table(store_path, matrix_path, profile, only, sets, plugins, output_format, figures, sort, check_path, metric):

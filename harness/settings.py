@@ -32,6 +32,9 @@ LOSSES = ("cross_entropy", "mse", "mse_linear")
 SWAP_TIES = ("stay", "flip")
 LR_SCHEDULES = ("constant", "onecycle", "cosine")
 
+# The errors a run records that effects can be measured on (`harness table --metric`)
+EFFECT_METRICS = ("test_error", "validation_error", "validation_digit_error", "test_digit_error")
+
 # Effect kinds: how `harness table` measures a setting's effect when it varies in a store.
 FROM_BASELINE = "baseline"  # against the declared baseline level (switching a factor on)
 FROM_SMALLEST = "smallest"  # against the smallest level present (a numeric schedule)

@@ -211,9 +211,6 @@ def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | N
     return baseline, [v for v in values if v != baseline]
 
 
-METRICS = ("test_error", "validation_error", "validation_digit_error", "test_digit_error")  # effects measured on
-
-
 def matched_differences(runs: pd.DataFrame, factor: str, level, baseline, metric: str = "test_error") -> pd.DataFrame:
     """Differences of `metric` (an error; percentage points) between runs at `level` and at `baseline` of
     `factor` that share every other identity setting and the round: columns match (the shared
