@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -145,7 +146,10 @@ ERASE_AREA, ERASE_ASPECT = (0.02, 0.2), (0.3, 3.3)  # random erasing's rectangle
 
 
 def gaussian_smoothed(noise: torch.Tensor, sigma: float) -> torch.Tensor:
-    """noise (n, C, H, W) convolved with a normalised Gaussian of `sigma` pixels, per channel."""
+    """noise (n, C, H, W) convolved with a normalised Gaussian of `sigma` pixels, per channel,
+    the border repeated. Two grouped convolutions rather than torchvision's gaussian_blur: the
+    workers never import torchvision, and stored runs with elastic distortion depend on this
+    field to the last bit (torchvision reflects the border)."""
     radius = math.ceil(3 * sigma)
     offsets = torch.arange(-radius, radius + 1, dtype=noise.dtype)
     kernel = torch.exp(-offsets**2 / (2 * sigma**2))
@@ -227,9 +231,9 @@ def mix_digits(images: torch.Tensor, config: RunConfig, generators: list[torch.G
     with a permutation of itself (mixup) or pastes a rectangle of the permuted digits into it
     (cutmix). Returns (mixed images, partner (R?, b): the permuted positions, weight (R?,): the
     share of the loss that the digits' own labels carry). Member r draws from generators[r]:
-    the permutation, then the weight from Beta(mix_alpha, mix_alpha), then the rectangle."""
-    import random
-
+    the permutation, then the weight from Beta(mix_alpha, mix_alpha) (Python's betavariate,
+    seeded from the generator: torch draws Beta from its global generator only), then the
+    rectangle."""
     batch = images.shape[-4]
     partners, weights, masks = [], [], []
     for generator in generators:
