@@ -114,9 +114,14 @@ def minibatches(count: int, batch_size: int, generator: torch.Generator, device)
 # --------------------------------------------------------------------------- augmentation
 
 
-def augments(config: RunConfig) -> bool:
+def resamples(config: RunConfig) -> bool:
+    """Whether training digits are moved (shift, rotation, scale, shear, elastic distortion)."""
     return bool(config.augment_shift or config.augment_rotate or config.augment_scale or config.augment_shear
-                or config.augment_elastic or config.augment_erase)
+                or config.augment_elastic)
+
+
+def augments(config: RunConfig) -> bool:
+    return resamples(config) or bool(config.augment_erase)
 
 
 def random_affine(count: int, config: RunConfig, generator: torch.Generator) -> torch.Tensor:
@@ -205,8 +210,7 @@ def augment_digits(images: torch.Tensor, config: RunConfig, generators: list[tor
     if not augments(config):
         return images
     count = images.numel() // (images.shape[-2] * images.shape[-1] * len(generators))  # digits per member
-    geometric = bool(config.augment_shift or config.augment_rotate or config.augment_scale or config.augment_shear
-                     or config.augment_elastic)
+    geometric = resamples(config)
     draws = []
     for generator in generators:
         theta = random_affine(count, config, generator) if geometric else None  # (n*C, 2, 3)
