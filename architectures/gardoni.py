@@ -28,8 +28,8 @@ def gardoni_encoder(options: ModelOptions) -> nn.Sequential:
         nn.ReLU(),
         nn.Conv2d(64, 32, 3),  # (B, 32, 8, 8)
         norm2d(32),
+        nn.MaxPool2d(2),  # (B, 32, 4, 4); before the ReLU: the same values, fewer to rectify
         nn.ReLU(),
-        nn.MaxPool2d(2),  # (B, 32, 4, 4)
         nn.Flatten(),
         nn.Linear(512, 100),
         *([nn.BatchNorm1d(100)] if options.batch_norm else []),

@@ -70,15 +70,18 @@ def cnn(options: ModelOptions) -> nn.Module:
     def encoder(channels: int, outputs: int) -> nn.Module:
         conv1, conv2, hidden = _scaled(options.width, 32, 64, 200)
         norm = nn.BatchNorm2d if options.batch_norm else (lambda _: nn.Identity())
+        # max-pooling before the ReLU: the same function and the same gradients, bit for bit
+        # (a ReLU is monotone, so it commutes with a max), with the ReLU on a quarter of the
+        # values; a training step measured 10 to 17 % faster on a 2-core x86 CPU in NHWC
         return nn.Sequential(
             nn.Conv2d(channels, conv1, kernel_size=3),  # (B, c1, 12, 12)
             norm(conv1),
-            nn.ReLU(),
             nn.MaxPool2d(2),  # (B, c1, 6, 6)
+            nn.ReLU(),
             nn.Conv2d(conv1, conv2, kernel_size=3),  # (B, c2, 4, 4)
             norm(conv2),
-            nn.ReLU(),
             nn.MaxPool2d(2),  # (B, c2, 2, 2)
+            nn.ReLU(),
             nn.Flatten(),
             *_hidden_block(conv2 * 4, hidden, options),
             nn.Linear(hidden, outputs),

@@ -201,3 +201,67 @@ def test_parameter_counts_match_snapshot():
     assert counts == PARAMETER_SNAPSHOT
     for (name, pairing, sharing), expected in GENERIC_SNAPSHOT.items():
         assert count_parameters(build(name, pairing=pairing, weight_sharing=sharing)) == expected
+
+
+def _relu_then_pool(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` with every max-pool that precedes a ReLU moved after it: the order
+    the reports' code writes, which the built-in convnets swap for speed."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for block in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        layers = list(block)
+        for i in range(len(layers) - 1):
+            if isinstance(layers[i], torch.nn.MaxPool2d) and isinstance(layers[i + 1], torch.nn.ReLU):
+                layers[i], layers[i + 1] = layers[i + 1], layers[i]
+        for i, layer in enumerate(layers):
+            block._modules[str(i)] = layer
+    return model
+
+
+def _pools_before_relu(model: torch.nn.Module) -> bool:
+    return any(isinstance(a, torch.nn.MaxPool2d) and isinstance(b, torch.nn.ReLU)
+               for block in model.modules() if isinstance(block, torch.nn.Sequential)
+               for a, b in zip(list(block), list(block)[1:]))
+
+
+POOLING_FIRST = [v for v in VARIANTS if _pools_before_relu(build(*v.values))]
+
+
+def test_the_convnets_pool_before_their_relus():
+    assert {v.values[0] for v in POOLING_FIRST} >= {"cnn", "poulsen_clenet", "gardoni_siamese"}
+
+
+@pytest.mark.parametrize("name,options", POOLING_FIRST)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_pooling_before_the_relu_changes_no_bit(name, options, channels_last):
+    """Outputs, gradients and the weights after Adam steps equal the relu-then-pool model's
+    exactly, in both memory layouts the harness trains in."""
+    torch.manual_seed(0)
+    model = build(name, options)
+    reference = _relu_then_pool(model)
+    assert not _pools_before_relu(reference)
+    if channels_last:
+        for m in (model, reference):
+            m.to(memory_format=torch.channels_last)
+    optimisers = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in (model, reference)]
+    torch.manual_seed(1)
+    pairs, classes = _batch(32)
+    pairs = pairs.relu() - 0.5  # many negative pixels: whole pooling windows below zero
+    target = (classes[:, 0] <= classes[:, 1]).long()
+    for step in range(3):
+        outputs = []
+        for m, optimiser in zip((model, reference), optimisers):
+            torch.manual_seed(step)  # the same dropout masks
+            output = m(pairs)
+            loss = comparison_loss(output.comparison, target, "cross_entropy")
+            if output.digits is not None:
+                loss = loss + digit_loss(output.digits, classes, "cross_entropy")
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            outputs.append((output.comparison.detach(), [p.grad.clone() for p in m.parameters() if p.grad is not None]))
+        (ours, our_grads), (theirs, their_grads) = outputs
+        assert torch.equal(ours, theirs)
+        assert len(our_grads) == len(their_grads) and all(torch.equal(a, b) for a, b in zip(our_grads, their_grads))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
