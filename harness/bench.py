@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from harness.config import Plan, RunConfig, expand, load_matrix, resolve
 from harness.device import DevicePolicy
@@ -91,6 +92,72 @@ def run_flops(config: RunConfig) -> tuple[float, float]:
     return train, 2 * counter.get_total_flops()
 
 
+ALLOCATIONS = frozenset({"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "scalar_tensor"})
+
+
+class LaunchCounter(TorchDispatchMode):
+    """Counts the operators torch dispatches while active, as a GPU would launch them: every
+    operator that computes or copies data is at least one kernel launch; views and bare
+    allocations launch none; a read of a tensor's value into Python (`.item()`, `.tolist()`)
+    is counted apart, as on a GPU it waits for every kernel before it (on the CPU all tensors
+    are the host's: optimiser step counters, which a GPU keeps on the host too, count here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = 0
+        self.host_reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name == "_local_scalar_dense":
+            self.host_reads += 1
+        elif not (func.is_view or name in ALLOCATIONS):
+            self.kernels += 1
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass(frozen=True)
+class Launches:
+    """One run's operator launches on a path (a batched group's shared out per round), at the
+    reference's epochs, and its training steps."""
+
+    path: str
+    kernels: float
+    host_reads: float
+    steps: int
+
+    @property
+    def per_step(self) -> float:
+        """Launches per training step, the evaluations' share included."""
+        return self.kernels / self.steps
+
+
+def count_launches(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy) -> Launches:
+    """A run's launches on `path`, counted on runs of one and two epochs in this process (the
+    profiler's proxy for GPU time where launches, not arithmetic, bound it): the fixed part
+    (building, the final scoring) plus the reference's epochs times the second epoch's."""
+    from harness.training.batched import train_rounds
+    from harness.training.sequential import train_run
+
+    def counted(epochs: int) -> tuple[float, float]:
+        short = dataclasses.replace(config, epochs=epochs)
+        with LaunchCounter() as counter:
+            if path == "plain":
+                plain_run(short, 0, source, policy.device)
+            elif path == "batched":
+                train_rounds(short, list(range(rounds)), source, policy)
+            else:
+                train_run(short, 0, source, policy)
+        share = rounds if path == "batched" else 1
+        return counter.kernels / share, counter.host_reads / share
+
+    (kernels_1, reads_1), (kernels_2, reads_2) = counted(1), counted(2)
+    epochs = config.epochs
+    steps = epochs * -(-config.pairs // config.batch_size)
+    return Launches(path, kernels_1 + (epochs - 1) * (kernels_2 - kernels_1),
+                    reads_1 + (epochs - 1) * (reads_2 - reads_1), steps)
+
+
 def peak_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:
     """The machine's float32 peak as this process measures it: large matrix products on every
     thread torch uses (or on the GPU), the best of a few repeats."""
@@ -117,37 +184,42 @@ def _rss_mb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss * scale / 2**20
 
 
-def plain_loop(config: RunConfig, rounds: int, source, policy: DevicePolicy) -> Timing:
-    """The reports' way: build, train with Adam on `narrow` minibatches, evaluate; per round."""
+def plain_run(config: RunConfig, round_index: int, source, device) -> float:
+    """One run the reports' way: build, train with Adam on `narrow` minibatches, evaluate the
+    test set once; its test error."""
     from architectures import build
 
-    device = policy.device
+    sets = source.pairs(config.pairs, round_index)
+    mean, std = sets.train_input.mean(), sets.train_input.std()
+    train_input = ((sets.train_input - mean) / std).to(device)
+    test_input = ((sets.test_input - mean) / std).to(device)
+    train_target, train_classes = sets.train_target.to(device), sets.train_classes.to(device)
+    torch.manual_seed(round_index)
+    model = build(config.encoder, config.model_options()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    for _ in range(config.epochs):
+        model.train()
+        for start in range(0, config.pairs, config.batch_size):
+            output = model(train_input.narrow(0, start, config.batch_size))
+            loss = F.cross_entropy(output.comparison, train_target.narrow(0, start, config.batch_size))
+            digits = output.digits.reshape(-1, 10)
+            loss = loss + 2 * F.cross_entropy(digits, train_classes.narrow(0, start, config.batch_size).reshape(-1))
+            model.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predicted = model(test_input).comparison.argmax(1).cpu()
+    return (predicted != sets.test_target).float().mean().item()
+
+
+def plain_loop(config: RunConfig, rounds: int, source, policy: DevicePolicy) -> Timing:
+    """The reports' way (plain_run), one run after another in this process."""
     errors, run_seconds = [], []
     started = time.perf_counter()
     for round_index in range(rounds):
         run_started = time.perf_counter()
-        sets = source.pairs(config.pairs, round_index)
-        mean, std = sets.train_input.mean(), sets.train_input.std()
-        train_input = ((sets.train_input - mean) / std).to(device)
-        test_input = ((sets.test_input - mean) / std).to(device)
-        train_target, train_classes = sets.train_target.to(device), sets.train_classes.to(device)
-        torch.manual_seed(round_index)
-        model = build(config.encoder, config.model_options()).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        for _ in range(config.epochs):
-            model.train()
-            for start in range(0, config.pairs, config.batch_size):
-                output = model(train_input.narrow(0, start, config.batch_size))
-                loss = F.cross_entropy(output.comparison, train_target.narrow(0, start, config.batch_size))
-                digits = output.digits.reshape(-1, 10)
-                loss = loss + 2 * F.cross_entropy(digits, train_classes.narrow(0, start, config.batch_size).reshape(-1))
-                model.zero_grad()
-                loss.backward()
-                optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            predicted = model(test_input).comparison.argmax(1).cpu()
-        errors.append((predicted != sets.test_target).float().mean().item())
+        errors.append(plain_run(config, round_index, source, policy.device))
         run_seconds.append(time.perf_counter() - run_started)
     seconds = time.perf_counter() - started
     train, scoring = run_flops(config)
@@ -218,6 +290,15 @@ def measure(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | No
         else:
             timings.append(harness_path(config, rounds, policy, batched=path == "batched", data_dir=data_dir))
     return timings
+
+
+def measure_launches(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | None = None) -> list[Launches]:
+    """Each path's launches per run of the reference configuration (count_launches)."""
+    from harness.data import PairSource, load_mnist
+
+    config = reference_config(**({"epochs": epochs} if epochs else {}))
+    source = PairSource(load_mnist(data_dir))
+    return [count_launches(path, config, rounds, source, policy) for path in paths]
 
 
 DISK_REFERENCE = {"task": "disk", "optimizer": "sgd", "loss": "mse_linear", "loss_reduction": "sum", "lr": 5e-3,

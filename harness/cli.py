@@ -397,8 +397,10 @@ def _shut(progress, store, backend) -> None:
               help="Matrix whose full time is projected from the fastest path ('' to skip).")
 @click.option("--frameworks/--no-frameworks", "frameworks_too", default=True, show_default=True,
               help="Also time the disk task's network in minidl against torch.nn (50 epochs a run).")
+@click.option("--launches/--no-launches", "launches_too", default=True, show_default=True,
+              help="Also count each path's operator launches per run (the GPU-time proxy; runs of 1 and 2 epochs).")
 @DATA_DIR_OPTION
-def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir, frameworks_too):
+def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir, frameworks_too, launches_too):
     """Runs per second of the reference configuration (siamese CNN with aux loss, 1000 pairs,
     25 epochs) through the loop a student writes around the same model (one evaluation at the
     end) and the harness's paths with their defaults (learning curves on), side by side, with the
@@ -411,6 +413,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir, fram
         describe_machine,
         framework_timings,
         measure,
+        measure_launches,
         peak_gflops,
         projected_seconds,
         reference_config,
@@ -431,6 +434,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir, fram
         peak = peak_gflops(policy)
         timings = measure(chosen, rounds, policy, data_dir, epochs)
         frameworks = framework_timings(rounds) if frameworks_too else None
+        launches = measure_launches(chosen, rounds, policy, data_dir, epochs) if launches_too else None
         fastest = max((t for t in timings if t.path != "plain"), key=lambda t: t.runs_per_second, default=None)
         projection = None
         if project_matrix and fastest and epochs is None:
@@ -440,7 +444,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, data_dir, fram
         fail(str(error))
     command = " ".join(["harness", *sys.argv[1:]])
     click.echo(bench_report(timings, machine=describe_machine(policy), command=command, projection=projection,
-                            peak_gflops=peak, frameworks=frameworks))
+                            peak_gflops=peak, frameworks=frameworks, launches=launches))
 
 
 def read_runs(store_path):

@@ -571,10 +571,11 @@ def _timing_table(timings, baseline: str, peak_gflops: float | None) -> str:
 
 
 def bench_report(timings, *, machine: str, command: str, projection: tuple[str, float, int] | None,
-                 peak_gflops: float | None = None, frameworks=None) -> str:
+                 peak_gflops: float | None = None, frameworks=None, launches=None) -> str:
     """`harness bench` output: runs per second of each path, its ratio to the plain loop, the
     GFLOP/s its counted work achieved and, given the machine's measured peak, the fraction.
-    `frameworks`: the disk task's network trained by minidl and by torch.nn, a second table."""
+    `frameworks`: the disk task's network trained by minidl and by torch.nn, a second table.
+    `launches`: each path's operator launches per run (harness.bench.Launches), a third."""
     lines = [f"machine: {machine}", f"command: {command}"]
     if peak_gflops:
         lines.append(f"peak: {peak_gflops:.0f} GFLOP/s (float32 matrix products on every thread, measured now)")
@@ -593,6 +594,15 @@ def bench_report(timings, *, machine: str, command: str, projection: tuple[str, 
         matrix, seconds, runs = projection
         lines += ["", f"projected time for {matrix} ({runs} runs) on the fastest harness path: "
                   f"{seconds:.0f} s ({seconds / 60:.1f} min)"]
+    if launches:
+        lines += ["", "operator launches per run (a kernel each on a GPU, where launches rather than arithmetic bound "
+                  "runs this small; counted on runs of 1 and 2 epochs, a batched group's shared out per round):", "",
+                  _markdown_table(pd.DataFrame({
+                      "path": [c.path for c in launches],
+                      "launches per run": [f"{c.kernels:,.0f}" for c in launches],
+                      "per training step": [f"{c.per_step:,.1f}" for c in launches],
+                      "reads to the host per run": [f"{c.host_reads:,.0f}" for c in launches],
+                  }))]
     if frameworks:
         lines += ["", "disk task, report 002's network (2-25-25-25-1, SGD on the summed MSE, batch 50, 50 epochs a "
                   "run), one process: the from-scratch framework against torch.nn with autograd", "",

@@ -1,9 +1,17 @@
 """`harness bench`: the student's loop against the harness's paths, with the work counted."""
 
 import pytest
+import torch
 from click.testing import CliRunner
 
-from harness.bench import Timing, reference_config, run_flops
+from harness.bench import (
+    LaunchCounter,
+    Launches,
+    Timing,
+    count_launches,
+    reference_config,
+    run_flops,
+)
 from harness.cli import main
 from harness.report import bench_report
 
@@ -43,3 +51,40 @@ def test_the_report_separates_the_steady_rate_from_the_start_up():
     text = bench_report([plain, workers], machine="m", command="c", projection=None)
     line = next(line for line in text.splitlines() if line.startswith("workers:"))
     assert "6.00 s with 2 side by side" in line and "1.67x once started" in line and "6.0 s of its 18.0 s" in line
+
+
+def test_launches_count_kernels_not_views_or_allocations_and_reads_apart():
+    x = torch.ones(3)
+    with LaunchCounter() as counter:
+        y = x.view(3, 1).t()  # views: no kernel
+        torch.empty(4)  # an allocation: no kernel
+        z = (y + 1).sum()  # two kernels
+        value = z.item()  # a read to the host
+    assert (counter.kernels, counter.host_reads, value) == (2, 1, 6.0)
+
+
+def test_launches_per_run_of_each_path(fake_mnist):
+    from harness.data import PairSource, load_mnist
+    from harness.device import resolve
+
+    source, policy = PairSource(load_mnist(fake_mnist)), resolve("cpu")
+    config = reference_config(pairs=100, epochs=3)
+    counts = {path: count_launches(path, config, 4, source, policy) for path in ("plain", "workers", "batched")}
+    assert all(c.steps == 3 and c.kernels > 0 for c in counts.values())
+    # four rounds as one vectorised model: each round's share of the launches is far smaller
+    assert counts["batched"].kernels < counts["workers"].kernels / 2
+    # the sequential run reads every step's loss (to stop a diverged run before its update)
+    assert counts["workers"].host_reads >= counts["workers"].steps
+    # the count is the fixed part plus the epochs: a run of 3 epochs, counted directly, agrees
+    with LaunchCounter() as direct:
+        from harness.training.sequential import train_run
+
+        train_run(config, 0, source, policy)
+    assert direct.kernels == pytest.approx(counts["workers"].kernels, rel=0.02)
+
+
+def test_the_report_lists_launches_per_run_and_step():
+    launches = [Launches("workers", 27_500.0, 6_250.0, 250), Launches("batched", 5_000.0, 600.0, 250)]
+    text = bench_report([], machine="m", command="c", projection=None, launches=launches)
+    row = next(line for line in text.splitlines() if line.startswith("| batched"))
+    assert [c.strip() for c in row.strip("|").split("|")] == ["batched", "5,000", "20.0", "600"]
