@@ -39,15 +39,22 @@ def test_throughput(benchmark, path, data_dir):
     assert timing.test_error < 0.5  # it learned something: a path that skips work is no faster path
 
 
+PAIRED_REPEATS = 3  # plain then workers, three times: the median ratio, as drift on a shared machine moves both
+
+
 @pytest.mark.skipif(DEVICE != "cpu", reason="the 1.5x target is for the CPU path")
 def test_cpu_path_beats_the_plain_loop(benchmark, data_dir):
     """The target as `harness bench --device cpu` measures it: the full reference (10 runs of 25
     epochs on each path, in one go), process start-up included; shortened runs would weigh the
-    workers' start-up (torch imported in each) more than a real plan does."""
-    plain, workers = benchmark.pedantic(
-        lambda: measure(["plain", "workers"], 10, resolve("cpu"), data_dir), rounds=1, iterations=1
-    )
-    ratio = workers.runs_per_second / plain.runs_per_second
-    benchmark.extra_info.update(ratio=ratio, steady_ratio=plain.steady_seconds_per_run / workers.steady_seconds_per_run,
-                                outside_runs=workers.outside_runs)
-    assert ratio >= CPU_TARGET, f"harness CPU path {ratio:.2f}x the plain loop, target {CPU_TARGET}x"
+    workers' start-up (torch imported in each) more than a real plan does. Measured three times,
+    each path right after the other, and the median of the three ratios asserted (every ratio
+    is recorded: none is dropped)."""
+    def paired():
+        return [measure(["plain", "workers"], 10, resolve("cpu"), data_dir) for _ in range(PAIRED_REPEATS)]
+
+    pairs = benchmark.pedantic(paired, rounds=1, iterations=1)
+    ratios = sorted(workers.runs_per_second / plain.runs_per_second for plain, workers in pairs)
+    steady = [plain.steady_seconds_per_run / workers.steady_seconds_per_run for plain, workers in pairs]
+    benchmark.extra_info.update(ratios=ratios, steady_ratios=steady, outside_runs=[w.outside_runs for _, w in pairs])
+    median = ratios[len(ratios) // 2]
+    assert median >= CPU_TARGET, f"harness CPU path {median:.2f}x the plain loop (median of {ratios}), target {CPU_TARGET}x"

@@ -261,8 +261,11 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
     evaluated = sum(evaluates(config, plan, epoch) for plan in pair_plans for epoch in range(plan.epochs - 1))
     per_evaluation = scoring / 2 if config.curve_train_error == "running" else scoring
     work = train + evaluated * per_evaluation + len(pair_plans) * scoring
-    # a batched run's seconds are its group's wall time shared out: they already count side by side
-    side_by_side = 1 if batched else min(policy.workers, rounds)
+    # tasks (a run each, or a batched group of rounds) trained at the same time; a batched run's
+    # seconds are its group's wall time shared out among the group's rounds
+    from harness.runner import make_tasks
+
+    side_by_side = min(policy.workers, len(make_tasks(plan.jobs, batched, policy.workers)))
     return Timing("batched" if batched else "workers", rounds, seconds, float(runs["test_error"].mean()), peak, work,
                   tuple(float(s) for s in runs["seconds"]), side_by_side)
 

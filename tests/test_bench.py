@@ -88,3 +88,14 @@ def test_the_report_lists_launches_per_run_and_step():
     text = bench_report([], machine="m", command="c", projection=None, launches=launches)
     row = next(line for line in text.splitlines() if line.startswith("| batched"))
     assert [c.strip() for c in row.strip("|").split("|")] == ["batched", "5,000", "20.0", "600"]
+
+
+def test_batched_groups_trained_side_by_side_count_as_such(fake_mnist):
+    from harness.bench import harness_path
+    from harness.device import policy_for
+
+    policy = policy_for("cpu", workers=2)
+    timing = harness_path(reference_config(pairs=100, epochs=1), 4, policy, batched=True, data_dir=fake_mnist)
+    # two groups of two rounds, one per worker: each run's seconds are its group's shared out
+    assert timing.side_by_side == 2 and len(timing.run_seconds) == 4
+    assert 0 <= timing.outside_runs < timing.seconds
