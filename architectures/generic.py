@@ -1,7 +1,8 @@
 """The three generic encoder families the ablations cross: linear, mlp and cnn (LeNet-style).
 
 Each builds a digit encoder with 10 outputs per digit (siamese) or 20 for the pair (joint),
-followed by the same comparison head on those logits, so the aux loss changes the loss only.
+followed by the same comparison head on those logits, so the aux loss changes the loss only
+(declared `loss_only`: configurations differing in it alone can train as one vectorised model).
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ def _linear_check(options: ModelOptions) -> str | None:
     return None
 
 
-@register("linear", check=_linear_check)
+@register("linear", check=_linear_check, loss_only=("aux_loss",))
 def linear(options: ModelOptions) -> nn.Module:
     """One linear layer per encoder: pixels -> digit logits."""
     return _pair_model(options, lambda channels, outputs: nn.Sequential(nn.Flatten(), nn.Linear(channels * 196, outputs)))
 
 
-@register("mlp")
+@register("mlp", loss_only=("aux_loss",))
 def mlp(options: ModelOptions) -> nn.Module:
     """A two-hidden-layer perceptron per encoder (256 and 128 units at width 1)."""
 
@@ -63,7 +64,7 @@ def mlp(options: ModelOptions) -> nn.Module:
     return _pair_model(options, encoder)
 
 
-@register("cnn")
+@register("cnn", loss_only=("aux_loss",))
 def cnn(options: ModelOptions) -> nn.Module:
     """LeNet-style convnet per encoder, as the course handout's: conv 32, conv 64, fc 200."""
 

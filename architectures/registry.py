@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,18 +52,23 @@ class Family:
     check: Callable[[ModelOptions], str | None]
     summary: str
     origin: object = None  # the registered function or class
+    # ModelOptions fields that change only how the model is trained (the loss), never what the
+    # family builds or how it computes: models differing in them alone can share one vectorised
+    # model. A user's family declares none, so it is never packed with another configuration.
+    loss_only: frozenset[str] = frozenset()
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, *, check: Callable[[ModelOptions], str | None] | None = None):
+def register(name: str, *, check: Callable[[ModelOptions], str | None] | None = None, loss_only: tuple[str, ...] = ()):
     """Register a model family under `name`, over either
     - a function `ModelOptions -> nn.Module` (the built-in families' form), or
     - a torch.nn.Module class (a user's model): it receives the ModelOptions fields its
       `__init__` names, and its output is read by the contract in architectures.external.
 
     `check(options)` returns why a combination means nothing for this family, or None.
+    `loss_only`: the ModelOptions fields the family's layers and forward never read (see Family).
     Registering a name twice with different code is an error; the same code again (a plugin
     imported by two routes) is not."""
 
@@ -72,8 +78,12 @@ def register(name: str, *, check: Callable[[ModelOptions], str | None] | None = 
         existing = _FAMILIES.get(name)
         if existing is not None and getattr(existing.origin, "__qualname__", None) != getattr(builder, "__qualname__", None):
             raise ValueError(f"model family {name!r} is registered twice")
-        _FAMILIES[name] = _family(name, builder, check) if not isinstance(builder, type) else \
+        unknown = set(loss_only) - {f.name for f in dataclasses.fields(ModelOptions)}
+        if unknown:
+            raise ValueError(f"model family {name!r}: loss_only names no ModelOptions field: {', '.join(sorted(unknown))}")
+        made = _family(name, builder, check) if not isinstance(builder, type) else \
             external_family(name, builder, check, external)
+        _FAMILIES[name] = dataclasses.replace(made, loss_only=frozenset(loss_only))
         return builder
 
     return decorate

@@ -70,11 +70,13 @@ def run(
     device: str = "auto",
     workers: int | None = None,
     batched: bool | None = None,
+    pack: bool = False,
     data_dir: str | Path | None = None,
     backend: str = "local",
     **backend_options: Any,
 ) -> Summary:
-    """Train what the store lacks of the plan (as `harness run`); the summary of what ran."""
+    """Train what the store lacks of the plan (as `harness run`, `pack` as its --pack); the
+    summary of what ran."""
     from harness import backends
     from harness.data import load_mnist
     from harness.device import resolve
@@ -82,7 +84,7 @@ def run(
     from harness.store import Store
 
     remote_gpus = backend_options.get("gpus_per_job", 0.0) if backend != "local" else None
-    policy = resolve(device, workers=workers, batched=batched, remote_gpus=remote_gpus)
+    policy = resolve(device, workers=workers, batched=batched, remote_gpus=remote_gpus, pack=pack)
     chosen = backends.make(backend, device=policy.device, workers=policy.workers, **backend_options)
     splits = load_mnist(data_dir)
     chosen.start()

@@ -320,13 +320,15 @@ def open_store(path, fresh: bool):
     "--batch-rounds/--no-batch-rounds", "batched", default=None,
     help="Train a configuration's rounds as one vectorised model (default: on CUDA only).",
 )
+@click.option("--pack", is_flag=True, help="With the rounds, configurations that differ only in the pair loss "
+              "(aux_loss, aux_weight) train as one vectorised model; implies --batch-rounds.")
 @click.option("--backend", "backend_name", type=click.Choice(BACKEND_NAMES), default="local", show_default=True,
               help="local worker processes, or tasks on a Ray cluster (pip install -e '.[ray]').")
 @click.option("--address", default=None, help="Ray: 'auto' joins a running cluster; default starts a local one.")
 @click.option("--cpus-per-job", type=float, default=1.0, show_default=True, help="Ray: CPUs each task reserves.")
 @click.option("--gpus-per-job", type=float, default=0.0, show_default=True, help="Ray: GPU share each task reserves.")
 def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, store_path, data_dir, workers, fresh, batched,
-        backend_name, address, cpus_per_job, gpus_per_job):
+        pack, backend_name, address, cpus_per_job, gpus_per_job):
     """Train every job of a matrix that the store does not hold yet, and store each result.
 
     Ctrl-C or SIGTERM stops it (exit 130 or 143) with every finished run stored; the same
@@ -349,7 +351,9 @@ def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, 
     with stop_signals_as_interrupts():
         try:
             remote_gpus = gpus_per_job if backend_name != "local" else None
-            policy = resolve(device, workers=workers, batched=batched, remote_gpus=remote_gpus)
+            if pack and batched is False:
+                raise ConfigError("--pack trains vectorised models: it cannot go with --no-batch-rounds")
+            policy = resolve(device, workers=workers, batched=batched, remote_gpus=remote_gpus, pack=pack)
             if workers and workers > policy.workers and policy.kind == "cpu":
                 click.echo(f"--workers {workers}: using {policy.workers}, the CPU cores this process may use")
             backend = backends.make(backend_name, device=policy.device, workers=policy.workers, address=address,

@@ -35,8 +35,10 @@ class DevicePolicy:
     numbers bit-identical. retain_freed_memory: on Linux, glibc keeps the memory a run frees
     for its next allocations (`retain_freed_memory()`), instead of returning each large block
     to the kernel and faulting fresh zeroed pages in at the next step: two one-thread workers
-    spent a quarter of their time in those page faults. Every run records the policy it
-    trained under (`execution`)."""
+    spent a quarter of their time in those page faults. pack: with batched, configurations
+    that differ only in what the pair loss reads (aux_weight, and aux_loss where the model
+    family declares it loss-only) train their rounds together as one vectorised model. Every
+    run records the policy it trained under (`execution`)."""
 
     device: str = "cpu"
     workers: int = 1
@@ -45,12 +47,15 @@ class DevicePolicy:
     channels_last: bool = True
     flush_denormal: bool = True
     retain_freed_memory: bool = True
+    pack: bool = False
 
     def execution(self) -> dict:
         """What of the policy can change a run's floats, as its stored record says it (where
-        memory comes from cannot: `retain_freed_memory` is left out)."""
-        return {"threads": self.threads, "batched": self.batched, "channels_last": self.channels_last,
-                "flush_denormal": self.flush_denormal and self.kind == "cpu"}
+        memory comes from cannot: `retain_freed_memory` is left out). `pack` is recorded only
+        when on, so that the records of runs trained before it existed keep their form."""
+        record = {"threads": self.threads, "batched": self.batched, "channels_last": self.channels_last,
+                  "flush_denormal": self.flush_denormal and self.kind == "cpu"}
+        return {**record, "pack": True} if self.pack else record
 
     @property
     def kind(self) -> str:
@@ -96,12 +101,13 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(MALLOPT_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(MALLOPT_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def policy_for(device: str, *, workers: int | None = None, batched: bool | None = None) -> DevicePolicy:
+def policy_for(device: str, *, workers: int | None = None, batched: bool | None = None, pack: bool = False) -> DevicePolicy:
     """The policy for a device already known to exist (see `resolve`), with the defaults:
     - workers: one process owns an accelerator; on CPU the request (default: every usable
       core) capped at the usable cores, as more would only share them;
     - batched: on CUDA, where one small run leaves the GPU idle between kernel launches; on CPU
       one-thread process workers measured faster (docs/performance.md, `harness bench`);
+      `pack` implies it (packs are vectorised models);
     - channels_last: on CPU, where a siamese CNN trained ~1.6x faster in NHWC on a 2-core x86."""
     kind = device.partition(":")[0]
     if kind not in KINDS:
@@ -111,15 +117,16 @@ def policy_for(device: str, *, workers: int | None = None, batched: bool | None 
         device=device,
         workers=count,
         threads=1,
-        batched=(kind == "cuda") if batched is None else batched,
+        batched=pack or ((kind == "cuda") if batched is None else batched),
         channels_last=kind == "cpu",
         flush_denormal=kind == "cpu",
         retain_freed_memory=kind == "cpu",
+        pack=pack,
     )
 
 
 def resolve(requested: str, *, workers: int | None = None, batched: bool | None = None,
-            remote_gpus: float | None = None) -> DevicePolicy:
+            remote_gpus: float | None = None, pack: bool = False) -> DevicePolicy:
     """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' -> the policy for a device that exists here,
     else ConfigError saying what to use instead. `remote_gpus`: the GPUs each task reserves on
     a remote backend (Ray), whose devices are not this machine's: 'auto' there means CUDA when
@@ -128,8 +135,8 @@ def resolve(requested: str, *, workers: int | None = None, batched: bool | None 
         if requested == "auto":
             requested = "cuda" if remote_gpus > 0 else "cpu"
         if requested.partition(":")[0] == "cuda":
-            return policy_for(requested, workers=workers, batched=batched)
-    return policy_for(available(requested), workers=workers, batched=batched)
+            return policy_for(requested, workers=workers, batched=batched, pack=pack)
+    return policy_for(available(requested), workers=workers, batched=batched, pack=pack)
 
 
 def available(requested: str) -> str:

@@ -121,33 +121,41 @@ def provenance(plan: Plan, policy=None) -> Provenance:
 @dataclass(frozen=True)
 class Task:
     """One unit of work for a worker: one round of a configuration, or (batched) several rounds
-    of one configuration trained together as one vectorised model."""
+    of one configuration trained together as one vectorised model, with (packed) further
+    configurations' rounds in it (`others`)."""
 
     config: RunConfig
     rounds: tuple[int, ...]
     batched: bool = False
+    others: tuple[Job, ...] = ()
 
     def jobs(self) -> list[Job]:
-        return [Job(self.config, r) for r in self.rounds]
+        return [Job(self.config, r) for r in self.rounds] + list(self.others)
 
 
-def make_tasks(jobs: list[Job], batched: bool, workers: int = 1) -> list[Task]:
-    """Jobs as tasks: one each, or batched, one per configuration holding its missing rounds;
-    with fewer configurations than workers, a configuration's rounds are split so that every
-    worker gets a share."""
+def make_tasks(jobs: list[Job], batched: bool, workers: int = 1, pack: bool = False) -> list[Task]:
+    """Jobs as tasks: one each, or batched, one per configuration holding its missing rounds
+    (with `pack`, one per group of configurations whose task gives them one pack_key); with
+    fewer groups than workers, a group's jobs are split so that every worker gets a share."""
     if not batched:
         return [Task(job.config, (job.round,)) for job in jobs]
-    rounds: dict[str, list[int]] = {}
-    configs: dict[str, RunConfig] = {}
+    groups: dict[str, list[Job]] = {}
     for job in jobs:
-        rounds.setdefault(job.config.config_id, []).append(job.round)
-        configs[job.config.config_id] = job.config
-    parts = max(1, -(-workers // len(rounds)))
+        key = job.config.config_id
+        spec = get_task(job.config.task)
+        if pack and spec.pack_key is not None and spec.packed_trainer is not None:
+            key = f"{job.config.task}:{spec.resolve('pack_key')(job.config)}"
+        groups.setdefault(key, []).append(job)
+    parts = max(1, -(-workers // len(groups)))
     tasks = []
-    for key, missing in rounds.items():
-        missing = sorted(missing)
-        size = -(-len(missing) // min(parts, len(missing)))
-        tasks += [Task(configs[key], tuple(missing[i : i + size]), True) for i in range(0, len(missing), size)]
+    for members in groups.values():
+        members = sorted(members, key=lambda job: (job.config.config_id, job.round))
+        size = -(-len(members) // min(parts, len(members)))
+        for chunk in (members[i : i + size] for i in range(0, len(members), size)):
+            first = chunk[0].config
+            rounds = tuple(job.round for job in chunk if job.config.config_id == first.config_id)
+            others = tuple(job for job in chunk if job.config.config_id != first.config_id)
+            tasks.append(Task(first, rounds, True, others))
     return tasks
 
 
@@ -161,7 +169,10 @@ def run_task(task: Task, source, policy: DevicePolicy) -> list[tuple[Job, object
     if isinstance(source, DeferredSource):
         source = source.load()
     batched_trainer = spec.resolve("batched_trainer")
-    if task.batched and batched_trainer is not None:
+    if task.others:
+        jobs = task.jobs()
+        results = spec.resolve("packed_trainer")([(job.config, job.round) for job in jobs], source, policy)
+    elif task.batched and batched_trainer is not None:
         results = batched_trainer(task.config, list(task.rounds), source, policy)
     else:
         trainer = spec.resolve("trainer")
@@ -289,7 +300,7 @@ def run_plan(
         from harness.backends.local import LocalBackend
 
         backend = LocalBackend(policy.workers)
-    tasks = make_tasks(jobs, policy.batched, backend.workers)
+    tasks = make_tasks(jobs, policy.batched, backend.workers, policy.pack)
     context = WorkerContext(sources, replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
     record = provenance(plan, context.policy)
     store.keep_sources(record.sources)

@@ -124,3 +124,91 @@ def test_run_plan_batched_stores_every_round_and_resumes(fake_mnist, tmp_path):
     with Store(tmp_path / "b.sqlite") as store:
         store_path = tmp_path / "b.sqlite"
         assert run_plan(plan, store, workers=1, batched=True).already_done == 6, store_path
+
+
+# --------------------------------------------------------------------------- packs (--pack)
+
+
+def test_configurations_differing_only_in_the_pair_loss_share_a_pack_key():
+    from harness.training import pack_key
+
+    base = {**SMALL, "encoder": "cnn", "batch_norm": True}
+    key = pack_key(resolve(base, "t"))
+    assert pack_key(resolve({**base, "aux_loss": True}, "t")) == key
+    assert pack_key(resolve({**base, "aux_loss": True, "aux_weight": 0.5}, "t")) == key
+    assert pack_key(resolve({**base, "lr": 1e-2}, "t")) != key  # the schedule differs
+    assert pack_key(resolve({**base, "swap_augment": True}, "t")) != key  # twice the training pairs
+    assert pack_key(resolve({**base, "dropout": 0.25}, "t")) != key  # another layer
+    # a family that does not declare the aux loss loss-only builds other layers for it (poulsen's head)
+    poulsen = {**SMALL, "encoder": "poulsen_clenet"}
+    assert pack_key(resolve(poulsen, "t")) != pack_key(resolve({**poulsen, "aux_loss": True}, "t"))
+    ensemble = resolve({**base, "ensemble": 2}, "t")
+    assert pack_key(ensemble) == ensemble.config_id
+
+
+def test_a_family_declares_only_fields_of_the_model_options():
+    from architectures import register
+
+    with pytest.raises(ValueError, match="loss_only names no ModelOptions field: aux"):
+        register("packing_typo", loss_only=("aux",))(lambda options: torch.nn.Identity())
+
+
+def test_a_pack_trains_each_configuration_as_its_own_batched_group(source):
+    from harness.training import train_pack
+
+    plain = resolve({**SMALL, "encoder": "cnn", "batch_norm": True}, "t")
+    aux = resolve({**SMALL, "encoder": "cnn", "batch_norm": True, "aux_loss": True, "aux_weight": 0.5}, "t")
+    jobs = [(aux, 0), (aux, 1), (plain, 0), (plain, 1)]
+    packed = train_pack(jobs, source)
+    alone = train_rounds(aux, [0, 1], source) + train_rounds(plain, [0, 1], source)
+    for (config, round_index), mine, theirs in zip(jobs, packed, alone):
+        assert mine.status == theirs.status == "done", (mine.reason, theirs.reason)
+        assert (mine.config_id, mine.round, mine.model_seed) == (config.config_id, round_index, theirs.model_seed)
+        for a, b in zip(mine.epochs, theirs.epochs):
+            assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=2e-3), (a, b)
+        for key, value in theirs.metrics.items():
+            if value is None or key == "train_loss":
+                assert mine.metrics[key] is None or key == "train_loss"  # no digit error without aux
+            else:
+                assert abs(mine.metrics[key] - value) <= 0.05 + 1e-9, (key, mine.metrics[key], value)
+    # each member's loss is its own configuration's: with the aux loss it is larger
+    assert packed[0].epochs[0]["train_loss"] > packed[2].epochs[0]["train_loss"]
+    assert packed[0].metrics["test_digit_error"] is not None and packed[2].metrics["test_digit_error"] is None
+    with pytest.raises(ValueError, match="differ in more than the pair loss"):
+        train_pack([(plain, 0), (resolve({**SMALL, "encoder": "mlp"}, "t"), 0)], source)
+
+
+def test_packed_tasks_hold_every_job_once_and_the_store_records_the_pack(fake_mnist, tmp_path):
+    from harness.device import policy_for
+    from harness.runner import make_tasks
+
+    plan = expand(load_matrix(_write(tmp_path, """
+[defaults]
+epochs = 1
+pairs = 100
+batch_size = 25
+rounds = 3
+encoder = "cnn"
+[matrix]
+aux_loss = [false, true]
+batch_norm = [false, true]
+""")))
+    tasks = make_tasks(plan.jobs, batched=True, workers=1, pack=True)
+    assert len(tasks) == 2 and all(len(task.jobs()) == 6 for task in tasks)  # aux off and on together
+    assert sorted((j.config.config_id, j.round) for t in tasks for j in t.jobs()) == \
+        sorted((j.config.config_id, j.round) for j in plan.jobs)
+    assert len(make_tasks(plan.jobs, batched=True, workers=1)) == 4  # without --pack: a configuration each
+    split = make_tasks(plan.jobs, batched=True, workers=4, pack=True)  # more workers than packs: shared out
+    assert len(split) == 4 and sum(len(t.jobs()) for t in split) == 12
+    with Store(tmp_path / "s.sqlite") as store:
+        summary = run_plan(plan, store, policy=policy_for("cpu", workers=1, pack=True))
+        runs = store.runs()
+    assert summary.finished == 12 and not summary.failed
+    assert sorted(runs["config_id"].unique()) == sorted({c.config_id for c in plan.configs})
+    assert all('"pack": true' in record and '"batched": true' in record for record in runs["execution"])
+
+
+def _write(folder, text):
+    path = folder / "matrix.toml"
+    path.write_text(text)
+    return path

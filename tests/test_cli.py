@@ -222,3 +222,10 @@ def test_each_profile_keeps_its_own_store(fake_mnist, matrix, tmp_path, monkeypa
     assert not (tmp_path / "results" / "harness.sqlite").exists()  # the main store holds no smoke run
     table = invoke("table", "--matrix", matrix, "--profile", "one")
     assert table.exit_code == 0 and "results/harness-one.sqlite" in table.output, table.output
+
+
+def test_pack_needs_vectorised_models(matrix, tmp_path):
+    result = invoke("run", "--matrix", matrix, "--device", "cpu", "--pack", "--no-batch-rounds",
+                    "--store", tmp_path / "s.sqlite")
+    assert result.exit_code == 2 and not (tmp_path / "s.sqlite").exists()
+    assert "--pack trains vectorised models: it cannot go with --no-batch-rounds" in result.output

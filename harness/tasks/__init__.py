@@ -44,7 +44,9 @@ class TaskSpec:
     """One task. `loader(data_dir)` runs once per `harness run` in the main process and its
     result is shipped to every worker; `trainer(config, round_index, source, policy)` trains
     one round and never raises for a failed run; `batched_trainer(config, rounds, source,
-    policy)`, when given, trains several rounds as one vectorised model. `check(config)` says
+    policy)`, when given, trains several rounds as one vectorised model; `packed_trainer(jobs,
+    source, policy)` trains (config, round) jobs of configurations with one `pack_key(config)`
+    together (`--pack`). `check(config)` says
     why a configuration means nothing for this task (it is dropped from the plan), or None.
     `figures(runs, epochs, out_dir)` draws the task's own figures from the store's DataFrames
     and returns the paths written. `parameter_count(config)` and `seconds_per_run(config)` let
@@ -56,6 +58,8 @@ class TaskSpec:
     loader: str | Callable[[Any], Any]
     trainer: str | Callable[..., Any]
     batched_trainer: str | Callable[..., Any] | None = None
+    packed_trainer: str | Callable[..., Any] | None = None
+    pack_key: str | Callable[[Any], str] | None = None
     check: str | Callable[[Any], str | None] | None = None
     figures: str | Callable[..., list] | None = None
     default_matrix: str | None = None
@@ -110,6 +114,8 @@ register_task(TaskSpec(
     loader="harness.data:load_pair_source",
     trainer="harness.training:train_run",
     batched_trainer="harness.training:train_rounds",
+    packed_trainer="harness.training:train_pack",
+    pack_key="harness.training:pack_key",
     check="harness.config:why_meaningless_pairs",
     default_matrix="ablations.toml",
     parameter_count="harness.plan:pairs_parameter_count",

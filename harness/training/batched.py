@@ -40,14 +40,16 @@ class Members:
 
     fail_fast = False  # one member's divergence must not stop the others
 
-    def __init__(self, config: RunConfig, rounds: list[int], source, device: torch.device):
+    def __init__(self, jobs: list[tuple[RunConfig, int]], source, device: torch.device):
+        """`jobs`: (configuration, round) per member; the configurations share a pack_key."""
         from architectures import build, count_parameters
 
-        self.config, self.device = config, device
+        self.configs = [config for config, _ in jobs]
+        self.config, self.device = self.configs[0], device  # the structure and schedule all share
         self.results: list[RunResult] = []
         self.generators: list[torch.Generator] = []
         models, datasets = [], []
-        for round_index in rounds:
+        for config, round_index in jobs:
             result = protocol.new_result(config, round_index, str(device))
             self.results.append(result)
             datasets.append(protocol.prepare_data(config, source.pairs(config.pairs, result.data_seed), device))
@@ -147,6 +149,16 @@ class Members:
     def per_member(self, loss):
         return vmap(loss)
 
+    def loss_groups(self) -> list[tuple[RunConfig, slice]]:
+        """Runs of consecutive members with one configuration: (it, their slice)."""
+        groups: list[tuple[RunConfig, slice]] = []
+        start = 0
+        for position in range(1, len(self.configs) + 1):
+            if position == len(self.configs) or self.configs[position].config_id != self.configs[start].config_id:
+                groups.append((self.configs[start], slice(start, position)))
+                start = position
+        return groups
+
     def after_step(self) -> None:
         if self.average is not None:
             self.average.update()
@@ -165,27 +177,56 @@ class Members:
         return protocol.score(self.config, forward, self.eval_sets, self.members, skip)
 
 
+LOSS_ONLY_SETTINGS = ("aux_weight",)  # run settings that only the pair loss reads
+
+
+def pack_key(config: RunConfig) -> str:
+    """Configurations with one key build the same model and train it on the same schedule:
+    they differ only in what the pair loss reads (aux_weight, and aux_loss where the model
+    family declares it loss-only, architectures.Family.loss_only), so their rounds can train
+    as one vectorised model (train_pack). An ensemble or a distilled run trains its models one
+    after the other: its key is its own configuration's."""
+    import json
+
+    from architectures import family
+
+    if config.ensemble > 1 or config.distill_teachers:
+        return config.config_id
+    free = {*LOSS_ONLY_SETTINGS, *(family(config.encoder).loss_only & {"aux_loss"})}
+    kept = {name: value for name, value in config.identity().items() if name not in free}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePolicy = CPU) -> list[RunResult]:
     """Train `rounds` of one configuration together; one RunResult per round, in order.
 
     Never raises for a failed training: every member is recorded failed with the reason.
     """
+    return train_pack([(config, round_index) for round_index in rounds], source, policy)
+
+
+def train_pack(jobs: list[tuple[RunConfig, int]], source, policy: DevicePolicy = CPU) -> list[RunResult]:
+    """Train (configuration, round) jobs whose configurations share a pack_key as one
+    vectorised model; one RunResult per job, in order. Never raises for a failed training."""
+    if len({pack_key(config) for config, _ in jobs}) > 1:
+        raise ValueError("train_pack: the configurations differ in more than the pair loss reads")
+    config = jobs[0][0]
     if config.ensemble > 1 or config.distill_teachers:  # several models a run, trained one after the other
         from harness.training.sequential import train_run
 
-        return [train_run(config, round_index, source, policy) for round_index in rounds]
+        return [train_run(job_config, round_index, source, policy) for job_config, round_index in jobs]
     device = policy.torch_device()
     started = time.perf_counter()
     try:
-        members = Members(config, rounds, source, device)
+        members = Members(jobs, source, device)
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"
-        return [protocol.failed_result(config, round_index, reason, policy.device) for round_index in rounds]
+        return [protocol.failed_result(job_config, round_index, reason, policy.device) for job_config, round_index in jobs]
     try:
         with torch.random.fork_rng(devices=policy.rng_devices()):
             torch.manual_seed(members.mixing_seed())
             outcome = protocol.train(config, members)
-        protocol.finish(config, outcome, members.results)
+        protocol.finish(members.configs, outcome, members.results)
     except Exception as error:
         for result in members.results:
             result.reason = result.reason or f"{type(error).__name__}: {error}"

@@ -13,6 +13,7 @@ the sequential driver has none. Every function below works on both.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -565,6 +566,8 @@ class Learner(Protocol):
 
     def per_member(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]: ...
 
+    def loss_groups(self) -> list[tuple[RunConfig, slice]]: ...  # members sharing a configuration, in order
+
     def after_step(self) -> None: ...
 
     def evaluate(self, skip: tuple[str, ...] = ()) -> Scores: ...  # every eval set but those skipped
@@ -664,18 +667,26 @@ def objective(config: RunConfig, plan: StagePlan, learner: Learner,
 
         return pretrain_loss
 
-    aux = uses_aux(config)
-    pair_losses = learner.per_member(lambda *tensors: pair_objective(config, *tensors))
+    # each group of members sharing a configuration gets that configuration's loss (members of
+    # a pack differ in what the loss reads: the aux loss and its weight)
+    groups = [(learner.per_member(functools.partial(pair_objective, member_config)), uses_aux(member_config), part)
+              for member_config, part in learner.loss_groups()]
 
     def pair_loss(index):
         pairs = learner.augment(learner.take("train_input", index))  # (R?, b, 2, 14, 14)
         comparison, digits = learner.forward_pairs(pairs)  # (R?, b, K), (R?, b, 2, 10) or None
-        if aux and digits is None:
-            raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
         target, classes = learner.take("train_target", index), learner.take("train_classes", index)
         if tally is not None:
             tally.add(comparison, target, config.loss)
-        return pair_losses(comparison, digits if aux else comparison, target, classes)  # digits unused without aux
+        losses = []
+        for losses_of, aux, part in groups:
+            if aux and digits is None:
+                raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
+            tensors = (comparison, digits if aux else comparison, target, classes)  # digits unused without aux
+            if part != slice(None):
+                tensors = tuple(tensor[part] for tensor in tensors)
+            losses.append(losses_of(*tensors))
+        return losses[0] if len(losses) == 1 else torch.cat(losses)  # (R?,)
 
     return pair_loss
 
@@ -707,11 +718,12 @@ def end_epoch(config: RunConfig, plan: StagePlan, epoch: int, losses: list[float
         curve.append(row)
 
 
-def finish(config: RunConfig, outcome: Outcome, results: list[RunResult]) -> None:
-    """The members' final metrics and status into their results. A diverged member is failed
-    with no metrics: its weights are not finite, its errors meaningless."""
-    digits = trained_on_digits(config)
-    for position, result in enumerate(results):
+def finish(configs: list[RunConfig], outcome: Outcome, results: list[RunResult]) -> None:
+    """The members' final metrics and status into their results (`configs`: each member's
+    configuration). A diverged member is failed with no metrics: its weights are not finite,
+    its errors meaningless."""
+    for position, (config, result) in enumerate(zip(configs, results, strict=True)):
+        digits = trained_on_digits(config)
         result.epochs = outcome.curves[position]
         if not outcome.alive(position):
             result.status, result.reason = Status.FAILED.value, outcome.reasons[position]

@@ -89,6 +89,9 @@ class SingleModel:
     def per_member(self, loss):
         return loss
 
+    def loss_groups(self) -> list[tuple[RunConfig, slice]]:
+        return [(self.config, slice(None))]
+
     def after_step(self) -> None:
         if self.average is not None:
             self.average.update()
@@ -154,7 +157,7 @@ def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy 
         if len(members) > 1:
             forward = protocol.averaged_forward(config, [member.scoring_forward() for member in members])
             outcome = protocol.ensemble_outcome(outcomes, protocol.score(config, forward, data.eval_sets, 1))
-        protocol.finish(config, outcome, [result])
+        protocol.finish([config], outcome, [result])
     except Exception as error:  # a failed run is recorded with its reason; the matrix goes on
         result.reason = f"{type(error).__name__}: {error}"
     result.seconds = time.perf_counter() - started
