@@ -133,22 +133,29 @@ class Launches:
 
 
 def count_launches(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy) -> Launches:
-    """A run's launches on `path`, counted on runs of one and two epochs in this process (the
-    profiler's proxy for GPU time where launches, not arithmetic, bound it): the fixed part
-    (building, the final scoring) plus the reference's epochs times the second epoch's."""
-    from harness.training.batched import train_rounds
+    """A run's launches on `path` (plain, workers, batched, or packed: the configuration with
+    and without its aux loss as one vectorised model, shared out per run), the proxy for GPU
+    time where launches, not arithmetic, bound it. Counted on runs of one and two epochs in
+    this process: the fixed part (building, the final scoring) plus the reference's epochs
+    times the second epoch's."""
+    from harness.training.batched import train_pack, train_rounds
     from harness.training.sequential import train_run
 
     def counted(epochs: int) -> tuple[float, float]:
         short = dataclasses.replace(config, epochs=epochs)
+        jobs = [(short, r) for r in range(rounds)]
+        if path == "packed":  # the configuration with and without its aux loss, one vectorised model
+            jobs += [(dataclasses.replace(short, aux_loss=not short.aux_loss), r) for r in range(rounds)]
         with LaunchCounter() as counter:
             if path == "plain":
                 plain_run(short, 0, source, policy.device)
             elif path == "batched":
                 train_rounds(short, list(range(rounds)), source, policy)
+            elif path == "packed":
+                train_pack(jobs, source, policy)
             else:
                 train_run(short, 0, source, policy)
-        share = rounds if path == "batched" else 1
+        share = len(jobs) if path in ("batched", "packed") else 1
         return counter.kernels / share, counter.host_reads / share
 
     (kernels_1, reads_1), (kernels_2, reads_2) = counted(1), counted(2)
@@ -296,12 +303,14 @@ def measure(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | No
 
 
 def measure_launches(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | None = None) -> list[Launches]:
-    """Each path's launches per run of the reference configuration (count_launches)."""
+    """Each path's launches per run of the reference configuration (count_launches); with the
+    batched path, a pack's too (the reference with and without its aux loss, `--pack`)."""
     from harness.data import PairSource, load_mnist
 
     config = reference_config(**({"epochs": epochs} if epochs else {}))
     source = PairSource(load_mnist(data_dir))
-    return [count_launches(path, config, rounds, source, policy) for path in paths]
+    counted = [*paths, "packed"] if "batched" in paths else list(paths)
+    return [count_launches(path, config, rounds, source, policy) for path in counted]
 
 
 DISK_REFERENCE = {"task": "disk", "optimizer": "sgd", "loss": "mse_linear", "loss_reduction": "sum", "lr": 5e-3,

@@ -69,10 +69,12 @@ def test_launches_per_run_of_each_path(fake_mnist):
 
     source, policy = PairSource(load_mnist(fake_mnist)), resolve("cpu")
     config = reference_config(pairs=100, epochs=3)
-    counts = {path: count_launches(path, config, 4, source, policy) for path in ("plain", "workers", "batched")}
+    paths = ("plain", "workers", "batched", "packed")
+    counts = {path: count_launches(path, config, 4, source, policy) for path in paths}
     assert all(c.steps == 3 and c.kernels > 0 for c in counts.values())
-    # four rounds as one vectorised model: each round's share of the launches is far smaller
-    assert counts["batched"].kernels < counts["workers"].kernels / 2
+    # four rounds as one vectorised model: each round's share of the launches is far smaller,
+    # and smaller again with a second configuration packed in
+    assert counts["packed"].kernels < counts["batched"].kernels < counts["workers"].kernels / 2
     # the sequential run reads every step's loss (to stop a diverged run before its update)
     assert counts["workers"].host_reads >= counts["workers"].steps
     # the count is the fixed part plus the epochs: a run of 3 epochs, counted directly, agrees
