@@ -75,6 +75,9 @@ class Setting:
     factor: bool = False  # one of the ablation factors: a column of every table
     title: str = ""  # the factor as a question names it ("weight sharing"); default: the name
     task: str | None = None  # the one task that uses this setting (None: every task)
+    # read by the pair loss alone, so that members of one vectorised model may differ in it
+    # (--pack); a model option only where the model's family declares it loss-only too
+    loss_only: bool = False
 
     def titled(self, name: str) -> str:
         return self.title or name.replace("_", " ")
@@ -175,9 +178,9 @@ class RunConfig:
                                    tag=_sharing_tag, always=True, effect=FROM_BASELINE, baseline=False, factor=True, task="pairs")
     aux_loss: bool = setting(False, "add `aux_weight` x (the two digits' classification losses)", "model",
                              tag="aux", effect=FROM_BASELINE, baseline=False, factor=True,
-                             title="auxiliary digit losses", task="pairs")
+                             title="auxiliary digit losses", task="pairs", loss_only=True)
     aux_weight: float = setting(1.0, "weight of the digit losses when `aux_loss` is on", "model", minimum=0,
-                                effect=FROM_SMALLEST, task="pairs")
+                                effect=FROM_SMALLEST, task="pairs", loss_only=True)
     batch_norm: bool = setting(False, "batch norm after hidden layers", "model",
                                tag="bn", effect=FROM_BASELINE, baseline=False, factor=True, task="pairs")
     dropout: float = setting(0.0, "dropout rate after hidden layers", "model", minimum=0, below=1,

@@ -46,8 +46,8 @@ class TaskSpec:
     one round and never raises for a failed run; `batched_trainer(config, rounds, source,
     policy)`, when given, trains several rounds as one vectorised model; `packed_trainer(jobs,
     source, policy)` trains (config, round) jobs of configurations with one `pack_key(config)`
-    together (`--pack`). `check(config)` says
-    why a configuration means nothing for this task (it is dropped from the plan), or None.
+    together (`--pack`). `check(config)` says why a configuration means nothing for this task
+    (it is dropped from the plan), or None.
     `figures(runs, epochs, out_dir)` draws the task's own figures from the store's DataFrames
     and returns the paths written. `parameter_count(config)` and `seconds_per_run(config)` let
     `harness plan` show a configuration's size and an estimate of its time before training. `size_setting`: the setting holding the examples per set,

@@ -25,7 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from harness.device import CPU, DevicePolicy
 from harness.results import RunResult, Stage
-from harness.settings import RunConfig
+from harness.settings import DECLARED, MODEL_OPTIONS, RunConfig
 from harness.training import protocol
 from harness.training.protocol import StagePlan
 
@@ -177,22 +177,21 @@ class Members:
         return protocol.score(self.config, forward, self.eval_sets, self.members, skip)
 
 
-LOSS_ONLY_SETTINGS = ("aux_weight",)  # run settings that only the pair loss reads
-
-
 def pack_key(config: RunConfig) -> str:
     """Configurations with one key build the same model and train it on the same schedule:
-    they differ only in what the pair loss reads (aux_weight, and aux_loss where the model
-    family declares it loss-only, architectures.Family.loss_only), so their rounds can train
-    as one vectorised model (train_pack). An ensemble or a distilled run trains its models one
-    after the other: its key is its own configuration's."""
+    they differ only in settings the pair loss alone reads (declared `loss_only`: aux_weight,
+    and aux_loss where the model family declares it loss-only too, Family.loss_only), so their
+    rounds can train as one vectorised model (train_pack). An ensemble or a distilled run
+    trains its models one after the other: its key is its own configuration's."""
     import json
 
     from architectures import family
 
     if config.ensemble > 1 or config.distill_teachers:
         return config.config_id
-    free = {*LOSS_ONLY_SETTINGS, *(family(config.encoder).loss_only & {"aux_loss"})}
+    family_loss_only = family(config.encoder).loss_only
+    free = {name for name, declared in DECLARED.items()
+            if declared.meta.loss_only and (name not in MODEL_OPTIONS or name in family_loss_only)}
     kept = {name: value for name, value in config.identity().items() if name not in free}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
