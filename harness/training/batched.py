@@ -17,7 +17,9 @@ within a tolerance). Convolutions keep the NCHW layout: the stacked weights are 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
+import itertools
 import time
 
 import torch
@@ -151,12 +153,11 @@ class Members:
 
     def loss_groups(self) -> list[tuple[RunConfig, slice]]:
         """Runs of consecutive members with one configuration: (it, their slice)."""
-        groups: list[tuple[RunConfig, slice]] = []
-        start = 0
-        for position in range(1, len(self.configs) + 1):
-            if position == len(self.configs) or self.configs[position].config_id != self.configs[start].config_id:
-                groups.append((self.configs[start], slice(start, position)))
-                start = position
+        groups, start = [], 0
+        for _, run in itertools.groupby(self.configs, key=lambda config: config.config_id):
+            members = list(run)
+            groups.append((members[0], slice(start, start + len(members))))
+            start += len(members)
         return groups
 
     def after_step(self) -> None:
@@ -183,17 +184,14 @@ def pack_key(config: RunConfig) -> str:
     and aux_loss where the model family declares it loss-only too, Family.loss_only), so their
     rounds can train as one vectorised model (train_pack). An ensemble or a distilled run
     trains its models one after the other: its key is its own configuration's."""
-    import json
-
     from architectures import family
 
     if config.ensemble > 1 or config.distill_teachers:
         return config.config_id
     family_loss_only = family(config.encoder).loss_only
-    free = {name for name, declared in DECLARED.items()
+    free = {name: declared.default for name, declared in DECLARED.items()
             if declared.meta.loss_only and (name not in MODEL_OPTIONS or name in family_loss_only)}
-    kept = {name: value for name, value in config.identity().items() if name not in free}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return dataclasses.replace(config, **free).config_id  # the id with those settings at their defaults
 
 
 def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePolicy = CPU) -> list[RunResult]:

@@ -682,10 +682,8 @@ def objective(config: RunConfig, plan: StagePlan, learner: Learner,
         for losses_of, aux, part in groups:
             if aux and digits is None:
                 raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
-            tensors = (comparison, digits if aux else comparison, target, classes)  # digits unused without aux
-            if part != slice(None):
-                tensors = tuple(tensor[part] for tensor in tensors)
-            losses.append(losses_of(*tensors))
+            read = digits if aux else comparison  # digits unused without aux
+            losses.append(losses_of(comparison[part], read[part], target[part], classes[part]))
         return losses[0] if len(losses) == 1 else torch.cat(losses)  # (R?,)
 
     return pair_loss
