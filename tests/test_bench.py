@@ -101,3 +101,33 @@ def test_batched_groups_trained_side_by_side_count_as_such(fake_mnist):
     # two groups of two rounds, one per worker: each run's seconds are its group's shared out
     assert timing.side_by_side == 2 and len(timing.run_seconds) == 4
     assert 0 <= timing.outside_runs < timing.seconds
+
+
+
+@pytest.mark.parametrize("members", [None, [0, 1, 2]], ids=["sequential", "batched"])
+def test_one_configurations_loss_reads_the_outputs_whole(fake_mnist, members):
+    """The pair loss of one configuration (a run, or its rounds as one vectorised model) takes
+    the model's outputs as they are: a slice of them, even a whole one, would cost every step's
+    backward a copy of the gradient (a kernel each on a GPU). Only a pack slices its groups."""
+    from harness.data import PairSource, load_mnist
+    from harness.device import CPU
+    from harness.results import Stage
+    from harness.training import protocol
+    from harness.training.batched import Members
+    from harness.training.sequential import new_learner
+
+    config, source = reference_config(pairs=100, epochs=1), PairSource(load_mnist(fake_mnist))
+    if members is None:
+        data = protocol.prepare_data(config, source.pairs(100, 0), torch.device("cpu"))
+        learner = new_learner(config, 0, data, CPU)
+    else:
+        learner = Members([(config, round_index) for round_index in members], source, torch.device("cpu"))
+    plan = next(plan for plan in protocol.stages(config) if plan.stage is Stage.PAIRS)
+    loss = protocol.objective(config, plan, learner)(learner.batches(100)[0])
+    nodes, kinds = [loss.grad_fn], set()
+    while nodes:
+        node = nodes.pop()
+        kinds.add(type(node).__name__)
+        nodes.extend(parent for parent, _ in node.next_functions if parent is not None)
+    assert any(kind.startswith("Convolution") for kind in kinds), kinds  # the walk reached the model
+    assert not {kind for kind in kinds if kind.startswith(("Slice", "Index"))}, kinds

@@ -566,7 +566,7 @@ class Learner(Protocol):
 
     def per_member(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]: ...
 
-    def loss_groups(self) -> list[tuple[RunConfig, slice]]: ...  # members sharing a configuration, in order
+    def loss_groups(self) -> list[tuple[RunConfig, slice]]: ...  # members sharing a configuration, in order: all of them in all
 
     def after_step(self) -> None: ...
 
@@ -682,8 +682,10 @@ def objective(config: RunConfig, plan: StagePlan, learner: Learner,
         for losses_of, aux, part in groups:
             if aux and digits is None:
                 raise ValueError(f"{config.encoder} has no digit outputs for an aux loss")
-            read = digits if aux else comparison  # digits unused without aux
-            losses.append(losses_of(comparison[part], read[part], target[part], classes[part]))
+            tensors = (comparison, digits if aux else comparison, target, classes)  # digits unused without aux
+            if len(groups) > 1:  # one group holds every member: even a whole slice, a view,
+                tensors = tuple(tensor[part] for tensor in tensors)  # costs its backward a gradient copy
+            losses.append(losses_of(*tensors))
         return losses[0] if len(losses) == 1 else torch.cat(losses)  # (R?,)
 
     return pair_loss
