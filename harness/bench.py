@@ -97,8 +97,9 @@ ALLOCATIONS = frozenset({"empty", "empty_strided", "empty_like", "new_empty", "n
 
 class LaunchCounter(TorchDispatchMode):
     """Counts the operators torch dispatches while active, as a GPU would launch them: every
-    operator that computes or copies data is at least one kernel launch; views and bare
-    allocations launch none; a read of a tensor's value into Python (`.item()`, `.tolist()`)
+    operator that computes or copies data is at least one kernel launch; views, bare
+    allocations and the profiler's markers (`record_function`, around every optimiser step)
+    launch none; a read of a tensor's value into Python (`.item()`, `.tolist()`)
     is counted apart, as on a GPU it waits for every kernel before it (on the CPU all tensors
     are the host's: optimiser step counters, which a GPU keeps on the host too, count here)."""
 
@@ -111,7 +112,7 @@ class LaunchCounter(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name == "_local_scalar_dense":
             self.host_reads += 1
-        elif not (func.is_view or name in ALLOCATIONS):
+        elif not (func.is_view or name in ALLOCATIONS or func.namespace == "profiler"):
             self.kernels += 1
         return func(*args, **(kwargs or {}))
 

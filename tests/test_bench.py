@@ -58,7 +58,8 @@ def test_launches_count_kernels_not_views_or_allocations_and_reads_apart():
     with LaunchCounter() as counter:
         y = x.view(3, 1).t()  # views: no kernel
         torch.empty(4)  # an allocation: no kernel
-        z = (y + 1).sum()  # two kernels
+        with torch.profiler.record_function("a marker"):  # the profiler's ops: no kernel
+            z = (y + 1).sum()  # two kernels
         value = z.item()  # a read to the host
     assert (counter.kernels, counter.host_reads, value) == (2, 1, 6.0)
 
@@ -72,9 +73,13 @@ def test_launches_per_run_of_each_path(fake_mnist):
     paths = ("plain", "workers", "batched", "packed")
     counts = {path: count_launches(path, config, 4, source, policy) for path in paths}
     assert all(c.steps == 3 and c.kernels > 0 for c in counts.values())
-    # four rounds as one vectorised model: each round's share of the launches is far smaller,
-    # and smaller again with a second configuration packed in
-    assert counts["packed"].kernels < counts["batched"].kernels < counts["workers"].kernels / 2
+    # an epoch's launches (the count is linear in the epochs): with four rounds as one
+    # vectorised model each round's share is far smaller, and smaller again with a second
+    # configuration packed in (the fixed part, the model's building and final scoring, is not
+    # what bounds a 25-epoch run)
+    longer = {path: count_launches(path, reference_config(pairs=100, epochs=4), 4, source, policy) for path in paths}
+    epoch = {path: longer[path].kernels - counts[path].kernels for path in paths}
+    assert epoch["packed"] < epoch["batched"] < epoch["workers"] / 2
     # the sequential run reads every step's loss (to stop a diverged run before its update)
     assert counts["workers"].host_reads >= counts["workers"].steps
     # the count is the fixed part plus the epochs: a run of 3 epochs, counted directly, agrees
