@@ -229,18 +229,22 @@ def read_result_set(path: str):
 def compare(before, after, threshold, fail_on, output_format):
     """Did a change make things worse? Compares two result sets (stores, or a baseline from
     `harness table --format json`) configuration by configuration, paired on the rounds.
-    Runs of the same code version on the CPU must be equal: any difference is a determinism
-    failure (exit 1).
+    Runs of the same code version on the CPU under the same execution policy (threads,
+    batched rounds, memory layout) must be equal: any difference is a determinism failure
+    (exit 1). Then each factor's effect in both, side by side (two devices, say: do they
+    answer alike?).
 
     Example: harness compare results/baseline.sqlite results/harness.sqlite --threshold 0.5
     """
     from harness.report import compare_report
-    from harness.stats import WORSE, compare
+    from harness.stats import WORSE, compare, compare_effects
 
-    frame = compare(read_result_set(before), read_result_set(after), threshold)
+    runs_before, runs_after = read_result_set(before), read_result_set(after)
+    frame = compare(runs_before, runs_after, threshold)
     if frame.empty:
         fail(f"{before} and {after} share no finished run (configuration id and round); nothing to compare")
-    click.echo(compare_report(frame, before=before, after=after, threshold=threshold, output_format=output_format))
+    click.echo(compare_report(frame, before=before, after=after, threshold=threshold, output_format=output_format,
+                              effect_frame=compare_effects(runs_before, runs_after)))
     changed = frame["max_abs_difference"] > 0
     failed = {"worse": (frame["verdict"] == WORSE).any(), "any": changed.any(), "never": False}[fail_on]
     if (failed or frame["determinism_failure"].any()) and fail_on != "never":

@@ -380,7 +380,7 @@ def results_json(summary: pd.DataFrame, effect_frame: pd.DataFrame, interaction_
 
     run_columns = ["config_id", "round", "name", "status", "train_error", "test_error", "validation_error",
                    "test_predicted_share", "train_chance_error", "params", "seconds", "device", "code_version",
-                   "torch_version"]
+                   "torch_version", "execution"]
     document = {
         "store": store_path,
         "configurations": records(summary),
@@ -610,10 +610,17 @@ def bench_report(timings, *, machine: str, command: str, projection: tuple[str, 
     return "\n".join(lines)
 
 
-def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: float, output_format: str = "markdown") -> str:
-    """`harness compare` output: a row per configuration present in both result sets."""
+def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: float, output_format: str = "markdown",
+                   effect_frame: pd.DataFrame | None = None) -> str:
+    """`harness compare` output: a row per configuration present in both result sets, then each
+    factor's effect in both (stats.compare_effects) where both hold the settings. JSON: an
+    object with "configurations" and "effects" records."""
+    effect_frame = pd.DataFrame() if effect_frame is None else effect_frame
     if output_format == "json":
-        return frame.to_json(orient="records", indent=1)
+        import json
+
+        return json.dumps({name: json.loads(table.to_json(orient="records")) if not table.empty else []
+                           for name, table in (("configurations", frame), ("effects", effect_frame))}, indent=1)
     rows = pd.DataFrame({
         "configuration": frame["name"],
         "rounds": frame["rounds"],
@@ -633,9 +640,27 @@ def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: f
         "",
         ", ".join(f"{count} {verdict}" for verdict, count in counts.items()),
     ]
+    apart = int((~frame["same_execution"]).sum())
+    if apart:
+        lines.append(f"{apart} configurations trained under different execution policies on the two sides (threads, "
+                     "batched rounds, memory layout): compared for quality, not held to equality")
     failures = int(frame["determinism_failure"].sum())
     if failures:
-        lines.append(f"{failures} configurations differ although both sides ran the same code on the CPU: "
+        lines.append(f"{failures} configurations differ although both sides ran the same code on the CPU the same way: "
                      "a determinism failure, not a change in quality")
+    if not effect_frame.empty:
+        agree = effect_frame["agree"]
+        lines += ["", "Each factor's effect in both, on the runs both hold (paired by round within each set; "
+                  "agree: the two 95 % intervals overlap):", "",
+                  _markdown_table(pd.DataFrame({
+                      "factor": effect_frame["factor"],
+                      "change": effect_frame["change"],
+                      "before Δ (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in zip(
+                          effect_frame["effect_before"], effect_frame["ci_low_before"], effect_frame["ci_high_before"])],
+                      "after Δ (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in zip(
+                          effect_frame["effect_after"], effect_frame["ci_low_after"], effect_frame["ci_high_after"])],
+                      "agree": agree.map(lambda v: "–" if v is None else "yes" if v else "NO"),
+                  })), "",
+                  f"{int((agree == True).sum())} of {int(agree.notna().sum())} effects agree"]  # noqa: E712 - None is neither
     return "\n".join(lines)
 

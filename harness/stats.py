@@ -235,17 +235,25 @@ def matched_differences(runs: pd.DataFrame, factor: str, level, baseline, metric
     return merged[["match", "round", "difference"]]
 
 
+SPREAD_TOLERANCE = 1e-9  # relative: a spread this small is rounding, not variation between rounds
+
+
 def t_summary(per_round: pd.Series) -> dict:
     """Mean of per-round values with its 95 % t interval and two-sided p against 0 (NaN for
-    fewer than two rounds): the rounds are independent data draws, the unit of replication."""
+    fewer than two rounds): the rounds are independent data draws, the unit of replication.
+    Rounds that all differ by the same amount give the t test no spread to work with: p is then
+    the exact sign test's (all n on one side: 2 x 0.5^n), so two rounds alike are no evidence."""
     rounds = len(per_round)
     mean = float(per_round.mean()) if rounds else math.nan
     result = {"rounds": rounds, "effect": mean, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
     if rounds >= 2:
         std = float(per_round.std(ddof=1))
+        if std <= SPREAD_TOLERANCE * max(1.0, abs(mean)):  # equal up to float rounding (x/n - y/n)
+            std = 0.0
         half = t_quantile(0.975, rounds - 1) * std / math.sqrt(rounds)
         result["ci_low"], result["ci_high"] = mean - half, mean + half
-        result["p"] = t_two_sided_p(mean / (std / math.sqrt(rounds)), rounds - 1) if std > 0 else (0.0 if mean else 1.0)
+        result["p"] = t_two_sided_p(mean / (std / math.sqrt(rounds)), rounds - 1) if std > 0 else (
+            min(1.0, 2 * 0.5**rounds) if mean else 1.0)
     return result
 
 
@@ -340,16 +348,29 @@ def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS, metric: str = "test_erro
 WORSE, BETTER, SAME, UNTESTED = "worse", "better", "no detectable change", "too few rounds to test"
 
 
+def _with_execution(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their execution policy as one comparable text ("" where none is recorded):
+    key order and spacing of the stored JSON do not matter."""
+    import json
+
+    recorded = runs["execution"] if "execution" in runs else pd.Series(None, index=runs.index, dtype=object)
+    return runs.assign(execution=[json.dumps(json.loads(text), sort_keys=True) if isinstance(text, str) and text else ""
+                                  for text in recorded])
+
+
 def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -> pd.DataFrame:
     """Configuration by configuration and round by round (the same id and round: the same data
     and initialisation), the change in test error from `before` to `after` in percentage
     points: mean, 95 % interval and p over the paired rounds, BH-adjusted across configurations.
     verdict: worse / better when the adjusted p < 0.05 and the change exceeds `threshold`;
-    `deterministic`: both sides ran the same code version and torch on the CPU, so they must be equal."""
+    `deterministic`: both sides ran the same code version and torch on the CPU under the same
+    execution policy (`same_execution`: threads, batched rounds, memory layout...; a run
+    recorded without one, from an older store or baseline, matches only another without one),
+    so they must be equal."""
     key = ["config_id", "round"]
-    left = before[before["status"] == Status.DONE]
-    right = after[after["status"] == Status.DONE]
-    columns = [*key, "name", "test_error", "code_version", "torch_version", "device"]
+    left = _with_execution(before[before["status"] == Status.DONE])
+    right = _with_execution(after[after["status"] == Status.DONE])
+    columns = [*key, "name", "test_error", "code_version", "torch_version", "device", "execution"]
     merged = pd.merge(left[[c for c in columns if c in left]], right[[c for c in columns if c in right]],
                       on=key, suffixes=("_a", "_b"))
     rows = []
@@ -358,13 +379,15 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -
         summary = t_summary(differences)
         same_code = all(f"{c}_a" in group and (group[f"{c}_a"] == group[f"{c}_b"]).all() for c in ("code_version", "torch_version"))
         on_cpu = "device_a" in group and bool(((group["device_a"] == "cpu") & (group["device_b"] == "cpu")).all())
+        same_execution = bool((group["execution_a"] == group["execution_b"]).all())
         rows.append({
             "config_id": config_id,
             "name": group["name_b"].iloc[0] if "name_b" in group else group["name_a"].iloc[0],
             "before_mean": 100 * group["test_error_a"].mean(),
             "after_mean": 100 * group["test_error_b"].mean(),
             "max_abs_difference": float(differences.abs().max()),
-            "deterministic": same_code and on_cpu,
+            "same_execution": same_execution,
+            "deterministic": same_code and on_cpu and same_execution,
             **summary,
         })
     frame = pd.DataFrame(rows)
@@ -387,3 +410,23 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -
     frame["verdict"] = frame.apply(verdict, axis=1)
     frame["determinism_failure"] = frame["deterministic"] & (frame["max_abs_difference"] > 0)
     return frame
+
+
+def compare_effects(before: pd.DataFrame, after: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
+    """Each factor's paired effect in both result sets, computed on the runs (configuration id
+    and round) that both hold finished, so that the same comparisons enter both: do two sets
+    (two devices, two execution policies, two code versions) answer the question alike?
+    `agree`: the two 95 % intervals overlap (None without an interval). Empty when either side
+    has no effect to compute (a baseline file holds errors, not settings)."""
+    key = ["config_id", "round"]
+    done = [frame[frame["status"] == Status.DONE] for frame in (before, after)]
+    both = pd.merge(done[0][key], done[1][key], on=key)
+    frames = [effects(frame.merge(both, on=key), metric=metric) for frame in done]
+    if any(frame.empty for frame in frames):
+        return pd.DataFrame()
+    columns = ["factor", "change", "effect", "ci_low", "ci_high", "rounds"]
+    merged = pd.merge(frames[0][columns], frames[1][columns], on=["factor", "change"], suffixes=("_before", "_after"))
+    overlap = (merged["ci_low_before"] <= merged["ci_high_after"]) & (merged["ci_low_after"] <= merged["ci_high_before"])
+    known = merged[["ci_low_before", "ci_low_after"]].notna().all(axis=1)
+    merged["agree"] = [bool(o) if k else None for o, k in zip(overlap, known)]
+    return merged

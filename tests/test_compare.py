@@ -1,8 +1,10 @@
 """`harness compare`: did a change make things worse? Paired on configuration id and round."""
 
+import json
 import shutil
 import sqlite3
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from test_runner import TINY
@@ -76,3 +78,72 @@ def test_a_json_baseline_from_harness_table_compares_like_its_store(baseline, tm
     (tmp_path / "broken.json").write_text("{}")
     broken = compare(tmp_path / "broken.json", baseline)
     assert broken.exit_code == 2 and "not a baseline written by `harness table --format json`" in broken.output
+
+
+def test_runs_trained_another_way_are_compared_for_quality_not_held_to_equality(baseline, tmp_path):
+    """The same code on the CPU with the rounds batched (vmap: another float summation order,
+    other dropout masks) need not give the same numbers: no determinism failure, said so."""
+    after = planted(baseline, tmp_path / "after.sqlite", worse_by=0.1, code_version=None)
+    with sqlite3.connect(after) as connection:
+        connection.execute("UPDATE runs SET execution = ?",
+                           ('{"threads": 1, "batched": true, "channels_last": true, "flush_denormal": true}',))
+    result = compare(baseline, after)
+    assert result.exit_code == 0, result.output
+    assert "DETERMINISM" not in result.output
+    assert "4 configurations trained under different execution policies" in result.output
+    # the same policy written with its keys in another order is the same policy
+    with sqlite3.connect(after) as connection:
+        recorded = connection.execute("SELECT execution FROM runs LIMIT 1").fetchone()[0]
+    with sqlite3.connect(baseline) as connection:
+        assert connection.execute("SELECT count(DISTINCT execution) FROM runs").fetchone()[0] == 1
+        original = json.loads(connection.execute("SELECT execution FROM runs LIMIT 1").fetchone()[0])
+    assert json.loads(recorded) != original
+    reordered = planted(baseline, tmp_path / "reordered.sqlite", worse_by=0.1, code_version=None)
+    with sqlite3.connect(reordered) as connection:
+        connection.execute("UPDATE runs SET execution = ?", (json.dumps(dict(reversed(original.items()))),))
+    assert "DETERMINISM FAILURE" in compare(baseline, reordered, "--fail-on", "never").output
+
+
+def test_each_factors_effect_is_set_beside_its_effect_in_the_other_set(baseline, tmp_path):
+    result = compare(baseline, baseline)
+    section = result.output.split("Each factor's effect in both", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| encoder") or line.startswith("| aux_loss")]
+    assert len(rows) == 2 and all(line.rstrip(" |").endswith("yes") for line in rows), section
+    assert "2 of 2 effects agree" in section
+    # the aux loss made 40 pp worse in every round: the sets disagree on its effect alone
+    after = tmp_path / "after.sqlite"
+    shutil.copy(baseline, after)
+    with sqlite3.connect(after) as connection:
+        connection.execute("UPDATE runs SET test_error = test_error + 0.4, code_version = 'later' "
+                           "WHERE json_extract(config, '$.aux_loss') = 1")
+    section = compare(baseline, after, "--fail-on", "never").output.split("Each factor's effect in both", 1)[1]
+    aux = next(line for line in section.splitlines() if line.startswith("| aux_loss"))
+    encoder = next(line for line in section.splitlines() if line.startswith("| encoder"))
+    assert aux.rstrip(" |").endswith("NO") and encoder.rstrip(" |").endswith("yes"), section
+    assert "1 of 2 effects agree" in section
+    # JSON: both tables as records
+    document = json.loads(compare(baseline, after, "--fail-on", "never", "--format", "json").output)
+    assert len(document["configurations"]) == 4 and {e["factor"] for e in document["effects"]} == {"encoder", "aux_loss"}
+
+
+def test_a_baseline_file_without_settings_compares_its_configurations_only(baseline, tmp_path):
+    exported = CliRunner().invoke(main, ["table", "--store", str(baseline), "--format", "json"])
+    (tmp_path / "baseline.json").write_text(exported.output)
+    result = compare(tmp_path / "baseline.json", baseline, "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert len(document["configurations"]) == 4 and document["effects"] == []
+    # the baseline carries each run's execution policy: runs of the same code compare as equal
+    assert all(run["execution"] for run in json.loads(exported.output)["runs"])
+
+
+def test_rounds_that_all_differ_alike_are_judged_by_the_sign_test():
+    from harness.stats import t_summary
+
+    assert t_summary(pd.Series([0.5, 0.5]))["p"] == 0.5  # two rounds alike: no evidence
+    assert t_summary(pd.Series([1.5] * 6))["p"] == pytest.approx(2 * 0.5**6)
+    # equal up to float rounding (differences of fractions of the test set) is no spread either
+    rounded = pd.Series([100 * (0.4175 - 0.4025), 100 * (0.4325 - 0.4175)])
+    assert rounded.std() > 0 and t_summary(rounded)["p"] == 0.5
+    assert t_summary(pd.Series([0.0, 0.0]))["p"] == 1.0
+    assert t_summary(pd.Series([1.0, 2.0, 1.5]))["p"] == pytest.approx(0.0351, abs=1e-4)  # a spread: the t test
