@@ -353,9 +353,16 @@ def _with_execution(runs: pd.DataFrame) -> pd.DataFrame:
     key order and spacing of the stored JSON do not matter."""
     import json
 
+    def canonical(text) -> str:
+        if not isinstance(text, str) or not text:
+            return ""
+        try:
+            return json.dumps(json.loads(text), sort_keys=True)
+        except ValueError:  # not JSON: compared as it is written
+            return text
+
     recorded = runs["execution"] if "execution" in runs else pd.Series(None, index=runs.index, dtype=object)
-    return runs.assign(execution=[json.dumps(json.loads(text), sort_keys=True) if isinstance(text, str) and text else ""
-                                  for text in recorded])
+    return runs.assign(execution=[canonical(text) for text in recorded])
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -> pd.DataFrame:
