@@ -16,9 +16,12 @@ cd "$(dirname "$0")/.."
 if [ -x .venv/bin/harness ]; then export PATH="$PWD/.venv/bin:$PATH"; fi  # the quick start's venv
 device=${DEVICE:-cuda}
 out=${OUT:-gpu-results}
+step=${1:-}
+case "$step" in
+    smoke | matrix | profile | bench | compare) shift ;;
+    *) echo "gpu.sh: unknown step '$step': use smoke, matrix, profile, bench or compare" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
-step=${1:?"a step: smoke, matrix, profile, bench or compare"}
-shift
 
 describe() {  # the machine, the load and the code, before every step
     {
@@ -78,9 +81,5 @@ EOF
     compare)
         cpu_store=${1:?"compare needs a CPU store of ablations.toml"}
         harness compare "$cpu_store" "$out/ablations.sqlite" --fail-on never | tee "$out/compare.md"
-        ;;
-    *)
-        echo "unknown step '$step': use smoke, matrix, profile, bench or compare" >&2
-        exit 2
         ;;
 esac

@@ -136,3 +136,21 @@ def test_one_configurations_loss_reads_the_outputs_whole(fake_mnist, members):
         nodes.extend(parent for parent, _ in node.next_functions if parent is not None)
     assert any(kind.startswith("Convolution") for kind in kinds), kinds  # the walk reached the model
     assert not {kind for kind in kinds if kind.startswith(("Slice", "Index"))}, kinds
+
+
+def test_the_gpu_script_parses_and_names_its_steps(tmp_path):
+    """benchmarks/gpu.sh is what a GPU session runs (each step checked with DEVICE=cpu by hand;
+    here only what needs no MNIST): valid bash, and an unknown step refused in one line, exit 2,
+    nothing written."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    out = tmp_path / "out"
+    result = subprocess.run(["bash", str(script), "everything"], capture_output=True, text=True,
+                            env={**os.environ, "OUT": str(out), "DEVICE": "cpu"})
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "gpu.sh: unknown step 'everything': use smoke, matrix, profile, bench or compare"]
+    assert not out.exists()
