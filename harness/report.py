@@ -640,10 +640,14 @@ def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: f
         "",
         ", ".join(f"{count} {verdict}" for verdict, count in counts.items()),
     ]
-    apart = int((~frame["same_execution"]).sum())
-    if apart:
-        lines.append(f"{apart} configurations trained under different execution policies on the two sides (threads, "
-                     "batched rounds, memory layout): compared for quality, not held to equality")
+    apart = ~frame["same_execution"] & frame["execution_recorded"]
+    if apart.any():
+        lines.append(f"{int(apart.sum())} configurations trained under different execution policies on the two sides "
+                     "(threads, batched rounds, memory layout): compared for quality, not held to equality")
+    unrecorded = ~frame["same_execution"] & ~frame["execution_recorded"]
+    if unrecorded.any():
+        lines.append(f"{int(unrecorded.sum())} configurations have no execution policy recorded on one side (an older "
+                     "store or baseline): compared for quality, not held to equality")
     failures = int(frame["determinism_failure"].sum())
     if failures:
         lines.append(f"{failures} configurations differ although both sides ran the same code on the CPU the same way: "

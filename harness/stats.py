@@ -387,6 +387,7 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -
         same_code = all(f"{c}_a" in group and (group[f"{c}_a"] == group[f"{c}_b"]).all() for c in ("code_version", "torch_version"))
         on_cpu = "device_a" in group and bool(((group["device_a"] == "cpu") & (group["device_b"] == "cpu")).all())
         same_execution = bool((group["execution_a"] == group["execution_b"]).all())
+        execution_recorded = bool(((group["execution_a"] != "") & (group["execution_b"] != "")).all())
         rows.append({
             "config_id": config_id,
             "name": group["name_b"].iloc[0] if "name_b" in group else group["name_a"].iloc[0],
@@ -394,6 +395,7 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -
             "after_mean": 100 * group["test_error_b"].mean(),
             "max_abs_difference": float(differences.abs().max()),
             "same_execution": same_execution,
+            "execution_recorded": execution_recorded,
             "deterministic": same_code and on_cpu and same_execution,
             **summary,
         })

@@ -147,3 +147,16 @@ def test_rounds_that_all_differ_alike_are_judged_by_the_sign_test():
     assert rounded.std() > 0 and t_summary(rounded)["p"] == 0.5
     assert t_summary(pd.Series([0.0, 0.0]))["p"] == 1.0
     assert t_summary(pd.Series([1.0, 2.0, 1.5]))["p"] == pytest.approx(0.0351, abs=1e-4)  # a spread: the t test
+
+
+def test_a_baseline_without_execution_records_is_named_as_such(baseline, tmp_path):
+    """An older baseline records no execution policy: its runs are not held to equality with a
+    store's, and the report says why (not that the policies differ)."""
+    exported = json.loads(CliRunner().invoke(main, ["table", "--store", str(baseline), "--format", "json"]).output)
+    for run in exported["runs"]:
+        del run["execution"]
+    (tmp_path / "old.json").write_text(json.dumps(exported))
+    result = compare(tmp_path / "old.json", baseline)
+    assert result.exit_code == 0, result.output
+    assert "4 configurations have no execution policy recorded on one side" in result.output
+    assert "different execution policies" not in result.output
