@@ -151,6 +151,11 @@ def _interval(low: float, high: float) -> str:
     return "–" if pd.isna(low) else f"[{low:+.2f}, {high:+.2f}]"
 
 
+def _with_intervals(estimates, lows, highs) -> list[str]:
+    """Cells "+1.23 [+0.40, +2.06]": each estimate with its interval (pp)."""
+    return [f"{value:+.2f} {_interval(low, high)}" for value, low, high in zip(estimates, lows, highs)]
+
+
 def _p(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.2g}"
 
@@ -360,11 +365,9 @@ def interaction_rows(frame: pd.DataFrame) -> pd.DataFrame:
         "factor": compared["factor"],
         "change": compared["change"],
         "given": compared["given"],
-        "effect there (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in
-                              zip(compared["effect"], compared["ci_low"], compared["ci_high"])],
+        "effect there (pp)": _with_intervals(compared["effect"], compared["ci_low"], compared["ci_high"]),
         "effect at its baseline (pp)": [f"{b['effect']:+.2f} ({b['given'].split(' = ')[1]})" for b in base],
-        "difference (pp)": [f"{d:+.2f} {_interval(lo, hi)}" for d, lo, hi in
-                            zip(compared["difference"], compared["diff_low"], compared["diff_high"])],
+        "difference (pp)": _with_intervals(compared["difference"], compared["diff_low"], compared["diff_high"]),
         "p (BH)": compared["p_difference_adjusted"].map(_p),
         "differs": compared["p_difference_adjusted"].map(lambda v: "yes" if not pd.isna(v) and v < 0.05 else ""),
     })
@@ -626,7 +629,7 @@ def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: f
         "rounds": frame["rounds"],
         "before %": frame["before_mean"].map(lambda v: f"{v:.2f}"),
         "after %": frame["after_mean"].map(lambda v: f"{v:.2f}"),
-        "Δ (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in zip(frame["effect"], frame["ci_low"], frame["ci_high"])],
+        "Δ (pp)": _with_intervals(frame["effect"], frame["ci_low"], frame["ci_high"]),
         "p (BH)": frame["p_adjusted"].map(_p),
         "verdict": [("DETERMINISM FAILURE: " if bad else "") + verdict
                     for bad, verdict in zip(frame["determinism_failure"], frame["verdict"])],
@@ -659,10 +662,8 @@ def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: f
                   _markdown_table(pd.DataFrame({
                       "factor": effect_frame["factor"],
                       "change": effect_frame["change"],
-                      "before Δ (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in zip(
-                          effect_frame["effect_before"], effect_frame["ci_low_before"], effect_frame["ci_high_before"])],
-                      "after Δ (pp)": [f"{e:+.2f} {_interval(lo, hi)}" for e, lo, hi in zip(
-                          effect_frame["effect_after"], effect_frame["ci_low_after"], effect_frame["ci_high_after"])],
+                      **{f"{side} Δ (pp)": _with_intervals(effect_frame[f"effect_{side}"], effect_frame[f"ci_low_{side}"],
+                                                           effect_frame[f"ci_high_{side}"]) for side in ("before", "after")},
                       "agree": agree.map(lambda v: "–" if v is None else "yes" if v else "NO"),
                   })), "",
                   f"{int((agree == True).sum())} of {int(agree.notna().sum())} effects agree"]  # noqa: E712 - None is neither
