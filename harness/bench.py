@@ -221,10 +221,15 @@ def plain_run(config: RunConfig, round_index: int, source, device) -> float:
     return (predicted != sets.test_target).float().mean().item()
 
 
-def plain_loop(config: RunConfig, rounds: int, source, policy: DevicePolicy) -> Timing:
-    """The reports' way (plain_run), one run after another in this process."""
+def plain_loop(config: RunConfig, rounds: int, data_dir, policy: DevicePolicy) -> Timing:
+    """The reports' way (plain_run), one run after another in this process, from the MNIST
+    files on disk as a student's script starts (the harness's paths read them in their time
+    too); its first run imports torch._dynamo, at the first Adam step, as a fresh process does."""
+    from harness.data import PairSource, load_mnist
+
     errors, run_seconds = [], []
     started = time.perf_counter()
+    source = PairSource(load_mnist(data_dir))
     for round_index in range(rounds):
         run_started = time.perf_counter()
         errors.append(plain_run(config, round_index, source, policy.device))
@@ -290,14 +295,11 @@ def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_refere
 
 
 def measure(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | None = None) -> list[Timing]:
-    from harness.data import PairSource, load_mnist
-
     config = reference_config(**({"epochs": epochs} if epochs else {}))
     timings = []
     for path in paths:
         if path == "plain":
-            source = PairSource(load_mnist(data_dir))
-            timings.append(plain_loop(config, rounds, source, policy))
+            timings.append(plain_loop(config, rounds, data_dir, policy))
         else:
             timings.append(harness_path(config, rounds, policy, batched=path == "batched", data_dir=data_dir))
     return timings

@@ -1,17 +1,15 @@
 """The learning curve's train error from the epochs' own training steps (the default) instead of
 a scoring pass: the final metrics and the last epoch are the same, only earlier points differ;
-and the CPU choices that must not change a number (malloc policy, multi-tensor optimisers)."""
+and the CPU choices that must not change a number (malloc policy; the optimisers: tests/test_optim.py)."""
 
 import dataclasses
 
 import pytest
-import torch
 
 from harness.config import RunConfig
 from harness.data import PairSource, load_mnist
 from harness.device import CPU, retain_freed_memory
 from harness.training import train_rounds, train_run
-from harness.training.protocol import make_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -46,29 +44,6 @@ def test_the_batched_driver_keeps_running_curves_too(source):
     results = train_rounds(config, [0, 1], source)
     assert all(r.status == "done" for r in results)
     assert all(0 <= row["train_error"] <= 1 for r in results for row in r.epochs)
-
-
-def test_multi_tensor_optimisers_step_as_the_per_tensor_ones():
-    torch.manual_seed(0)
-    start = [torch.randn(8, 3), torch.randn(5)]
-    for settings in ({"optimizer": "adam", "weight_decay": 1e-2}, {"optimizer": "adamw", "weight_decay": 1e-2},
-                     {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-3}):
-        config = RunConfig(lr=1e-2, **settings)
-        mine = [p.clone().requires_grad_(True) for p in start]
-        reference = [p.clone().requires_grad_(True) for p in start]
-        optimizer = make_optimizer(config, mine)
-        assert optimizer.defaults["foreach"] is True
-        plain = make_optimizer(config, reference)
-        for group in plain.param_groups:
-            group["foreach"] = False  # the per-tensor loop torch uses on CPU by default
-        generator = torch.Generator().manual_seed(1)
-        for _ in range(10):
-            for a, b in zip(mine, reference):
-                a.grad = torch.randn(a.shape, generator=generator)
-                b.grad = a.grad.clone()
-            optimizer.step()
-            plain.step()
-        assert all(torch.equal(a, b) for a, b in zip(mine, reference)), settings
 
 
 def test_retaining_freed_memory_is_a_policy_of_the_cpu_and_changes_no_number(source):

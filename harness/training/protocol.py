@@ -28,6 +28,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 from harness.data import PairSets, digit_view, standardize, swap_augment
 from harness.results import RunResult, Stage, Status
 from harness.settings import RunConfig
+from harness.training.optim import FunctionalOptimizer
 
 EVAL_BATCH = 1000  # pairs per evaluation forward pass
 
@@ -346,13 +347,21 @@ def predict(logits: torch.Tensor, kind: str) -> torch.Tensor:
 # --------------------------------------------------------------------------- optimisation
 
 
-def make_optimizer(config: RunConfig, parameters) -> torch.optim.Optimizer:
-    """The configuration's optimiser. `foreach=True`: the multi-tensor implementation, which
-    torch picks by itself on CUDA only; on CPU it steps in 2/3 of the time with bit-identical
-    results (the fused kernels are faster still, but round differently, so they are not used)."""
+def make_optimizer(config: RunConfig, parameters):
+    """The configuration's optimiser: `step()` and `zero_grad(set_to_none=True)`.
+    `foreach=True`: the multi-tensor implementation, which torch picks by itself on CUDA only;
+    on CPU it steps in 2/3 of the time with bit-identical results (the fused kernels are
+    faster still, but round differently, so they are not used). With a constant learning rate
+    it is torch.optim's own update without a torch.optim.Optimizer (harness.training.optim:
+    the same numbers, without importing torch._dynamo in every worker); a schedule drives a
+    torch.optim optimiser, which torch's schedulers require."""
     parameters = [p for p in parameters if p.requires_grad]
+    momentum = config.momentum if config.optimizer == "sgd" else 0.0
+    if config.lr_schedule == "constant":
+        return FunctionalOptimizer(config.optimizer, parameters, lr=config.lr, weight_decay=config.weight_decay,
+                                   momentum=momentum, foreach=True)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay,
                                foreach=True)
     optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
