@@ -3,7 +3,7 @@
 
 Constructing any `torch.optim.Optimizer` imports `torch._dynamo` (its `add_param_group` is
 wrapped by `torch._disable_dynamo`, which imports it on first call), and so does every
-`step` (`_use_grad_for_differentiable`): 2 to 3 s of CPU in every fresh process, half as
+`step` (`_use_grad_for_differentiable`): 2 to 3 s of CPU in every fresh process, about as
 much again as importing torch itself, paid by each worker at its first run. The functions
 those optimisers' `step` calls, `torch.optim.adam.adam`, `torch.optim.adamw.adamw` and
 `torch.optim.sgd.sgd` (public, listed in their modules' `__all__`), import nothing: called
@@ -28,7 +28,6 @@ from torch.optim.sgd import sgd
 
 from harness.settings import OPTIMIZERS
 
-KINDS = OPTIMIZERS  # the settings' optimiser choices
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's and AdamW's defaults
 ADAM_EPS = 1e-8
 
@@ -41,8 +40,8 @@ class FunctionalOptimizer:
 
     def __init__(self, kind: str, parameters: Iterable[torch.Tensor], *, lr: float, weight_decay: float = 0.0,
                  momentum: float = 0.0, foreach: bool = True):
-        if kind not in KINDS:
-            raise ValueError(f"unknown optimiser {kind!r}: one of {', '.join(KINDS)}")
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimiser {kind!r}: one of {', '.join(OPTIMIZERS)}")
         self.kind = kind
         self.parameters = list(parameters)
         self.lr, self.weight_decay, self.momentum, self.foreach = lr, weight_decay, momentum, foreach
@@ -76,9 +75,9 @@ class FunctionalOptimizer:
                 self.state.setdefault(parameter, {})["momentum_buffer"] = buffer
 
     def _adam(self, parameters: list[torch.Tensor]) -> None:
+        step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
         for parameter in parameters:
             if parameter not in self.state:  # torch.optim.Adam's lazy state, on its devices
-                step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
                 self.state[parameter] = {
                     "step": torch.tensor(0.0, dtype=step_dtype, device="cpu"),
                     "exp_avg": torch.zeros_like(parameter, memory_format=torch.preserve_format),

@@ -347,7 +347,7 @@ def predict(logits: torch.Tensor, kind: str) -> torch.Tensor:
 # --------------------------------------------------------------------------- optimisation
 
 
-def make_optimizer(config: RunConfig, parameters):
+def make_optimizer(config: RunConfig, parameters) -> FunctionalOptimizer | torch.optim.Optimizer:
     """The configuration's optimiser: `step()` and `zero_grad(set_to_none=True)`.
     `foreach=True`: the multi-tensor implementation, which torch picks by itself on CUDA only;
     on CPU it steps in 2/3 of the time with bit-identical results (the fused kernels are
