@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,8 +377,6 @@ def interaction_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def results_json(summary: pd.DataFrame, effect_frame: pd.DataFrame, interaction_frame: pd.DataFrame,
                  runs: pd.DataFrame, store_path: str) -> str:
     """Every table as records, for machines; NaN as null."""
-    import json
-
     def records(frame: pd.DataFrame) -> list[dict]:
         return json.loads(frame.to_json(orient="records")) if not frame.empty else []
 
@@ -620,8 +619,6 @@ def compare_report(frame: pd.DataFrame, *, before: str, after: str, threshold: f
     object with "configurations" and "effects" records."""
     effect_frame = pd.DataFrame() if effect_frame is None else effect_frame
     if output_format == "json":
-        import json
-
         return json.dumps({name: json.loads(table.to_json(orient="records")) if not table.empty else []
                            for name, table in (("configurations", frame), ("effects", effect_frame))}, indent=1)
     rows = pd.DataFrame({

@@ -5,6 +5,7 @@ Pure computation on DataFrames; formatting lives in harness.report.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -351,8 +352,6 @@ WORSE, BETTER, SAME, UNTESTED = "worse", "better", "no detectable change", "too 
 def _with_execution(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs with their execution policy as one comparable text ("" where none is recorded):
     key order and spacing of the stored JSON do not matter."""
-    import json
-
     def canonical(text) -> str:
         if not isinstance(text, str) or not text:
             return ""

@@ -575,7 +575,7 @@ class Learner(Protocol):
 
     def per_member(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]: ...
 
-    def loss_groups(self) -> list[tuple[RunConfig, slice]]: ...  # members sharing a configuration, in order: all of them in all
+    def loss_groups(self) -> list[tuple[RunConfig, slice]]: ...  # members sharing a configuration, in order; together, every member
 
     def after_step(self) -> None: ...
 
