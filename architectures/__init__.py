@@ -8,9 +8,7 @@
 from architectures import damachi, dong, gardoni, generic, poulsen, savary  # noqa: F401  (registers)
 from architectures.pairs import PairOutput
 from architectures.registry import (
-    PAIRINGS,
-    TRANSFERS,
-    ModelOptions,
+    FAMILIES,
     UnknownModelError,
     UnsupportedOptionError,
     build,
@@ -20,9 +18,12 @@ from architectures.registry import (
     names,
     register,
     why_invalid,
+    why_unknown,
 )
+from harness.tasks.pairs.settings import PAIRINGS, TRANSFERS, ModelOptions
 
 __all__ = [
+    "FAMILIES",
     "PAIRINGS",
     "TRANSFERS",
     "ModelOptions",
@@ -36,4 +37,5 @@ __all__ = [
     "names",
     "register",
     "why_invalid",
+    "why_unknown",
 ]

@@ -1,4 +1,5 @@
-"""Models from outside the package: plugin files and modules, `module:Class` names, entry points.
+"""Models from outside the package (plugin files and modules, `module:Class` names, entry
+points), behind the output contract.
 
 The contract a user's model follows: input (B, 2, 14, 14); output the comparison logits (B, 2)
 or (B, 1), or a `PairOutput(comparison, digits)` (or a pair `(comparison, digits)`) where digits
@@ -11,112 +12,16 @@ it does not take is dropped from the plan with that reason. Transfer learning ne
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
-import importlib.metadata
-import importlib.util
 import inspect
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-ENTRY_POINT_GROUP = "harness.architectures"
+from harness.settings import STRUCTURE
+from harness.tasks.pairs.settings import ModelOptions
+
 # options that change what a model is: a user's model must take them to be asked for them
-STRUCTURAL = ("pairing", "weight_sharing", "batch_norm", "dropout", "width", "head_hidden")
-
-
-class PluginError(Exception):
-    """A plugin that cannot be imported; the message names it and the error, in one line."""
-
-
-@dataclass(frozen=True)
-class PluginSource:
-    """A plugin as it was used: how it was named, the file imported, and its text's SHA-256."""
-
-    spec: str
-    path: str | None
-    sha256: str | None
-    text: str | None
-
-
-def _one_line(error: BaseException) -> str:
-    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _where(error: BaseException, path: Path) -> str:
-    """' at line N' of the plugin file where the error was raised, when it was raised there."""
-    import traceback
-
-    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename) == path]
-    return f" at line {lines[-1]}" if lines else ""
-
-
-def is_file_spec(spec: str) -> bool:
-    return spec.endswith(".py") or "/" in spec or "\\" in spec
-
-
-def load_plugin(spec: str, base: str | Path | None = None) -> PluginSource:
-    """Import a plugin: a .py file (relative to `base`, the matrix file's folder, when given) or
-    an importable module; its registrations take effect. Importing the same file twice is one
-    import. PluginError in one line otherwise."""
-    if is_file_spec(spec):
-        path = Path(spec).expanduser()
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        path = path.resolve()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise PluginError(f"plugin {spec}: cannot read {path} ({_one_line(error)})") from None
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        name = f"harness_plugin_{path.stem}_{digest[:12]}"
-        if name not in sys.modules:
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module  # dataclasses and pickling look the module up by name
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException as error:
-                del sys.modules[name]
-                raise PluginError(f"plugin {spec}: importing {path} failed{_where(error, path)}: {_one_line(error)}") from None
-        return PluginSource(spec, str(path), digest, text)
-    try:
-        module = importlib.import_module(spec)
-    except BaseException as error:
-        raise PluginError(f"plugin {spec}: cannot import the module ({_one_line(error)}); "
-                          "give a .py file path or a module on sys.path") from None
-    path = getattr(module, "__file__", None)
-    text = digest = None
-    if path and path.endswith(".py"):
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        digest = hashlib.sha256(text.encode()).hexdigest()
-    return PluginSource(spec, path, digest, text)
-
-
-def entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    """Installed packages' models (group `harness.architectures`), by name; nothing imported."""
-    return {point.name: point for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def resolve_object(reference: str):
-    """`package.module:Name` -> the object (a torch.nn.Module class or a factory)."""
-    module_name, _, attribute = reference.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except BaseException as error:
-        raise PluginError(f"encoder {reference}: cannot import {module_name} ({_one_line(error)})") from None
-    target = module
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise PluginError(f"encoder {reference}: {module_name} has no {attribute!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise PluginError(f"encoder {reference}: {attribute} is not a class or factory")
-    return target
+STRUCTURAL = tuple(field.name for field in dataclasses.fields(ModelOptions) if field.metadata["model_option"] == STRUCTURE)
 
 
 class ContractAdapter(nn.Module):

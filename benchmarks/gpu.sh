@@ -56,9 +56,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from harness.bench import reference_config
-from harness.data import PairSource, load_mnist
 from harness.device import resolve
-from harness.training.batched import train_rounds
+from harness.mnist import load_mnist
+from harness.tasks.pairs.batched import train_rounds
+from harness.tasks.pairs.data import PairSource
 
 policy = resolve(sys.argv[1])
 source = PairSource(load_mnist(None))

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from harness.bench import PATHS, measure
-from harness.data import raw_dir, resolve_data_dir
+from harness.mnist import raw_dir, resolve_data_dir
 from harness.device import resolve
 
 ROUNDS, EPOCHS = 4, 10

@@ -1,4 +1,4 @@
-"""The Python API: the functions the command line calls, for notebooks and scripts.
+"""The Python API: what the command line calls, for notebooks and scripts too.
 
     from harness import api
 
@@ -9,31 +9,33 @@
     api.effects("results/mine.sqlite", plan)      # a DataFrame: paired effects with intervals
     print(api.table("results/mine.sqlite", plan))  # the markdown `harness table` prints
 
-Errors are the command line's: ConfigError, DataError, StoreError, BackendError, each with a
-one-line message.
+Errors are the command line's: ConfigError, DataError, StoreError, BackendError, ReportError,
+each with a one-line message.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.config import (
-    MAX_CONFIGS,
-    ConfigError,
-    Plan,
-    expand,
-    load_matrix,
-    parse_assignments,
-    with_sets,
-)
+from harness.config import MAX_CONFIGS, Plan, expand, load_matrix, parse_assignments, with_sets
+from harness.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.config import Job
     from harness.runner import Summary
 
 DEFAULT_STORE = "results/harness.sqlite"
+
+
+def default_store(profile: str | None = None) -> str:
+    """Each profile keeps its own store, so smoke runs never pool with full ones."""
+    return f"results/harness-{profile}.sqlite" if profile else DEFAULT_STORE
 
 
 def plan(
@@ -41,26 +43,35 @@ def plan(
     *,
     configs: list | None = None,
     profile: str | None = None,
-    sets: list[str] | tuple[str, ...] = (),
-    only: dict[str, Any] | list[str] | tuple[str, ...] | None = None,
-    plugins: list[str] | tuple[str, ...] = (),
+    sets: Sequence[str] = (),
+    only: Mapping[str, Any] | Sequence[str] | None = None,
+    plugins: Sequence[str] = (),
     overrides: dict[str, Any] | None = None,
-    max_configs: int = MAX_CONFIGS,
+    max_configs: int | None = None,
 ) -> Plan:
     """A plan from a matrix file (with a profile, `--set` style assignments, checked
     `overrides` that beat them all, and an `only` filter), or from configurations (RunConfig
     objects or dicts of settings). `plugins`: .py files or modules to import first, so that
-    their models can be named. `only`: settings to keep, a dict or `key=value` strings as on
-    the command line (checked once the plugins are imported). `harness plan`, `run` and
-    `table` build their plans here."""
+    their models and tasks can be named. `only`: settings to keep, a dict or `key=value`
+    strings as on the command line (checked once the plugins are imported)."""
     if (matrix is None) == (configs is None):
         raise ConfigError("api.plan: give a matrix file or configs, not both or neither")
     if configs is not None:
         return Plan.from_configs(configs, source="(python)", plugins=tuple(plugins))
     loaded, set_overrides = with_sets(load_matrix(matrix, tuple(plugins)), tuple(sets))
-    if isinstance(only, (list, tuple)):
+    if only is not None and not isinstance(only, Mapping):
         only = parse_assignments(tuple(only), "--only")
-    return expand(loaded, profile, {**set_overrides, **(overrides or {})}, only, max_configs=max_configs)
+    return expand(loaded, profile, {**set_overrides, **(overrides or {})}, only or None,
+                  max_configs=max_configs or MAX_CONFIGS)
+
+
+def costs(the_plan: Plan, *, store: str | Path | None = None, estimate: bool = True) -> pd.DataFrame:
+    """A row per configuration: settings, parameter count and, with `estimate`, seconds per
+    run (the store's mean where it holds runs of it, else a few timed steps)."""
+    from harness.estimate import cost_frame
+
+    stored = runs(store) if store is not None and Path(store).is_file() else None
+    return cost_frame(the_plan, estimate=estimate, stored=stored)
 
 
 def run(
@@ -73,35 +84,60 @@ def run(
     pack: bool = False,
     data_dir: str | Path | None = None,
     backend: str = "local",
-    **backend_options: Any,
+    backend_options: Mapping[str, Any] | Sequence[str] = (),
+    fresh: bool = False,
+    notify: Callable[[str], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_result: Callable[[Job, object], None] | None = None,
 ) -> Summary:
-    """Train what the store lacks of the plan (as `harness run`, `pack` as its --pack); the
-    summary of what ran."""
+    """Train what the store lacks of the plan (as `harness run`): the device and its policy
+    resolved, the backend built from its options and started, the data loaded and verified,
+    all before the store is opened, so that bad input writes nothing. `fresh`: the store
+    backed up and emptied first. `notify` receives the lines worth saying (workers capped, the
+    backup, where the runs go); `on_start(done, to_run)` and `on_result(job, result)` follow
+    the progress. The summary of what ran."""
     from harness import backends
-    from harness.data import load_mnist
     from harness.device import resolve
-    from harness.runner import run_plan
+    from harness.runner import load_sources, run_plan
     from harness.store import Store
 
-    remote_gpus = backend_options.get("gpus_per_job", 0.0) if backend != "local" else None
-    policy = resolve(device, workers=workers, batched=batched, remote_gpus=remote_gpus, pack=pack)
-    chosen = backends.make(backend, device=policy.device, workers=policy.workers, **backend_options)
-    splits = load_mnist(data_dir)
-    chosen.start()
+    say = notify or (lambda line: None)
+    chosen = backends.create(backend, backend_options)
+    policy = resolve(device, workers=workers, batched=batched, pack=pack, elsewhere=chosen.remote_device(device))
+    if workers and workers > policy.workers and policy.kind == "cpu":
+        say(f"--workers {workers}: using {policy.workers}, the CPU cores this process may use")
+    opened = None
     try:
-        with Store(store) as opened:
-            return run_plan(the_plan, opened, policy=policy, splits=splits, backend=chosen)
+        sources = load_sources(the_plan, data_dir)  # data and backend before the store: bad input writes nothing
+        chosen.start(policy)
+        opened = Store(store)
+        if fresh:
+            backup = opened.start_fresh()
+            say(f"previous runs kept in {backup}; starting afresh" if backup else "the store held no runs; starting afresh")
+        say(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {policy.device} -> {store}")
+        return run_plan(the_plan, opened, policy=policy, sources=sources, backend=chosen, on_start=on_start,
+                        on_result=on_result)
     finally:
         chosen.close()
+        if opened is not None:
+            opened.close()
 
 
 def runs(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None) -> pd.DataFrame:
     """The store's runs (read only), one row each with its settings; the plan's alone if given."""
-    from harness.report import select
+    from harness.report.results import select
     from harness.store import Store
 
     with Store.open_readonly(store) as opened:
         return select(opened.runs(), the_plan)
+
+
+def epochs(store: str | Path = DEFAULT_STORE) -> pd.DataFrame:
+    """The store's learning curves (read only): a row per run and evaluated epoch."""
+    from harness.store import Store
+
+    with Store.open_readonly(store) as opened:
+        return opened.epochs()
 
 
 def summary(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None) -> pd.DataFrame:
@@ -119,8 +155,107 @@ def effects(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None) -> 
     return paired_effects(runs(store, the_plan))
 
 
-def table(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None, output_format: str = "markdown") -> str:
-    """What `harness table` prints: markdown, latex or csv."""
-    from harness.report import results_report
+def filtered(frame: pd.DataFrame, only: Mapping[str, Any] | Sequence[str] | None) -> pd.DataFrame:
+    """The stored runs whose settings equal every given value (`key=value` strings or a dict)."""
+    if not only:
+        return frame
+    if not isinstance(only, Mapping):
+        only = parse_assignments(tuple(only), "--only")
+    for key, value in only.items():
+        frame = frame[frame[key] == value] if key in frame else frame.iloc[0:0]
+    return frame
 
-    return results_report(runs(store), store_path=str(store), plan=the_plan, output_format=output_format)
+
+def table(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None, output_format: str = "markdown", *,
+          sort: str = "matrix", figures: str | None = None, metric: str = "test_error",
+          only: Mapping[str, Any] | Sequence[str] | None = None) -> str:
+    """What `harness table` prints, in any registered format (harness.report.formats)."""
+    from harness.report.formats import write
+    from harness.report.results import results_document
+
+    chosen = filtered(runs(store), only if the_plan is None else None)
+    document = results_document(chosen, store_path=str(store), plan=the_plan, sort=sort, figures=figures, metric=metric)
+    return write(document, output_format)
+
+
+def check(store: str | Path, results_file: str | Path, the_plan: Plan | None = None) -> list[str]:
+    """What differs between a committed results file (RESULTS.md) and the store: its
+    configurations and parameter counts, section by section; empty when nothing does."""
+    from harness.report.check import check_against
+
+    return check_against(Path(results_file).read_text(), runs(store), plan=the_plan, source=str(results_file))
+
+
+def result_set(path: str | Path) -> pd.DataFrame:
+    """The runs of a store, or of a baseline file written by `harness table --format json`."""
+    import pandas as pd
+
+    path = str(path)
+    if path.endswith(".json"):
+        try:
+            return pd.DataFrame(json.loads(Path(path).read_text())["runs"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"{path}: not a baseline written by `harness table --format json` "
+                              f"({type(error).__name__}: {error})") from None
+    return runs(path)
+
+
+FAIL_ON = ("worse", "any", "never")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What `harness compare` found: its text, and whether it fails the command (something got
+    significantly worse, or changed at all, as `fail_on` asks; a determinism failure always)."""
+
+    text: str
+    failed: bool
+
+
+def compare(before: str | Path, after: str | Path, *, threshold: float = 0.0, fail_on: str = "worse",
+            output_format: str = "markdown") -> Comparison:
+    """Two result sets (stores, or baselines from `harness table --format json`) compared
+    configuration by configuration, paired on the rounds, then each factor's effect in both."""
+    from harness.report.compare import compare_document
+    from harness.report.formats import write
+    from harness.stats import WORSE, compare_effects
+    from harness.stats import compare as paired_changes
+
+    if fail_on not in FAIL_ON:
+        raise ConfigError(f"--fail-on {fail_on}: use one of {', '.join(FAIL_ON)}")
+    runs_before, runs_after = result_set(before), result_set(after)
+    frame = paired_changes(runs_before, runs_after, threshold)
+    if frame.empty:
+        raise ConfigError(f"{before} and {after} share no finished run (configuration id and round); nothing to compare")
+    document = compare_document(frame, before=str(before), after=str(after), threshold=threshold,
+                                effect_frame=compare_effects(runs_before, runs_after))
+    changed = {"worse": (frame["verdict"] == WORSE).any(), "any": (frame["max_abs_difference"] > 0).any(),
+               "never": False}[fail_on]
+    failed = fail_on != "never" and bool(changed or frame["determinism_failure"].any())
+    return Comparison(write(document, output_format), failed)
+
+
+def show(store: str | Path, which: str, *, code: bool = False, output_format: str = "text") -> str:
+    """One configuration of the store, found by its id (or the first characters of it, as
+    tables show them) or its name: its settings, runs and provenance (`code`: with the plugin
+    and diff texts it ran with)."""
+    from harness.report.formats import write
+    from harness.report.show import show_document
+    from harness.store import Store
+
+    with Store.open_readonly(store) as opened:
+        stored, sources = opened.runs(), opened.sources()
+    chosen = stored[stored["config_id"].str.startswith(which) | (stored["name"] == which)] if not stored.empty else stored
+    ids = sorted(set(chosen["config_id"])) if not chosen.empty else []
+    if len(ids) != 1:
+        found = "no configuration" if not ids else f"{len(ids)} configurations ({', '.join(i[:10] for i in ids)})"
+        raise ConfigError(f"{store}: {found} match '{which}'; give more of the id, as `harness table --format csv` "
+                          "lists them")
+    return write(show_document(chosen, sources, code=code), output_format)
+
+
+def settings_table() -> str:
+    """Every setting of the built-in tasks, as `harness settings` and the README show them."""
+    from harness.tasks import settings_table as table_of_settings
+
+    return table_of_settings()

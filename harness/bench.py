@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness.config import Plan, RunConfig, expand, load_matrix, resolve
+from harness.config import Plan, expand, load_matrix, make_config
 from harness.device import DevicePolicy
+from harness.settings import RunConfig
+from harness.tasks.pairs.settings import model_options
 
 REFERENCE = {"encoder": "cnn", "pairing": "siamese", "weight_sharing": True, "aux_loss": True,
              "pairs": 1000, "epochs": 25, "batch_size": 100}  # every other setting: the defaults
@@ -76,7 +78,7 @@ def run_flops(config: RunConfig) -> tuple[float, float]:
 
     from architectures import build
 
-    model = build(config.encoder, config.model_options())
+    model = build(config.encoder, model_options(config))
     batch = torch.randn(config.batch_size, 2, 14, 14)
     target = torch.randint(0, 2, (config.batch_size,))
     classes = torch.randint(0, 10, (config.batch_size, 2))
@@ -139,14 +141,14 @@ def count_launches(path: str, config: RunConfig, rounds: int, source, policy: De
     time where launches, not arithmetic, bound it. Counted on runs of one and two epochs in
     this process: the fixed part (building, the final scoring) plus the reference's epochs
     times the second epoch's."""
-    from harness.training.batched import train_pack, train_rounds
-    from harness.training.sequential import train_run
+    from harness.tasks.pairs.batched import train_pack, train_rounds
+    from harness.tasks.pairs.sequential import train_run
 
     def counted(epochs: int) -> tuple[float, float]:
-        short = dataclasses.replace(config, epochs=epochs)
+        short = config.replace(epochs=epochs)
         jobs = [(short, r) for r in range(rounds)]
         if path == "packed":  # the configuration with and without its aux loss, one vectorised model
-            jobs += [(dataclasses.replace(short, aux_loss=not short.aux_loss), r) for r in range(rounds)]
+            jobs += [(short.replace(aux_loss=not short.aux_loss), r) for r in range(rounds)]
         with LaunchCounter() as counter:
             if path == "plain":
                 plain_run(short, 0, source, policy.device)
@@ -184,7 +186,7 @@ def peak_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:
 
 
 def reference_config(**overrides) -> RunConfig:
-    return resolve({**REFERENCE, **overrides}, "the reference configuration")
+    return make_config({**REFERENCE, **overrides}, "the reference configuration")
 
 
 def _rss_mb(who=resource.RUSAGE_SELF) -> float:
@@ -203,7 +205,7 @@ def plain_run(config: RunConfig, round_index: int, source, device) -> float:
     test_input = ((sets.test_input - mean) / std).to(device)
     train_target, train_classes = sets.train_target.to(device), sets.train_classes.to(device)
     torch.manual_seed(round_index)
-    model = build(config.encoder, config.model_options()).to(device)
+    model = build(config.encoder, model_options(config)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     for _ in range(config.epochs):
         model.train()
@@ -225,7 +227,8 @@ def plain_loop(config: RunConfig, rounds: int, data_dir, policy: DevicePolicy) -
     """The reports' way (plain_run), one run after another in this process, from the MNIST
     files on disk as a student's script starts (the harness's paths read them in their time
     too); its first run imports torch._dynamo, at the first Adam step, as a fresh process does."""
-    from harness.data import PairSource, load_mnist
+    from harness.mnist import load_mnist
+    from harness.tasks.pairs.data import PairSource
 
     errors, run_seconds = [], []
     started = time.perf_counter()
@@ -251,7 +254,7 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
     from harness.runner import run_plan
     from harness.store import Store
 
-    plan = Plan.from_configs([dataclasses.replace(config, rounds=rounds)], source="harness bench (reference)")
+    plan = Plan.from_configs([config.replace(rounds=rounds)], source="harness bench (reference)")
     with tempfile.TemporaryDirectory() as folder:
         if policy.is_cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -264,16 +267,17 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
         raise RuntimeError(f"benchmark runs failed: {summary.failed[0]}")
     peak = max(_peak(policy), _rss_mb(resource.RUSAGE_CHILDREN) if not policy.is_cuda else 0.0)
     from harness.results import Stage
-    from harness.training.protocol import evaluates, stages
+    from harness.tasks.pairs.training import stages
+    from harness.training.protocol import evaluates
 
     train, scoring = run_flops(config)
     # the learning curve's evaluations, on the protocol's own schedule: the train and test sets
     # (scoring) after the last epoch, and before it the test set alone when the curve's train
     # error is the running one (curve_train_error = "running"), both sets otherwise
-    pair_plans = [plan for plan in stages(config) if plan.stage is Stage.PAIRS]
-    evaluated = sum(evaluates(config, plan, epoch) for plan in pair_plans for epoch in range(plan.epochs - 1))
+    pair_stages = [stage for stage in stages(config) if stage.name is Stage.MAIN]
+    evaluated = sum(evaluates(config, stage, epoch) for stage in pair_stages for epoch in range(stage.epochs - 1))
     per_evaluation = scoring / 2 if config.curve_train_error == "running" else scoring
-    work = train + evaluated * per_evaluation + len(pair_plans) * scoring
+    work = train + evaluated * per_evaluation + len(pair_stages) * scoring
     # tasks (a run each, or a batched group of rounds) trained at the same time; a batched run's
     # seconds are its group's wall time shared out among the group's rounds
     from harness.runner import make_tasks
@@ -285,8 +289,8 @@ def harness_path(config: RunConfig, rounds: int, policy: DevicePolicy, *, batche
 
 def projected_seconds(matrix_path: str, reference: RunConfig, seconds_per_reference_run: float) -> tuple[float, int]:
     """Time for a whole matrix at the measured rate: each configuration's run costs its timed
-    training steps (harness.plan.seconds_per_run) relative to the reference's."""
-    from harness.plan import seconds_per_run
+    training steps (harness.estimate.seconds_per_run) relative to the reference's."""
+    from harness.estimate import seconds_per_run
 
     plan = expand(load_matrix(matrix_path))
     unit = seconds_per_run(reference)
@@ -308,7 +312,8 @@ def measure(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | No
 def measure_launches(paths, rounds: int, policy: DevicePolicy, data_dir, epochs: int | None = None) -> list[Launches]:
     """Each path's launches per run of the reference configuration (count_launches); with the
     batched path, a pack's too (the reference with and without its aux loss, `--pack`)."""
-    from harness.data import PairSource, load_mnist
+    from harness.mnist import load_mnist
+    from harness.tasks.pairs.data import PairSource
 
     config = reference_config(**({"epochs": epochs} if epochs else {}))
     source = PairSource(load_mnist(data_dir))
@@ -325,14 +330,13 @@ def framework_timings(rounds: int, epochs: int | None = None) -> list[Timing]:
     and by torch.nn (autograd), each run through the task's own trainer, on the CPU."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from harness.config import resolve as resolve_config
-    from harness.tasks.disk import DiskSource
-    from harness.training.disk import build_minidl, to_torch, train_run
+    from harness.tasks.disk.data import DiskSource
+    from harness.tasks.disk.training import build_minidl, to_torch, train_run
 
     timings = []
     for framework, path in (("minidl", "minidl"), ("torch", "torch.nn")):
         settings = {**DISK_REFERENCE, "framework": framework, **({"epochs": epochs} if epochs else {})}
-        config = resolve_config(settings, "harness bench")
+        config = make_config(settings, "harness bench")
         started = time.perf_counter()
         results = [train_run(config, round_index, DiskSource()) for round_index in range(rounds)]
         seconds = time.perf_counter() - started
@@ -362,3 +366,34 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return "unknown CPU"
+
+
+def benchmark(paths: list[str], *, device: str = "auto", rounds: int = 10, epochs: int | None = None,
+              workers: int | None = None, project_matrix: str | None = "ablations.toml", frameworks: bool = True,
+              launches: bool = True, data_dir=None, command: str = "harness bench"):
+    """`harness bench`: each path timed on the reference configuration (and, with `launches`,
+    its operator launches counted; with `frameworks`, the disk task's frameworks timed), the
+    fastest harness path projected onto `project_matrix`; a harness.report.formats.Document.
+    ConfigError for an unknown path or matrix before anything is measured."""
+    from harness.device import resolve
+    from harness.errors import ConfigError
+    from harness.report.bench import bench_document
+
+    unknown = [path for path in paths if path not in PATHS]
+    if unknown or not paths:
+        raise ConfigError(f"--paths {','.join(paths)}: unknown path {', '.join(unknown) or '(none)'}; "
+                          f"choose from {', '.join(PATHS)}")
+    if project_matrix:
+        load_matrix(project_matrix)  # a bad path fails now, not after minutes of measuring
+    policy = resolve(device, workers=workers)
+    peak = peak_gflops(policy)
+    timings = measure(paths, rounds, policy, data_dir, epochs)
+    framework_rows = framework_timings(rounds) if frameworks else None
+    launch_rows = measure_launches(paths, rounds, policy, data_dir, epochs) if launches else None
+    fastest = max((t for t in timings if t.path != "plain"), key=lambda t: t.runs_per_second, default=None)
+    projection = None
+    if project_matrix and fastest and epochs is None:
+        seconds, runs = projected_seconds(project_matrix, reference_config(), 1 / fastest.runs_per_second)
+        projection = (project_matrix, seconds, runs)
+    return bench_document(timings, machine=describe_machine(policy), command=command, projection=projection,
+                          peak_gflops=peak, frameworks=framework_rows, launches=launch_rows)

@@ -19,53 +19,62 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from harness.settings import (  # noqa: F401  (re-exported: the matrix module's public names)
-    DECLARED,
-    DEFAULTS,
-    MAX_PAIRS,
-    MAX_ROUNDS,
-    MAX_SEED,
-    NEUTRAL,
-    PRESENTATION_KEYS,
-    SETTINGS,
-    ConfigError,
-    RunConfig,
-    applies_to,
-    check_value,
-    describe,
-    suggest,
-    unique_names,
-)
-from harness.tasks import get_task
+from harness.errors import ConfigError
+from harness.registry import UnknownName, suggest
+from harness.settings import COMMON, RunConfig, check_value, told_apart
+from harness.tasks import TASKS, declarations, declared, get_task
 
-SINGLE_DIGIT_STAGE = ("digit_mix", "distill_teachers")  # settings of the single-digit stage alone
 MAX_CONFIGS = 10_000  # combinations a matrix may cross before it is refused (--max-configs)
 
 
-def resolve(settings: dict[str, Any], where: str) -> RunConfig:
-    """A RunConfig from checked settings, with the checks that span several settings."""
-    values = {key: check_value(key, value, where) for key, value in settings.items()}
-    if values.get("pairing", DEFAULTS.pairing) == "joint" and "weight_sharing" not in settings:
-        values["weight_sharing"] = False  # joint models have one encoder: nothing to share
-    if values.get("transfer", DEFAULTS.transfer) == "none":
-        values["pretrain_epochs"] = None  # no pretraining stage: the setting does not apply
-    config = RunConfig(**values)
-    for key in SINGLE_DIGIT_STAGE:
-        if config.transfer == "none" and getattr(config, key) != NEUTRAL[key]:
-            raise ConfigError(f"{where}: '{key}' = {getattr(config, key)!r} acts on the single digits of a transfer "
-                              f"variant's first stage, and transfer = \"none\" has none: set transfer (`rule`, "
-                              f"`frozen`, `finetune`) or remove {key}")
-    foreign = [key for key in settings if not applies_to(key, config.task)]
-    if foreign:
-        key = foreign[0]
-        raise ConfigError(f"{where}: '{key}' is a setting of the {DECLARED[key].meta.task} task, and this "
-                          f"configuration's task is '{config.task}': remove it or set task = "
-                          f"\"{DECLARED[key].meta.task}\"")
-    size_setting = get_task(config.task).size_setting
-    size = getattr(config, size_setting)
-    if config.validation >= size:
-        raise ConfigError(f"{where}: 'validation' = {config.validation} must be below '{size_setting}' = {size}")
+def make_config(settings: dict[str, Any], where: str) -> RunConfig:
+    """A RunConfig from a matrix's settings (names and values as a file gives them): each
+    checked against its task's settings and the common ones, then completed by the task's
+    rules (harness.tasks.TaskSpec.complete). ConfigError naming `where` otherwise."""
+    name = check_value(COMMON, "task", settings.get("task", COMMON["task"].default), where)
+    try:
+        spec = get_task(name)
+    except UnknownName:
+        known = TASKS.names()
+        raise ConfigError(f"{where}: 'task' = {name!r}: must be one of {', '.join(known)}{suggest(name, known)}") from None
+    own = spec.declared()
+    allowed, everywhere = {**COMMON, **own}, declared()
+    for key in settings:
+        if key in everywhere and key not in allowed:
+            task = everywhere[key].task
+            raise ConfigError(f"{where}: '{key}' is a setting of the {task} task, and this configuration's task is "
+                              f"'{name}': remove it or set task = \"{task}\"")
+    values = {key: check_value(everywhere if key not in allowed else allowed, key, value, where)
+              for key, value in settings.items()}
+    complete = spec.hook("complete")
+    if complete is not None:
+        values = complete(values, where)
+    config = RunConfig(**{key: value for key, value in values.items() if key in COMMON},
+                       task_settings=spec.settings(**{key: value for key, value in values.items() if key in own}))
+    if spec.size_setting is not None:
+        size = getattr(config, spec.size_setting)
+        if config.validation >= size:
+            raise ConfigError(f"{where}: 'validation' = {config.validation} must be below '{spec.size_setting}' = {size}")
     return config
+
+
+def unique_names(configs: list[RunConfig]) -> list[RunConfig]:
+    """The configurations, those whose names collide given a label that adds the settings
+    telling them apart (`mlp siamese ws aux (lr=0.01, aux_weight=0.5)`): two configurations
+    of one plan never share a name. A label is presentation only, so no id changes."""
+    groups: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(config.name, []).append(config)
+    renamed = {}
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        keys = dict.fromkeys(key for config in group for key, declaration in config.declared().items()
+                             if not declaration.meta.presentation)
+        labels = told_apart(name, [config.settings() for config in group], list(keys))
+        for config, label in zip(group, labels):
+            renamed[config.config_id] = replace(config, label=label)
+    return [renamed.get(config.config_id, config) for config in configs]
 
 
 # --------------------------------------------------------------------------- the matrix file
@@ -79,7 +88,7 @@ class MatrixFile:
     exclude: list[dict[str, Any]]
     include: list[dict[str, Any]]
     profiles: dict[str, dict[str, Any]]
-    plugins: tuple[Any, ...] = ()  # architectures.external.PluginSource, in import order
+    plugins: tuple[Any, ...] = ()  # harness.plugins.PluginSource, in import order
     sets: tuple[str, ...] = ()  # the --set assignments applied to the file
     crossed: dict[str, list[Any]] = field(default_factory=dict)  # --set lists crossing every entry
 
@@ -125,10 +134,11 @@ class Plan:
         mean nothing and repeats. `source` stands where a plan from a file records its path;
         `plugins` (.py files or modules) are imported first, as a file's are."""
         loaded = load_plugins(plugins, f"{source} plugins", Path.cwd())
+
         def candidates():
             for position, config in enumerate(configs):
                 if isinstance(config, dict):
-                    config = resolve(config, f"{source} (configuration {position + 1})")
+                    config = make_config(config, f"{source} (configuration {position + 1})")
                 yield config, config.identity()
 
         kept, dropped = admit(candidates())
@@ -143,7 +153,7 @@ SECTIONS = ("plugins", "defaults", "matrix", "profiles")
 def load_plugins(specs, where: str, base: Path | None = None) -> tuple[Any, ...]:
     """Import plugins (`.py` files, relative to `base`, or modules) so that the models they
     register can be named; ConfigError in one line naming `where`, the plugin and the error."""
-    from architectures.external import PluginError, load_plugin
+    from harness.plugins import PluginError, load_plugin
 
     loaded = []
     for spec in specs:
@@ -179,9 +189,10 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
     if not isinstance(listed, list):
         raise ConfigError(f"{where}: 'plugins' must be a list, e.g. plugins = [\"my_models.py\"]")
     loaded += load_plugins(listed, f"{where} plugins", path.resolve().parent)
+    load_named_tasks(document)
     defaults = _table(document.get("defaults", {}), f"{where} [defaults]")
     for key, value in defaults.items():
-        check_value(key, value, f"{where} [defaults]")
+        check_anywhere(key, value, f"{where} [defaults]")
 
     matrix = dict(_table(document.get("matrix", {}), f"{where} [matrix]"))
     exclude = _entries(matrix.pop("exclude", []), f"{where} [[matrix.exclude]]")
@@ -193,11 +204,11 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
             raise ConfigError(f"{at}: '{key}' must be a list of values, e.g. {key} = [{_toml(values)}]")
         if not values:
             raise ConfigError(f"{at}: '{key}' is an empty list; give at least one value or remove it")
-        factors[key] = [check_value(key, value, at) for value in values]
+        factors[key] = [check_anywhere(key, value, at) for value in values]
     for entry_list, name in ((exclude, "exclude"), (include, "include")):
         for entry in entry_list:
             for key, value in entry.items():
-                check_value(key, value, f"{where} [[matrix.{name}]]")
+                check_anywhere(key, value, f"{where} [[matrix.{name}]]")
     for entry in exclude:
         for key in entry:
             if key not in factors:
@@ -210,9 +221,47 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
     for name, table in _table(document.get("profiles", {}), f"{where} [profiles]").items():
         profile = _table(table, f"{where} [profiles.{name}]")
         for key, value in profile.items():
-            check_value(key, value, f"{where} [profiles.{name}]")
+            check_anywhere(key, value, f"{where} [profiles.{name}]")
         profiles[name] = profile
     return MatrixFile(where, defaults, factors, exclude, include, profiles, loaded)
+
+
+def load_named_tasks(document: dict[str, Any]) -> None:
+    """Import the installed tasks (entry points) a matrix document names anywhere, so that
+    their settings are known before the document's are checked."""
+    named = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "task":
+                    named.extend(value if isinstance(value, list) else [value])
+                else:
+                    collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    collect(document)
+    for name in named:
+        if isinstance(name, str) and name in TASKS:
+            get_task(name)
+
+
+def check_anywhere(key: str, value: Any, where: str) -> Any:
+    """A value of a matrix file, checked before its configurations (and their tasks) are
+    known: against the common setting of that name, or against each task's that declares it
+    (one of them must take it); ConfigError naming `where` otherwise."""
+    found = declarations(key)
+    if not found:
+        return check_value(declared(), key, value, where)  # unknown: the message suggests a close name
+    problems = []
+    for declaration in found:
+        try:
+            return check_value({key: declaration}, key, value, where)
+        except ConfigError as error:
+            problems.append(error)
+    raise problems[0]
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
@@ -251,19 +300,8 @@ def combinations(matrix: MatrixFile) -> list[dict[str, Any]]:
 
 def why_meaningless(config: RunConfig) -> str | None:
     """Why a combination means nothing (it is dropped from the plan), or None: its task's check."""
-    check = get_task(config.task).resolve("check")
+    check = get_task(config.task).hook("check")
     return check(config) if check else None
-
-
-def why_meaningless_pairs(config: RunConfig) -> str | None:
-    """The pairs task's check: transfer variants and the model family's own."""
-    from architectures import why_invalid
-
-    if config.transfer == "rule" and not config.aux_loss:
-        return "transfer 'rule' trains only the digit classifier: it needs aux_loss = true"
-    if config.transfer == "frozen" and config.aux_loss:
-        return "transfer 'frozen' never updates the encoder, so aux_loss has no effect"
-    return why_invalid(config.encoder, config.model_options())
 
 
 def admit(candidates) -> tuple[list[RunConfig], list[Dropped]]:
@@ -280,6 +318,9 @@ def admit(candidates) -> tuple[list[RunConfig], list[Dropped]]:
         seen[config.config_id] = config.name
         kept.append(config)
     return kept, dropped
+
+
+_ABSENT = object()  # a setting a configuration's task does not have: equal to no value
 
 
 def crossed_count(matrix: MatrixFile) -> int:
@@ -313,6 +354,7 @@ def expand(
         known = ", ".join(matrix.profiles) or "none defined"
         raise ConfigError(f"{matrix.path}: unknown profile '{profile}'{suggest(profile, matrix.profiles)} (profiles: {known})")
     profile_settings = matrix.profiles.get(profile, {}) if profile else {}
+
     def candidates():
         for entry in combinations(matrix) if matrix.factors or matrix.include else [{}]:  # no [matrix]: the defaults
             for values in itertools.product(*matrix.crossed.values()):
@@ -320,11 +362,11 @@ def expand(
                 settings = {}
                 for layer in (matrix.defaults, combo, profile_settings, overrides or {}):
                     settings.update(layer)
-                yield resolve(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
+                yield make_config(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
 
     configs, dropped = admit(candidates())
     if only:
-        configs = [c for c in configs if all(getattr(c, k) == v for k, v in only.items())]
+        configs = [c for c in configs if all(c.settings().get(k, _ABSENT) == v for k, v in only.items())]
     configs = unique_names(configs)
     if not configs:
         what = f" with --only {only}" if only else ""
@@ -345,7 +387,7 @@ def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixF
         if isinstance(value, list):
             if not value:
                 raise ConfigError(f"--set {text}: an empty list; give at least one value")
-            values = [check_value(key, item, f"--set {text}") for item in value]
+            values = [check_anywhere(key, item, f"--set {text}") for item in value]
             if key in factors:
                 factors[key] = values
             else:
@@ -355,7 +397,7 @@ def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixF
                 table.pop(key, None)
             overrides.pop(key, None)
         else:
-            overrides[key] = check_value(key, value, f"--set {text}")
+            overrides[key] = check_anywhere(key, value, f"--set {text}")
             crossed.pop(key, None)
             if key in factors:  # one level left: [[matrix.exclude]] entries naming it still match
                 factors[key] = [overrides[key]]
@@ -380,5 +422,5 @@ def parse_assignments(pairs: tuple[str, ...], where: str) -> dict[str, Any]:
     result = {}
     for text in pairs:
         key, value = _assignment(text, where)
-        result[key] = check_value(key, value, f"{where} {text}")
+        result[key] = check_anywhere(key, value, f"{where} {text}")
     return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from harness.settings import ConfigError
+from harness.errors import ConfigError
 
 KINDS = ("cpu", "cuda", "mps")
 
@@ -112,6 +112,8 @@ def policy_for(device: str, *, workers: int | None = None, batched: bool | None 
     kind = device.partition(":")[0]
     if kind not in KINDS:
         raise ConfigError(f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    if pack and batched is False:
+        raise ConfigError("--pack trains vectorised models: it cannot go with --no-batch-rounds")
     count = 1 if kind != "cpu" else max(1, min(workers or usable_cores(), usable_cores()))
     return DevicePolicy(
         device=device,
@@ -125,18 +127,14 @@ def policy_for(device: str, *, workers: int | None = None, batched: bool | None 
     )
 
 
-def resolve(requested: str, *, workers: int | None = None, batched: bool | None = None,
-            remote_gpus: float | None = None, pack: bool = False) -> DevicePolicy:
+def resolve(requested: str, *, workers: int | None = None, batched: bool | None = None, pack: bool = False,
+            elsewhere: str | None = None) -> DevicePolicy:
     """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' -> the policy for a device that exists here,
-    else ConfigError saying what to use instead. `remote_gpus`: the GPUs each task reserves on
-    a remote backend (Ray), whose devices are not this machine's: 'auto' there means CUDA when
-    tasks reserve GPUs, and CUDA is not looked for here."""
-    if remote_gpus is not None:
-        if requested == "auto":
-            requested = "cuda" if remote_gpus > 0 else "cpu"
-        if requested.partition(":")[0] == "cuda":
-            return policy_for(requested, workers=workers, batched=batched, pack=pack)
-    return policy_for(available(requested), workers=workers, batched=batched, pack=pack)
+    else ConfigError saying what to use instead. `elsewhere`: the device the runs will find on
+    machines that are not this one (a backend's workers elsewhere: Backend.remote_device),
+    which is not looked for here."""
+    device = elsewhere if elsewhere is not None else available(requested)
+    return policy_for(device, workers=workers, batched=batched, pack=pack)
 
 
 def available(requested: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.results import Stage, Status
-from harness.settings import FACTORS
+from harness.tasks import TASKS, factors
 
 CURVES_PER_PAGE = 24
 
@@ -105,7 +105,7 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, directory: Path) -
     pretrain = epochs[epochs["stage"] == Stage.PRETRAIN].groupby("config_id")["epoch"].max()
     # one epoch axis across the stages: the pair stage continues after the pretraining epochs
     offset = curves["config_id"].map(pretrain).fillna(0)
-    curves["step"] = curves["epoch"] + offset.where(curves["stage"] == Stage.PAIRS, 0)
+    curves["step"] = curves["epoch"] + offset.where(curves["stage"] == Stage.MAIN, 0)
     ids = panel_order(runs, curves["config_id"].unique())
     paths = []
     for page, start in enumerate(range(0, len(ids), CURVES_PER_PAGE), 1):
@@ -122,7 +122,7 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, directory: Path) -
                 top = max(top, float(high.max()))
                 axes.plot(stats.index, stats["mean"], color=colour, marker="o", markersize=2, label=column.replace("_", " "))
                 axes.fill_between(stats.index, low, high, color=colour, alpha=0.2)
-            if config_id in pretrain and (frame["stage"] == Stage.PAIRS).any():
+            if config_id in pretrain and (frame["stage"] == Stage.MAIN).any():
                 axes.axvline(pretrain[config_id] + 0.5, color="grey", linestyle="--", linewidth=0.8)
             axes.set_title(names.get(config_id, config_id), fontsize=8)
             axes.set_xlabel("epoch (pretraining first)" if config_id in pretrain else "epoch", fontsize=7)
@@ -144,7 +144,7 @@ def panel_order(runs: pd.DataFrame, ids) -> list[str]:
     """Configuration ids sorted by the ablation factors in declaration order, the last factor
     varying fastest: variants that differ in one factor end up next to each other."""
     settings = runs.drop_duplicates("config_id").set_index("config_id")
-    columns = [c for c in FACTORS if c in settings]
+    columns = [c for c in factors() if c in settings]
     key = lambda i: tuple(str(settings.at[i, c]) for c in columns) + (str(settings.at[i, "name"]),)  # noqa: E731
     return sorted(ids, key=key)
 
@@ -177,13 +177,17 @@ def forest_plot(effect_frame: pd.DataFrame, directory: Path) -> list[Path]:
     return paths
 
 
-def draw(done: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None) -> list[Path]:
-    """The figures of finished runs: the forest plot of the ablations' effects (reproductions
-    left out), the box plots and, given the epochs, the learning curves. ImportError without
-    matplotlib, before anything is written."""
+def draw(runs: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None) -> list[Path]:
+    """The figures of the finished runs among `runs`: the forest plot of the ablations' effects
+    (reproductions left out), the box plots and, given the epochs, the learning curves; nothing
+    (an empty list) without a finished run. ImportError without matplotlib, before anything is
+    written."""
     from harness.stats import effects
 
     _pyplot()  # fails here, not halfway through
+    done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
+    if done.empty:
+        return []
     directory.mkdir(parents=True, exist_ok=True)
     ablations = done[done["report"].isna()] if "report" in done else done
     written = box_plot(done, directory)
@@ -195,13 +199,11 @@ def draw(done: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None
 
 def task_figures(done: pd.DataFrame, epochs: pd.DataFrame | None, directory: Path) -> list[Path]:
     """Each task's own figures (a registered task's `figures`), drawn from its runs' rows."""
-    from harness.tasks import get_task
-
     if done.empty or "task" not in done:
         return []
     written = []
     for name, runs in done.groupby("task", sort=False):
-        figures = get_task(name).resolve("figures")
+        figures = TASKS.get(name).hook("figures") if name in TASKS else None
         if figures is not None:
             written += figures(runs, epochs, directory)
     return written

@@ -16,9 +16,11 @@ class Progress:
         self.bar = None
         self.count = 0
         self.total = 0
-        self.started = time.perf_counter()
+        self.started = False  # whether training started: the store is open and holds what finishes
+        self.clock = time.perf_counter()
 
     def start(self, already_done: int, to_run: int) -> None:
+        self.started = True
         click.echo(f"{already_done} done, {to_run} to run")
         self.total = to_run
         if to_run and not self.plain:
@@ -57,7 +59,7 @@ class Progress:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, description=text)
         else:
-            elapsed = time.perf_counter() - self.started
+            elapsed = time.perf_counter() - self.clock
             remaining = elapsed / self.count * (self.total - self.count)
             click.echo(f"[{self.count}/{self.total}, ~{remaining:.0f} s left] {text}")
 

@@ -6,6 +6,7 @@ numbers do not depend on --workers (thread count changes float summation order).
 
 from __future__ import annotations
 
+import pickle
 import platform
 import subprocess
 import sys
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.backends import Backend, TaskFailed
-from harness.config import Job, Plan, RunConfig
+from harness.config import Job, Plan
 from harness.device import DevicePolicy, policy_for, retain_freed_memory
+from harness.errors import DataError
 from harness.results import Status
+from harness.settings import RunConfig
 from harness.store import Store
 from harness.tasks import get_task
 
@@ -144,7 +147,7 @@ def make_tasks(jobs: list[Job], batched: bool, workers: int = 1, pack: bool = Fa
         key = job.config.config_id
         spec = get_task(job.config.task)
         if pack and spec.pack_key is not None and spec.packed_trainer is not None:
-            key = f"{job.config.task}:{spec.resolve('pack_key')(job.config)}"
+            key = f"{job.config.task}:{spec.hook('pack_key')(job.config)}"
         groups.setdefault(key, []).append(job)
     parts = max(1, -(-workers // len(groups)))
     tasks = []
@@ -160,39 +163,43 @@ def make_tasks(jobs: list[Job], batched: bool, workers: int = 1, pack: bool = Fa
 
 
 def run_task(task: Task, source, policy: DevicePolicy) -> list[tuple[Job, object]]:
-    """Train a task with its configuration's trainer; (job, RunResult) for each of its rounds.
-    `source`: the data source of the configuration's task, or {task name: source}. Never
-    raises for a failed run."""
+    """Train a task with its configuration's task's trainer (its source: what the task's loader
+    gave); (job, RunResult) for each of its rounds. Never raises for a failed run."""
     spec = get_task(task.config.task)
-    if isinstance(source, dict):
-        source = source[spec.name]
-    if isinstance(source, DeferredSource):
-        source = source.load()
-    batched_trainer = spec.resolve("batched_trainer")
+    batched_trainer = spec.hook("batched_trainer")
     if task.others:
         jobs = task.jobs()
-        results = spec.resolve("packed_trainer")([(job.config, job.round) for job in jobs], source, policy)
+        results = spec.hook("packed_trainer")([(job.config, job.round) for job in jobs], source, policy)
     elif task.batched and batched_trainer is not None:
         results = batched_trainer(task.config, list(task.rounds), source, policy)
     else:
-        trainer = spec.resolve("trainer")
+        trainer = spec.hook("trainer")
         results = [trainer(task.config, round_index, source, policy) for round_index in task.rounds]
     return list(zip(task.jobs(), results))
 
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What every worker holds for all its tasks: the verified data, the device policy and the
-    plugins to import."""
+    """What every worker holds for all its tasks: the tasks' verified data, the device policy
+    and the plugins to import. The data travel pickled and are read after the plugins are
+    imported: a plugin's task has a source of a class only its plugin defines."""
 
-    source: object  # {task name: its loader's source}, or one source (the pairs task's PairSource)
+    sources: bytes  # pickled {task name: its loader's source}
     policy: DevicePolicy
     plugins: tuple[str, ...] = ()  # absolute .py paths or module names, imported before any task
+
+    def source(self, task: str):
+        """The task's source, unpickled once per process (kept on this context)."""
+        loaded = self.__dict__.get("loaded")
+        if loaded is None:
+            loaded = pickle.loads(self.sources)
+            object.__setattr__(self, "loaded", loaded)  # a cache, not a field: frozen still
+        return loaded[task]
 
 
 def plugin_specs(plan: Plan) -> tuple[str, ...]:
     """The plan's plugins as every worker imports them: files by absolute path, modules by name."""
-    from architectures.external import is_file_spec
+    from harness.plugins import is_file_spec
 
     return tuple(p.path if is_file_spec(p.spec) else p.spec for p in plan.matrix.plugins)
 
@@ -200,7 +207,7 @@ def plugin_specs(plan: Plan) -> tuple[str, ...]:
 def prepare_worker(context: WorkerContext) -> None:
     """Once per worker: the policy's torch threads per run on CPU (one: numbers do not depend
     on --workers, as thread count changes float summation order), its denormal flushing and
-    its malloc policy."""
+    its malloc policy; then the plan's plugins, imported."""
     import torch
 
     from harness.config import load_plugins
@@ -210,52 +217,28 @@ def prepare_worker(context: WorkerContext) -> None:
         torch.set_flush_denormal(context.policy.flush_denormal)
         if context.policy.retain_freed_memory:
             retain_freed_memory()
-    load_plugins(context.plugins, "worker")  # the models the plan names, registered here too
+    load_plugins(context.plugins, "worker")  # the models and tasks the plan names, registered here too
 
 
 def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
     """The work function every backend runs: one task in, its rounds' results out."""
-    return run_task(task, context.source, context.policy)
+    return run_task(task, context.source(task.config.task), context.policy)
 
 
-@dataclass(frozen=True)
-class DeferredSource:
-    """A task's source that a worker loads itself, once per process: the loader of a task
-    from a plugin lives in a module that only exists once the worker has imported the plugins,
-    so its source cannot be shipped from here."""
-
-    task: str
-    data_dir: str | None
-
-    def load(self):
-        key = (self.task, self.data_dir)
-        if key not in _LOADED:
-            _LOADED[key] = get_task(self.task).resolve("loader")(self.data_dir)
-        return _LOADED[key]
-
-
-_LOADED: dict[tuple[str, str | None], object] = {}  # this process's deferred sources
-
-
-def task_sources(plan: Plan, data_dir=None, splits=None) -> dict[str, object]:
+def load_sources(plan: Plan, data_dir=None) -> dict[str, object]:
     """Each task of the plan's data source, loaded once here, so that bad data fails before
-    any work. The pairs task's MNIST is shipped to the workers, which never read it themselves
-    (`splits` when given; more pairs than MNIST holds are refused); other tasks' sources are
-    loaded again by each worker (DeferredSource)."""
-    from harness import data
-
+    any work (DataError), and every configuration it cannot serve (more pairs than MNIST
+    holds, say: the source's `check`) is refused too. Workers receive the sources from here and
+    never read the files themselves."""
     sources = {}
     for name in dict.fromkeys(config.task for config in plan.configs):
-        if name == "pairs":  # MNIST fetched and verified once, here, unless given
-            source = data.PairSource(splits) if splits is not None else get_task(name).resolve("loader")(data_dir)
-            for config in plan.configs:
-                if config.task == "pairs" and config.pairs > source.max_pairs:
-                    raise data.DataError(f"{config.name}: {config.pairs} pairs asked, the data holds "
-                                         f"{source.max_pairs} per set")
-            sources[name] = source
-        else:
-            get_task(name).resolve("loader")(data_dir)  # fails here, before any work, on bad data
-            sources[name] = DeferredSource(name, None if data_dir is None else str(data_dir))
+        source = get_task(name).hook("loader")(data_dir)
+        check = getattr(source, "check", None)
+        for config in plan.configs:
+            problem = check(config) if check is not None and config.task == name else None
+            if problem:
+                raise DataError(f"{config.name}: {problem}")
+        sources[name] = source
     return sources
 
 
@@ -264,29 +247,26 @@ def run_plan(
     store: Store,
     *,
     policy: DevicePolicy | None = None,
-    workers: int | None = None,
-    batched: bool | None = None,
+    sources: dict[str, object] | None = None,
     data_dir=None,
-    splits=None,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[Job, object], None] | None = None,
     backend: Backend | None = None,
 ) -> Summary:
     """Train every job of `plan` that the store does not hold as done; store each as it ends.
 
-    `policy`: where and how runs train (harness.device.resolve); without one, this machine's
-    CPU with `workers` processes and `batched` as given (the policy's defaults otherwise).
-    `splits`: MNIST already loaded and verified (else it is loaded here); workers receive it
-    from here and never read the files themselves. Raises DataError before any work when MNIST
-    is missing or corrupt. `backend`: where the tasks run (default: local worker processes,
-    `policy.workers` of them); the store is written here, by this process alone. A task whose
-    worker was lost past its retries, or whose work raised, is stored as failed with the
-    reason; WorkerSetupError and StoreError end the run, with every run finished before them
-    stored.
+    `policy`: where and how runs train (harness.device.resolve; default: this machine's CPU
+    with its defaults). `sources`: each task's data, loaded and verified (`load_sources`; else
+    loaded here from `data_dir`); workers receive them from here and never read the files
+    themselves. Raises DataError before any work when data is missing or corrupt. `backend`:
+    where the tasks run, started (default: local worker processes, `policy.workers` of them);
+    the store is written here, by this process alone. A task whose worker was lost past its
+    retries, or whose work raised, is stored as failed with the reason; WorkerSetupError and
+    StoreError end the run, with every run finished before them stored.
     """
-    from harness.training import failed_result
+    from harness.training.protocol import failed_result
 
-    sources = task_sources(plan, data_dir, splits)
+    sources = load_sources(plan, data_dir) if sources is None else sources
 
     finished = store.finished_keys()
     jobs = [job for job in plan.jobs if job.key not in finished]
@@ -295,13 +275,14 @@ def run_plan(
         on_start(summary.already_done, len(jobs))
     if not jobs:
         return summary
-    policy = policy or policy_for("cpu", workers=workers, batched=batched)
+    policy = policy or policy_for("cpu")
     if backend is None:
         from harness.backends.local import LocalBackend
 
-        backend = LocalBackend(policy.workers)
+        backend = LocalBackend(workers=policy.workers)
     tasks = make_tasks(jobs, policy.batched, backend.workers, policy.pack)
-    context = WorkerContext(sources, replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
+    context = WorkerContext(pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL),
+                            replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
     record = provenance(plan, context.policy)
     store.keep_sources(record.sources)
     started = time.perf_counter()

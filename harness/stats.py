@@ -10,30 +10,22 @@ import math
 
 import pandas as pd
 
-from harness.results import Status
-from harness.settings import (
-    DECLARED,
-    DEPENDENT,
-    EFFECT_FACTORS,
-    FROM_BASELINE,
-    IDENTITY_KEYS,
-    IN_ORDER,
-    SETTINGS,
-    told_apart,
-)
+from harness.results import METRICS, SUMMARIZED, Status
+from harness.settings import FROM_BASELINE, IN_ORDER, told_apart
+from harness.tasks import chance_errors, declared, identity_keys
 
 CHANCE_MARGIN = 0.02  # a final train error within 2 pp of the majority-class answer learned nothing
-PAIRS_CHANCE_ERROR = 0.45  # stores before schema 3: P(first > second) for uniform digits
 
 
 def degenerate(runs: pd.DataFrame) -> pd.Series:
-    """Done runs that learned nothing, whatever the system: every test pair got one answer
+    """Done runs that learned nothing, whatever the system: every test example got one answer
     (`test_predicted_share` 0 or 1), or the train error stayed at chance, i.e. within
     CHANCE_MARGIN of the error of always answering the training set's majority class (runs
-    stored before that was recorded are measured against the pairs task's 45 %)."""
+    stored before that was recorded are measured against their task's `chance_error`)."""
     unknown = pd.Series(float("nan"), index=runs.index)
     share = pd.to_numeric(runs.get("test_predicted_share", unknown), errors="coerce")
-    chance = pd.to_numeric(runs.get("train_chance_error", unknown), errors="coerce").fillna(PAIRS_CHANCE_ERROR)
+    task_chance = runs["task"].map(chance_errors()) if "task" in runs else unknown
+    chance = pd.to_numeric(runs.get("train_chance_error", unknown), errors="coerce").fillna(task_chance)
     train = pd.to_numeric(runs["train_error"], errors="coerce")
     single_class = share.isin([0.0, 1.0])
     at_chance = train >= chance - CHANCE_MARGIN
@@ -65,30 +57,20 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     done = runs[runs["status"] == Status.DONE].assign(degenerate=degenerate)
-    if "validation_digit_error" not in done:  # a frame made before the column was summarised
-        done = done.assign(validation_digit_error=float("nan"))
-    grouped = done.groupby("config_id")
-    summary = pd.DataFrame(
-        {
-            "train_error_mean": 100 * grouped["train_error"].mean(),
-            "train_error_std": 100 * grouped["train_error"].std(ddof=1),
-            "test_error_mean": 100 * grouped["test_error"].mean(),
-            "test_error_std": 100 * grouped["test_error"].std(ddof=1),
-            "test_error_min": 100 * grouped["test_error"].min(),
-            "test_error_max": 100 * grouped["test_error"].max(),
-            "test_digit_error_mean": 100 * grouped["test_digit_error"].mean(),
-            "test_digit_error_std": 100 * grouped["test_digit_error"].std(ddof=1),
-            "validation_error_mean": 100 * grouped["validation_error"].mean(),
-            "validation_error_std": 100 * grouped["validation_error"].std(ddof=1),
-            "validation_digit_error_mean": 100 * grouped["validation_digit_error"].mean(),
-            "validation_digit_error_std": 100 * grouped["validation_digit_error"].std(ddof=1),
-            "seconds_per_run": grouped["seconds"].mean(),
-            "rounds_done": grouped["round"].nunique(),
-            "rounds_degenerate": grouped["degenerate"].sum(),
-        }
-    )
+    missing = {metric: float("nan") for metric in SUMMARIZED if metric not in done}  # a frame made before it was
+    grouped = done.assign(**missing).groupby("config_id")
+    columns = {}
+    for metric in METRICS:  # errors as percentages
+        values = grouped[metric.name] if metric.summarized else None
+        if metric.summarized:
+            columns.update({f"{metric.name}_mean": 100 * values.mean(), f"{metric.name}_std": 100 * values.std(ddof=1)})
+        if metric.extremes:
+            columns.update({f"{metric.name}_min": 100 * values.min(), f"{metric.name}_max": 100 * values.max()})
+    summary = pd.DataFrame({**columns, "seconds_per_run": grouped["seconds"].mean(),
+                            "rounds_done": grouped["round"].nunique(), "rounds_degenerate": grouped["degenerate"].sum()})
     latest = runs.sort_values("finished_at").groupby("config_id").last()
-    settings = latest[[c for c in latest.columns if c in SETTINGS] + ["name", "params"]]
+    known = declared()
+    settings = latest[[c for c in latest.columns if c in known] + ["name", "params"]]
     failed = runs[runs["status"] == Status.FAILED].groupby("config_id").size().rename("rounds_failed")
     summary = settings.join(summary, how="left").join(failed, how="left")
     summary["rounds_done"] = summary["rounds_done"].fillna(0).astype(int)
@@ -106,11 +88,11 @@ def distinct_names(summary: pd.DataFrame) -> pd.DataFrame:
     repeated = summary["name"].duplicated(keep=False)
     if not repeated.any():
         return summary
-    summary = summary.copy()
+    summary, keys = summary.copy(), identity_keys()
     for name, group in summary[repeated].groupby("name"):
         rows = [{key: (None if pd.isna(value) else value) for key, value in row.items()}
-                for row in group[[k for k in IDENTITY_KEYS if k in group]].to_dict("records")]
-        labels = told_apart(name, rows)
+                for row in group[[k for k in keys if k in group]].to_dict("records")]
+        labels = told_apart(name, rows, keys)
         # settings the store does not hold cannot tell them apart: the id does
         summary.loc[group.index, "name"] = [label if not label.endswith(" ()") else f"{name} ({config_id[:10]})"
                                             for label, config_id in zip(labels, group["config_id"])]
@@ -196,7 +178,7 @@ def _levels(frame: pd.DataFrame, factor: str) -> tuple[object, list[object]] | N
     values = list(pd.unique(frame[factor]))
     if len(values) < 2:
         return None
-    meta = DECLARED[factor].meta
+    meta = declared()[factor].meta
     if meta.effect == IN_ORDER:
         rank = {level: position for position, level in enumerate(meta.order)}
         ranked = sorted(values, key=lambda v: (rank.get(v, len(rank)), str(v)))
@@ -217,7 +199,8 @@ def matched_differences(runs: pd.DataFrame, factor: str, level, baseline, metric
     `factor` that share every other identity setting and the round: columns match (the shared
     settings), round, difference. Settings that mean nothing at one of the levels
     (DEPENDENT) are not matched on."""
-    others = [key for key in IDENTITY_KEYS if key != factor and key not in DEPENDENT.get(factor, ()) and key in runs]
+    dependent = declared()[factor].meta.dependent
+    others = [key for key in identity_keys() if key != factor and key not in dependent and key in runs]
     done = runs[runs["status"] == Status.DONE]
     on = done[done[factor] == level]
     off = done[done[factor] == baseline]
@@ -274,19 +257,26 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str 
     }
 
 
-def interactions(runs: pd.DataFrame, factors=EFFECT_FACTORS, metric: str = "test_error") -> pd.DataFrame:
+def effect_factors() -> list[str]:
+    """The settings whose effect a table measures when they vary in a store, in order."""
+    return [name for name, declaration in declared().items() if declaration.meta.effect]
+
+
+def interactions(runs: pd.DataFrame, factors=None, metric: str = "test_error") -> pd.DataFrame:
     """For each pair of factors (A, B) that both vary: A's paired effect at each level of B, and
     whether it differs between B's baseline and another level: the per-round difference of the
     two conditional effects, t-tested over rounds and BH-adjusted across every comparison.
     A row per (A change, B level): factor, change, given, effect and interval at that level,
-    and, for B's non-baseline levels, difference from the effect at B's baseline with its p."""
+    and, for B's non-baseline levels, difference from the effect at B's baseline with its p.
+    `factors`: the settings to look at (default: every effect_factors())."""
     done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
-    varying = {f: _levels(done, f) for f in factors if f in done and not done.empty}
+    known = declared()
+    varying = {f: _levels(done, f) for f in (factors or effect_factors()) if f in done and not done.empty}
     varying = {f: levels for f, levels in varying.items() if levels is not None}
     rows = []
     for factor, (baseline, levels) in varying.items():
         for condition, (condition_base, condition_levels) in varying.items():
-            if condition == factor or condition in DEPENDENT.get(factor, ()) or factor in DEPENDENT.get(condition, ()):
+            if condition == factor or condition in known[factor].meta.dependent or factor in known[condition].meta.dependent:
                 continue
             for level in levels:
                 rows += _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels,
@@ -321,12 +311,12 @@ def _conditional_rows(done, factor, level, baseline, condition, condition_base, 
     return rows
 
 
-def effects(runs: pd.DataFrame, factors=EFFECT_FACTORS, metric: str = "test_error") -> pd.DataFrame:
+def effects(runs: pd.DataFrame, factors=None, metric: str = "test_error") -> pd.DataFrame:
     """Every factor level's paired effect on `metric` (test error unless said), with
-    BH-adjusted p-values."""
+    BH-adjusted p-values. `factors`: the settings to look at (default: every effect_factors())."""
     rows = []
     done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
-    for factor in factors:
+    for factor in factors or effect_factors():
         if factor not in done or done.empty:
             continue
         levels = _levels(done, factor)

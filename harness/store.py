@@ -13,7 +13,6 @@ StoreError whose one-line message says what happened, where, and how to fix it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.results import Status
+from harness.results import CURVE_METRICS, METRIC_NAMES, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,20 +42,12 @@ RUN_COLUMNS = {  # name -> declaration; NOT NULL columns cannot be added to an o
     "config_id": "TEXT NOT NULL",
     "round": "INTEGER NOT NULL",
     "name": "TEXT NOT NULL",
-    "config": "TEXT NOT NULL",
+    "config": "TEXT NOT NULL",  # JSON: every setting of the configuration, flat
     "status": "TEXT NOT NULL",
     "reason": "TEXT",
     "data_seed": "INTEGER NOT NULL",
     "model_seed": "INTEGER NOT NULL",
-    "train_error": "REAL",
-    "test_error": "REAL",
-    "validation_error": "REAL",
-    "train_digit_error": "REAL",
-    "test_digit_error": "REAL",
-    "validation_digit_error": "REAL",
-    "train_loss": "REAL",
-    "test_predicted_share": "REAL",  # share of test pairs predicted 1 (0 or 1: a single class)
-    "train_chance_error": "REAL",  # train error of always answering the majority class
+    **{metric: "REAL" for metric in METRIC_NAMES},  # harness.results.METRICS
     "params": "INTEGER",
     "seconds": "REAL",
     "device": "TEXT",
@@ -82,10 +73,7 @@ EPOCH_COLUMNS = {
     "round": "INTEGER NOT NULL",
     "stage": "TEXT NOT NULL",
     "epoch": "INTEGER NOT NULL",
-    "train_loss": "REAL",
-    "train_error": "REAL",
-    "test_error": "REAL",
-    "validation_error": "REAL",
+    **{metric: "REAL" for metric in CURVE_METRICS},  # the learning curves' metrics
 }
 
 
@@ -98,17 +86,6 @@ TABLES = (
     ("runs", RUN_COLUMNS, "config_id, round"),
     ("epochs", EPOCH_COLUMNS, "config_id, round, stage, epoch"),
     ("sources", SOURCE_COLUMNS, "sha256"),
-)
-METRICS = (
-    "train_error",
-    "test_error",
-    "validation_error",
-    "train_digit_error",
-    "test_digit_error",
-    "validation_digit_error",
-    "train_loss",
-    "test_predicted_share",
-    "train_chance_error",
 )
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_TIMEOUT = 30.0  # seconds a write waits for another program's lock on the file
@@ -427,12 +404,12 @@ class Store:
             "config_id": result.config_id,
             "round": result.round,
             "name": config.name,
-            "config": json.dumps(config.__dict__, sort_keys=True),
+            "config": json.dumps(config.settings(), sort_keys=True),
             "status": result.status,
             "reason": result.reason,
             "data_seed": result.data_seed,
             "model_seed": result.model_seed,
-            **{metric: result.metrics.get(metric) for metric in METRICS},
+            **{metric: result.metrics.get(metric) for metric in METRIC_NAMES},
             "params": result.params,
             "seconds": result.seconds,
             "device": result.device,
@@ -454,19 +431,8 @@ class Store:
                 self.connection.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
                 self.connection.executemany(
                     f"INSERT INTO epochs ({', '.join(EPOCH_COLUMNS)}) VALUES ({', '.join('?' for _ in EPOCH_COLUMNS)})",
-                    [
-                        (
-                            result.config_id,
-                            result.round,
-                            epoch["stage"],
-                            epoch["epoch"],
-                            epoch.get("train_loss"),
-                            epoch.get("train_error"),
-                            epoch.get("test_error"),
-                            epoch.get("validation_error"),
-                        )
-                        for epoch in result.epochs
-                    ],
+                    [(result.config_id, result.round, epoch["stage"], epoch["epoch"],
+                      *(epoch.get(metric) for metric in CURVE_METRICS)) for epoch in result.epochs],
                 )
         except sqlite3.Error as error:
             raise _explain(self.path, error, "store a finished run") from None
@@ -495,15 +461,16 @@ class Store:
             raise _explain(self.path, error, "read its source texts") from None
 
     def runs(self) -> pd.DataFrame:
-        """Every stored run, one row each, the resolved configuration parsed into columns.
+        """Every stored run, one row each, the resolved configuration parsed into columns (every
+        setting any registered task declares, as harness.tasks.declared() lists them).
 
         A run stored before a setting existed has no value for it: it gets the setting's
-        built-in default, the value that reproduces the code before the setting (which is why
-        such a value leaves the configuration id unchanged), so old and new runs of one
-        configuration show the same settings and pair up."""
+        neutral value (the value that reproduces the code before the setting, which is why
+        such a value leaves the configuration id unchanged), else its default, so old and new
+        runs of one configuration show the same settings and pair up."""
         import pandas as pd
 
-        from harness.settings import DEFAULTS, NEUTRAL
+        from harness.tasks import declared
 
         try:
             frame = pd.read_sql_query("SELECT * FROM runs ORDER BY config_id, round", self.connection)
@@ -515,7 +482,8 @@ class Store:
             if column not in frame:
                 frame[column] = None
         # a setting's neutral value is what the code computed before the setting existed
-        defaults = {**dataclasses.asdict(DEFAULTS), **NEUTRAL}
+        defaults = {name: declaration.meta.neutral if declaration.meta.has_neutral else declaration.default
+                    for name, declaration in declared().items()}
         settings = pd.DataFrame([{**defaults, **json.loads(text)} for text in frame["config"]], index=frame.index)
         return pd.concat([frame, settings.drop(columns=[c for c in settings if c in frame])], axis=1)
 

@@ -55,3 +55,69 @@ def write_mnist(directory: Path, train: int = 600, test: int = 400, compress: bo
             else:
                 (raw / name).write_bytes(content)
     return checksums
+
+
+def run_config(**settings):
+    """A configuration from settings, checked and completed as a matrix file's are."""
+    from harness.config import make_config
+
+    return make_config(settings, "test")
+
+
+PROVENANCE = {"torch_version": "2.x", "code_version": "abc", "python_version": "3.11", "matrix": "m.toml", "command": "harness run"}
+
+
+def fill(store, config, test_errors, *, failed_rounds=(), params=1000):
+    """Store made-up finished runs of `config`, one per test error."""
+    from harness.results import RunResult
+    from harness.training.protocol import seeds
+
+    for round_index, test_error in enumerate(test_errors):
+        data_seed, model_seed = seeds(config, round_index)
+        status = "failed" if round_index in failed_rounds else "done"
+        result = RunResult(
+            config.config_id, round_index, data_seed, model_seed, status,
+            reason="TrainingDiverged: nan" if status == "failed" else None,
+            metrics={"train_error": test_error / 2, "test_error": test_error, "train_loss": 0.1},
+            epochs=[{"stage": "pairs", "epoch": e, "train_loss": 0.1, "train_error": test_error, "test_error": test_error} for e in (1, 2)],
+            params=params, seconds=1.5,
+        )
+        store.write(result, config, PROVENANCE)
+
+
+def constructed_store(path):
+    """aux_loss lowers test error by exactly 2, 4, 6 points in rounds 0, 1, 2 for both encoders;
+    batch_norm changes nothing."""
+    from harness.store import Store
+
+    store = Store(path)
+    base = {"mlp": [0.20, 0.22, 0.24], "cnn": [0.10, 0.12, 0.14]}
+    for encoder, errors in base.items():
+        for batch_norm in (False, True):
+            off = run_config(encoder=encoder, batch_norm=batch_norm, rounds=3)
+            on = run_config(encoder=encoder, batch_norm=batch_norm, aux_loss=True, rounds=3)
+            fill(store, off, errors)
+            fill(store, on, [e - d for e, d in zip(errors, (0.02, 0.04, 0.06))])
+    return store
+
+
+# a small matrix many tests train: 4 configurations, 2 rounds, 2 epochs
+TINY = """
+[defaults]
+epochs = 2
+rounds = 2
+pairs = 100
+batch_size = 25
+[matrix]
+encoder = ["mlp", "cnn"]
+aux_loss = [false, true]
+"""
+
+
+def stored_results(store_path):
+    """The numbers a store holds, by configuration and round (equal stores: equal frames)."""
+    from harness.store import Store
+
+    with Store.open_readonly(store_path) as store:
+        frame = store.runs()
+    return frame.set_index(["config_id", "round"])[["status", "test_error", "train_error", "train_loss"]].sort_index()

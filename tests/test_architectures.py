@@ -14,9 +14,11 @@ from architectures import (
     names,
     why_invalid,
 )
-from architectures.external import load_plugin
 from harness.config import expand, load_matrix
-from harness.training.protocol import comparison_loss, digit_loss
+from harness.plugins import load_plugin
+from harness.tasks.pairs.losses import digit_loss
+from harness.tasks.pairs.settings import model_options
+from harness.training.protocol import decision_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_CONFIGS = expand(load_matrix(ROOT / "matrices" / "reports.toml")).configs
@@ -64,7 +66,7 @@ def test_forward_shapes_finite_and_every_parameter_learns(name, options):
         assert output.digits.shape == (6, 2, 10)
         assert torch.isfinite(output.digits).all()
     target = (classes[:, 0] <= classes[:, 1]).long()
-    loss = comparison_loss(output.comparison, target, "cross_entropy")
+    loss = decision_loss(output.comparison, target, "cross_entropy")
     if output.digits is not None:
         loss = loss + digit_loss(output.digits, classes, "cross_entropy")
     loss.backward()
@@ -143,7 +145,7 @@ def test_meaningless_options_are_refused():
 
 @pytest.mark.parametrize("config", REPORT_CONFIGS, ids=[c.name for c in REPORT_CONFIGS])
 def test_report_presets_build_run_and_match_published_parameters(config):
-    model = build(config.encoder, config.model_options())
+    model = build(config.encoder, model_options(config))
     output = model(torch.randn(4, 2, 14, 14))
     assert output.comparison.shape[0] == 4
     if config.aux_loss:
@@ -197,7 +199,7 @@ GENERIC_SNAPSHOT = {
 
 
 def test_parameter_counts_match_snapshot():
-    counts = {c.name: count_parameters(build(c.encoder, c.model_options())) for c in REPORT_CONFIGS}
+    counts = {c.name: count_parameters(build(c.encoder, model_options(c))) for c in REPORT_CONFIGS}
     assert counts == PARAMETER_SNAPSHOT
     for (name, pairing, sharing), expected in GENERIC_SNAPSHOT.items():
         assert count_parameters(build(name, pairing=pairing, weight_sharing=sharing)) == expected
@@ -232,6 +234,7 @@ def test_the_convnets_pool_before_their_relus():
     assert {v.values[0] for v in POOLING_FIRST} >= {"cnn", "poulsen_clenet", "gardoni_siamese"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,options", POOLING_FIRST)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_pooling_before_the_relu_changes_no_bit(name, options, channels_last):
@@ -254,7 +257,7 @@ def test_pooling_before_the_relu_changes_no_bit(name, options, channels_last):
         for m, optimiser in zip((model, reference), optimisers):
             torch.manual_seed(step)  # the same dropout masks
             output = m(pairs)
-            loss = comparison_loss(output.comparison, target, "cross_entropy")
+            loss = decision_loss(output.comparison, target, "cross_entropy")
             if output.digits is not None:
                 loss = loss + digit_loss(output.digits, classes, "cross_entropy")
             optimiser.zero_grad()

@@ -13,7 +13,13 @@ from harness.bench import (
     run_flops,
 )
 from harness.cli import main
-from harness.report import bench_report
+from harness.report.bench import bench_document
+from harness.report.formats import write
+
+
+def bench_report(timings, **options):
+    """`harness bench`'s markdown."""
+    return write(bench_document(timings, **options), "markdown")
 
 
 def test_the_reference_run_costs_what_the_flop_counter_says():
@@ -34,6 +40,7 @@ def test_the_report_sets_each_path_against_the_plain_loop_and_the_peak():
     assert cells[4] == "2.00x" and cells[6] == "15.0" and cells[7] == "15%"
 
 
+@pytest.mark.slow
 def test_bench_runs_every_path_from_the_command_line(fake_mnist, monkeypatch):
     monkeypatch.setitem(__import__("harness.bench").bench.REFERENCE, "pairs", 100)  # the fixture's MNIST is small
     result = CliRunner().invoke(main, ["bench", "--device", "cpu", "--rounds", "1", "--epochs", "1",
@@ -64,9 +71,11 @@ def test_launches_count_kernels_not_views_or_allocations_and_reads_apart():
     assert (counter.kernels, counter.host_reads, value) == (2, 1, 6.0)
 
 
+@pytest.mark.slow
 def test_launches_per_run_of_each_path(fake_mnist):
-    from harness.data import PairSource, load_mnist
     from harness.device import resolve
+    from harness.mnist import load_mnist
+    from harness.tasks.pairs.data import PairSource
 
     source, policy = PairSource(load_mnist(fake_mnist)), resolve("cpu")
     config = reference_config(pairs=100, epochs=3)
@@ -84,7 +93,7 @@ def test_launches_per_run_of_each_path(fake_mnist):
     assert counts["workers"].host_reads >= counts["workers"].steps
     # the count is the fixed part plus the epochs: a run of 3 epochs, counted directly, agrees
     with LaunchCounter() as direct:
-        from harness.training.sequential import train_run
+        from harness.tasks.pairs.sequential import train_run
 
         train_run(config, 0, source, policy)
     assert direct.kernels == pytest.approx(counts["workers"].kernels, rel=0.02)
@@ -97,6 +106,7 @@ def test_the_report_lists_launches_per_run_and_step():
     assert [c.strip() for c in row.strip("|").split("|")] == ["batched", "5,000", "20.0", "600"]
 
 
+@pytest.mark.slow
 def test_batched_groups_trained_side_by_side_count_as_such(fake_mnist):
     from harness.bench import harness_path
     from harness.device import policy_for
@@ -108,27 +118,27 @@ def test_batched_groups_trained_side_by_side_count_as_such(fake_mnist):
     assert 0 <= timing.outside_runs < timing.seconds
 
 
-
 @pytest.mark.parametrize("members", [None, [0, 1, 2]], ids=["sequential", "batched"])
 def test_one_configurations_loss_reads_the_outputs_whole(fake_mnist, members):
     """The pair loss of one configuration (a run, or its rounds as one vectorised model) takes
     the model's outputs as they are: a slice of them, even a whole one, would cost every step's
     backward a copy of the gradient (a kernel each on a GPU). Only a pack slices its groups."""
-    from harness.data import PairSource, load_mnist
     from harness.device import CPU
+    from harness.mnist import load_mnist
     from harness.results import Stage
-    from harness.training import protocol
-    from harness.training.batched import Members
-    from harness.training.sequential import new_learner
+    from harness.tasks.pairs import training
+    from harness.tasks.pairs.batched import Members
+    from harness.tasks.pairs.data import PairSource, prepare_data
+    from harness.tasks.pairs.sequential import new_learner
 
     config, source = reference_config(pairs=100, epochs=1), PairSource(load_mnist(fake_mnist))
     if members is None:
-        data = protocol.prepare_data(config, source.pairs(100, 0), torch.device("cpu"))
+        data = prepare_data(config, source.pairs(100, 0), torch.device("cpu"))
         learner = new_learner(config, 0, data, CPU)
     else:
         learner = Members([(config, round_index) for round_index in members], source, torch.device("cpu"))
-    plan = next(plan for plan in protocol.stages(config) if plan.stage is Stage.PAIRS)
-    loss = protocol.objective(config, plan, learner)(learner.batches(100)[0])
+    stage = next(stage for stage in training.stages(config) if stage.name is Stage.MAIN)
+    loss = training.objective(config, stage, learner)(learner.batches(100)[0])
     nodes, kinds = [loss.grad_fn], set()
     while nodes:
         node = nodes.pop()
@@ -138,6 +148,7 @@ def test_one_configurations_loss_reads_the_outputs_whole(fake_mnist, members):
     assert not {kind for kind in kinds if kind.startswith(("Slice", "Index"))}, kinds
 
 
+@pytest.mark.slow
 def test_the_gpu_script_parses_and_names_its_steps(tmp_path):
     """benchmarks/gpu.sh is what a GPU session runs (each step checked with DEVICE=cpu by hand;
     here only what needs no MNIST): valid bash, and an unknown step refused in one line, exit 2,

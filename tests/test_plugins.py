@@ -1,4 +1,5 @@
-"""A user's own model and question: plugins, `module:Class`, entry points, --set, the Python API."""
+"""A user's own model (harness.plugins, architectures.external): plugin files and modules,
+`module:Class` names, entry points, the options a model takes, through the Python API."""
 
 import importlib.metadata
 import shutil
@@ -12,8 +13,7 @@ from click.testing import CliRunner
 
 from harness import api
 from harness.cli import main
-from harness.config import ConfigError, expand, load_matrix, with_sets
-from harness.data import load_mnist
+from harness.config import expand, load_matrix
 from harness.store import Store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -48,6 +48,7 @@ def example(tmp_path):
     return tmp_path / "dropout_study.toml"
 
 
+@pytest.mark.slow
 def test_a_plugin_file_registers_a_model_that_runs_with_aux_loss_on_and_off(fake_mnist, example, tmp_path):
     plan = expand(load_matrix(example), "smoke", {"pairs": 100}, only={"swap_augment": False, "dropout": 0.0})
     assert [c.encoder for c in plan.configs] == ["lenet_siamese"] * 2
@@ -59,6 +60,7 @@ def test_a_plugin_file_registers_a_model_that_runs_with_aux_loss_on_and_off(fake
     assert table["test_digit_error_mean"].notna().sum() == 1  # only the aux configuration has digit errors
 
 
+@pytest.mark.slow
 def test_runs_record_the_plugin_and_the_store_keeps_its_source_once(fake_mnist, example, tmp_path):
     plan = expand(load_matrix(example), "smoke", {"pairs": 100}, only={"swap_augment": False, "aux_loss": False})
     api.run(plan, tmp_path / "s.sqlite", device="cpu", workers=1)
@@ -86,6 +88,7 @@ def test_factors_a_user_model_does_not_take_are_dropped_with_the_reason(tmp_path
     assert plan.dropped[0].reason == "plain_net takes no 'batch_norm' option, so batch_norm = True cannot apply"
 
 
+@pytest.mark.slow
 def test_a_module_class_reference_and_a_plain_tensor_output_train(fake_mnist, tmp_path, monkeypatch):
     (tmp_path / "user_models.py").write_text(textwrap.dedent(PLAIN_MODEL))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -99,16 +102,18 @@ def test_a_module_class_reference_and_a_plain_tensor_output_train(fake_mnist, tm
 
 
 def test_an_installed_entry_point_is_found_by_name_and_imported_only_when_used(tmp_path, monkeypatch):
-    from architectures import external, names
-    from architectures.registry import family
+    from architectures import FAMILIES, ModelOptions, family, names
 
     (tmp_path / "installed_models.py").write_text(textwrap.dedent(PLAIN_MODEL))
     monkeypatch.syspath_prepend(str(tmp_path))
-    point = importlib.metadata.EntryPoint("entry_net", "installed_models:PlainNet", external.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(external, "entry_points", lambda: {"entry_net": point})
+    point = importlib.metadata.EntryPoint("entry_net", "installed_models:PlainNet", "harness.architectures")
+    original = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [point] if kw.get("group") == "harness.architectures" else original(**kw))
     assert "entry_net" in names() and "installed_models" not in sys.modules  # listed, not imported
-    model = family("entry_net").builder(__import__("architectures").ModelOptions())
+    model = family("entry_net").builder(ModelOptions())
     assert model(torch.randn(3, 2, 14, 14)).comparison.shape == (3, 2)
+    FAMILIES.unregister("entry_net")
 
 
 @pytest.mark.parametrize(
@@ -130,59 +135,9 @@ def test_a_bad_plugin_is_one_line_and_exit_2_with_nothing_written(tmp_path, plug
     assert not store.exists()
 
 
-def test_set_overrides_values_and_turns_lists_into_factors(tmp_path):
-    path = study(tmp_path, """
-        [defaults]
-        epochs = 25
-        dropout = 0.25
-        [matrix]
-        encoder = ["mlp", "cnn"]
-        [profiles.quick]
-        epochs = 3
-    """)
-    matrix, overrides = with_sets(load_matrix(path), ("epochs=5", "dropout=[0, 0.5]", "encoder=cnn"))
-    plan = expand(matrix, "quick", overrides)
-    assert sorted((c.encoder, c.epochs, c.dropout) for c in plan.configs) == [("cnn", 5, 0.0), ("cnn", 5, 0.5)]
-    assert matrix.describe("quick") == f"{path} --profile quick --set epochs=5 --set dropout=[0, 0.5] --set encoder=cnn"
-    with pytest.raises(ConfigError, match=r"^--set dropout=\[0, 2\]: 'dropout' = 2.0: must be in \[0, 1\)$"):
-        with_sets(load_matrix(path), ("dropout=[0, 2]",))
-    result = CliRunner().invoke(main, ["plan", "--matrix", str(path), "--set", "epoch=3", "--no-estimate"])
-    assert result.exit_code == 2 and result.output.strip() == "error: --set epoch=3: unknown setting 'epoch'; did you mean 'epochs'?"
+def test_a_module_that_cannot_be_imported_is_a_model_error_in_one_line():
+    from architectures import UnknownModelError, family
 
-
-def test_a_set_list_crosses_every_include_of_a_preset_matrix(tmp_path):
-    """A file of [[matrix.include]] entries only (as the reports' presets are): `--set` with a
-    list doubles every entry, instead of the includes all extending one combination."""
-    path = study(tmp_path, """
-        [[matrix.include]]
-        label = "A"
-        encoder = "mlp"
-        [[matrix.include]]
-        label = "B"
-        encoder = "cnn"
-        normalize = false
-    """)
-    matrix, overrides = with_sets(load_matrix(path), ("normalize=[true, false]", "epochs=[1, 2]"))
-    plan = expand(matrix, None, overrides)
-    assert sorted((c.label[0], c.normalize, c.epochs) for c in plan.configs) == [
-        (label, normalize, epochs) for label in "AB" for normalize in (False, True) for epochs in (1, 2)
-    ]
-    assert "A (normalize=false, epochs=2)" in {c.name for c in plan.configs}
-    # a single value afterwards takes the key back from the crossing
-    matrix, overrides = with_sets(load_matrix(path), ("normalize=[true, false]", "normalize=false"))
-    assert sorted((c.name, c.normalize) for c in expand(matrix, None, overrides).configs) == [("A", False), ("B", False)]
-
-
-def test_table_filters_with_only(fake_mnist, tmp_path):
-    plan = api.plan(configs=[{"encoder": e, "epochs": 1, "rounds": 1, "pairs": 100} for e in ("mlp", "linear")])
-    api.run(plan, tmp_path / "s.sqlite", device="cpu", workers=1)
-    result = CliRunner().invoke(main, ["table", "--store", str(tmp_path / "s.sqlite"), "--only", "encoder=mlp"])
-    assert result.exit_code == 0, result.output
-    assert "mlp siamese ws" in result.output and "linear siamese ws" not in result.output
-
-
-def test_the_course_helper_data_layout_is_read_too(fake_mnist, tmp_path):
-    course = tmp_path / "data" / "mnist" / "MNIST" / "raw"
-    shutil.copytree(Path(fake_mnist) / "MNIST" / "raw", course)
-    ours, theirs = load_mnist(fake_mnist, download=False), load_mnist(tmp_path / "data", download=False)
-    assert torch.equal(ours.train_images, theirs.train_images) and torch.equal(ours.test_labels, theirs.test_labels)
+    with pytest.raises(UnknownModelError, match=r"^model no_such_module:Net: cannot import no_such_module "
+                                                r"\(ModuleNotFoundError"):
+        family("no_such_module:Net")

@@ -1,20 +1,22 @@
 """The Ray backend on a local Ray instance (skipped without the `ray` extra)."""
 
 import os
+import pickle
 import signal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_runner import TINY
-from test_runner import results as stored
+from fixtures import TINY
+from fixtures import stored_results as stored
 
 from harness.cli import main
 from harness.config import expand, load_matrix
-from harness.data import PairSource, load_mnist
-from harness.device import CPU
+from harness.device import CPU, policy_for
+from harness.mnist import load_mnist
 from harness.runner import make_tasks, run_plan
 from harness.store import Store
+from harness.tasks.pairs.data import PairSource
 
 
 def test_ray_backend_without_ray_fails_in_one_line(fake_mnist, tmp_path, monkeypatch):
@@ -29,6 +31,8 @@ def test_ray_backend_without_ray_fails_in_one_line(fake_mnist, tmp_path, monkeyp
     assert not store.exists()
 
 
+pytestmark = pytest.mark.slow  # Ray starts processes of its own
+
 ray = pytest.importorskip("ray", reason="the Ray backend tests need the extra: pip install -e '.[ray]'")
 
 from harness.backends import TaskFailed  # noqa: E402
@@ -36,6 +40,7 @@ from harness.backends.ray import RayBackend, RayOptions  # noqa: E402
 from harness.runner import WorkerContext, execute, prepare_worker  # noqa: E402
 
 
+@pytest.mark.timeout(60)  # a Ray of another user on this machine must not make it wait for minutes
 def test_no_cluster_at_address_auto_is_one_line_and_writes_nothing(fake_mnist, tmp_path):
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")
@@ -78,9 +83,9 @@ def ray_matches_local(plan, folder, workers=1):
     """Run `plan` on local workers and on Ray into two stores; Ray's summary, after checking that
     both stores hold the same numbers."""
     with Store(folder / "local.sqlite") as store:
-        run_plan(plan, store, workers=workers)
+        run_plan(plan, store, policy=policy_for("cpu", workers=workers))
     with Store(folder / "ray.sqlite") as store:
-        summary = run_plan(plan, store, backend=RayBackend(RayOptions(), "cpu"))
+        summary = run_plan(plan, store, backend=RayBackend(RayOptions()))
     assert stored(folder / "ray.sqlite").equals(stored(folder / "local.sqlite"))
     return summary
 
@@ -89,12 +94,12 @@ def test_ray_gives_the_numbers_of_the_local_backend(local_ray, tiny, tmp_path):
     summary = ray_matches_local(tiny, tmp_path)
     assert summary.finished == 8 and not summary.failed
     with Store(tmp_path / "ray.sqlite") as store:  # resume: nothing left to run
-        assert run_plan(tiny, store, backend=RayBackend(RayOptions(), "cpu")).already_done == 8
+        assert run_plan(tiny, store, backend=RayBackend(RayOptions())).already_done == 8
 
 
 def launch(options, tasks, work):
-    context = WorkerContext(PairSource(load_mnist()), CPU)
-    return list(RayBackend(options, "cpu").launch(tasks, work, context, prepare_worker))
+    context = WorkerContext(pickle.dumps({"pairs": PairSource(load_mnist())}), CPU)
+    return list(RayBackend(options).launch(tasks, work, context, prepare_worker))
 
 
 def raise_for_mlp(task, context):
@@ -146,7 +151,7 @@ def failing_setup(context):
 def test_a_worker_that_cannot_set_up_ends_the_launch_in_one_line(local_ray, tiny):
     from harness.backends import WorkerSetupError
 
-    backend = RayBackend(RayOptions(), "cpu")
+    backend = RayBackend(RayOptions())
     with pytest.raises(WorkerSetupError, match="RuntimeError: this worker cannot start"):
         list(backend.launch(make_tasks(tiny.jobs[:2], False), execute, None, failing_setup))
 

@@ -1,82 +1,26 @@
+"""What `harness table` prints (harness.report): the results document in every format, the
+check against a committed file, and the one registry of formats every command's output uses."""
+
 import csv
 import io
 import json
-import math
 
-import pandas as pd
 import pytest
 from click.testing import CliRunner
+from fixtures import fill, run_config
 
 from harness.cli import main
-from harness.config import RunConfig
-from harness.report import ReportError, check_against, results_report
-from harness.results import RunResult
-from harness.stats import benjamini_hochberg, effects, summarize, t_quantile, t_two_sided_p
+from harness.report.check import check_against, committed_rows, document_parts
+from harness.report.formats import latex_escape, names, write
+from harness.report.results import ReportError, results_document
+from harness.stats import effects
 from harness.store import Store
-from harness.training import seeds
-
-PROVENANCE = {"torch_version": "2.x", "code_version": "abc", "python_version": "3.11", "matrix": "m.toml", "command": "harness run"}
+from harness.training import protocol
 
 
-def fill(store: Store, config: RunConfig, test_errors, *, failed_rounds=(), params=1000):
-    """Store made-up finished runs of `config`, one per test error."""
-    for round_index, test_error in enumerate(test_errors):
-        data_seed, model_seed = seeds(config, round_index)
-        status = "failed" if round_index in failed_rounds else "done"
-        result = RunResult(
-            config.config_id, round_index, data_seed, model_seed, status,
-            reason="TrainingDiverged: nan" if status == "failed" else None,
-            metrics={"train_error": test_error / 2, "test_error": test_error, "train_loss": 0.1},
-            epochs=[{"stage": "pairs", "epoch": e, "train_loss": 0.1, "train_error": test_error, "test_error": test_error} for e in (1, 2)],
-            params=params, seconds=1.5,
-        )
-        store.write(result, config, PROVENANCE)
-
-
-@pytest.fixture
-def constructed(tmp_path):
-    """aux_loss lowers test error by exactly 2, 4, 6 points in rounds 0, 1, 2 for both encoders;
-    batch_norm changes nothing."""
-    store = Store(tmp_path / "s.sqlite")
-    base = {"mlp": [0.20, 0.22, 0.24], "cnn": [0.10, 0.12, 0.14]}
-    for encoder, errors in base.items():
-        for batch_norm in (False, True):
-            off = RunConfig(encoder=encoder, batch_norm=batch_norm, rounds=3)
-            on = RunConfig(encoder=encoder, batch_norm=batch_norm, aux_loss=True, rounds=3)
-            fill(store, off, errors)
-            fill(store, on, [e - d for e, d in zip(errors, (0.02, 0.04, 0.06))])
-    yield store
-    store.close()
-
-
-def test_summary_mean_std_and_flags(tmp_path):
-    with Store(tmp_path / "s.sqlite") as store:
-        fill(store, RunConfig(rounds=4), [0.10, 0.20, 0.30], failed_rounds=(2,))
-        summary = summarize(store.runs())
-    row = summary.iloc[0]
-    assert row["rounds_done"] == 2 and row["rounds_failed"] == 1 and row["rounds"] == 4
-    assert row["test_error_mean"] == pytest.approx(15.0)
-    assert row["test_error_std"] == pytest.approx(100 * math.sqrt(0.005))
-
-
-def test_paired_effect_has_the_known_answer(constructed):
-    frame = effects(constructed.runs()).set_index("factor")
-    aux = frame.loc["aux_loss"]
-    assert aux["effect"] == pytest.approx(-4.0)
-    assert aux["pairs"] == 12 and aux["rounds"] == 3 and aux["configurations"] == 4
-    half = t_quantile(0.975, 2) * 2.0 / math.sqrt(3)  # per-round effects -2, -4, -6: std 2
-    assert (aux["ci_low"], aux["ci_high"]) == pytest.approx((-4 - half, -4 + half))
-    assert aux["p"] == pytest.approx(t_two_sided_p(-4 / (2 / math.sqrt(3)), 2))
-    assert frame.loc["batch_norm", "effect"] == pytest.approx(0.0)
-    assert frame.loc["encoder", "change"] == "mlp -> cnn"
-    assert frame.loc["encoder", "effect"] == pytest.approx(-10.0)
-
-
-def test_t_distribution_and_bh_against_known_values():
-    assert t_two_sided_p(2.262157, 9) == pytest.approx(0.05, abs=1e-6)
-    assert t_quantile(0.975, 14) == pytest.approx(2.144787, abs=1e-5)
-    assert t_two_sided_p(5.0, 14) == pytest.approx(1.9451530625726e-4, rel=1e-9)
-    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.5, 0.001]) == pytest.approx([0.025, 0.05, 0.05, 0.5, 0.005])
+def results_report(runs, *, output_format="markdown", **options):
+    """`harness table`'s text: the results document in a format."""
+    return write(results_document(runs, **options), output_format)
 
 
 def test_markdown_shape_and_sections(constructed):
@@ -115,8 +59,6 @@ def test_latex_is_booktabs_tables_with_everything_escaped(constructed):
 
 
 def test_latex_escapes_what_latex_would_read_as_commands():
-    from harness.report import latex_escape
-
     assert latex_escape("50% & more_#1 {x} ~ ^ $ \\") == (
         "50\\% \\& more\\_\\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\$ \\textbackslash{}"
     )
@@ -130,11 +72,11 @@ def test_latex_compiles_in_a_document(tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (Debian: texlive-latex-base); the escaping tests above still run")
     with Store(tmp_path / "s.sqlite") as store:
-        fill(store, RunConfig(label="50% of {x} & y_1 | #2 ~ ^ $", rounds=2), [0.1, 0.2])
-        fill(store, RunConfig(encoder="mlp", rounds=2), [0.2, 0.3])
-        fill(store, RunConfig(report="000", label="000 x", reference_test_error=12.5, reference_test_std=1.0, rounds=2), [0.1, 0.2])
-        fill(store, RunConfig(aux_loss=True, rounds=2), [0.05, 0.15])
-        fill(store, RunConfig(encoder="linear", rounds=2), [0.9, 0.2])  # a degenerate round: its marker too
+        fill(store, run_config(label="50% of {x} & y_1 | #2 ~ ^ $", rounds=2), [0.1, 0.2])
+        fill(store, run_config(encoder="mlp", rounds=2), [0.2, 0.3])
+        fill(store, run_config(report="000", label="000 x", reference_test_error=12.5, reference_test_std=1.0, rounds=2), [0.1, 0.2])
+        fill(store, run_config(aux_loss=True, rounds=2), [0.05, 0.15])
+        fill(store, run_config(encoder="linear", rounds=2), [0.9, 0.2])  # a degenerate round: its marker too
         runs = store.runs()
     (tmp_path / "table.tex").write_text(results_report(runs, store_path="a_b/s%.sqlite", output_format="latex"))
     (tmp_path / "doc.tex").write_text(
@@ -149,7 +91,7 @@ def test_latex_compiles_in_a_document(tmp_path):
 
 def test_reproductions_show_published_figures(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
-        fill(store, RunConfig(label="001 WS", report="001", reference_test_error=15.26, reference_test_std=1.06, reference_params=50454), [0.15, 0.16])
+        fill(store, run_config(label="001 WS", report="001", reference_test_error=15.26, reference_test_std=1.06, reference_params=50454), [0.15, 0.16])
         text = results_report(store.runs(), store_path="s.sqlite")
     assert "## Reproductions of the reports" in text
     assert "15.26 ± 1.06" in text and "50,454" in text
@@ -176,47 +118,16 @@ def test_check_names_configuration_and_both_counts(constructed, tmp_path):
     assert result.exit_code == 1 and "1,234 parameters" in result.output
 
 
-def test_plots_are_written(constructed, tmp_path):
-    pytest.importorskip("matplotlib")
-    out = tmp_path / "plots"
-    result = CliRunner().invoke(main, ["plot", "--store", str(constructed.path), "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    names = {p.name for p in out.iterdir()}
-    for stem in ("test_error_boxplot_1", "learning_curves_1", "effects_forest"):
-        assert {f"{stem}.png", f"{stem}.svg"} <= names
-    assert all(p.stat().st_size > 1000 for p in out.iterdir())
-
-
-def test_store_rows_are_self_describing(constructed):
-    frame = constructed.runs()
-    row = frame.iloc[0]
-    config = json.loads(row["config"])
-    assert config["encoder"] in ("mlp", "cnn") and "lr" in config
-    for column in ("data_seed", "model_seed", "code_version", "torch_version", "device", "seconds", "finished_at"):
-        assert not pd.isna(row[column])
-
-
-def test_transfer_effect_matches_despite_its_pretraining_setting(tmp_path):
-    with Store(tmp_path / "s.sqlite") as store:
-        fill(store, RunConfig(aux_loss=True, rounds=2), [0.10, 0.12])
-        fill(store, RunConfig(aux_loss=True, transfer="rule", pretrain_epochs=10, rounds=2), [0.04, 0.05])
-        frame = effects(store.runs()).set_index("factor")
-    assert frame.loc["transfer", "change"] == "none -> rule"
-    assert frame.loc["transfer", "effect"] == pytest.approx(-6.5)
-
-
 def test_check_picks_the_matching_table_in_a_file_of_several():
-    from harness.report import _committed_rows, _parts
-
     document = "# A\n\n## Configurations\n\n| configuration | params |\n|---|---|\n| one | 1,000 |\n\n# B\n\n## Configurations\n\n| configuration | params |\n|---|---|\n| two | 2,000 |\n"
-    parts = [_committed_rows(part) for part in _parts(document)]
+    parts = [committed_rows(part) for part in document_parts(document)]
     assert parts == [{False: {"one": 1000}}, {False: {"two": 2000}}]
 
 
 def test_a_label_with_a_bar_keeps_its_row_whole(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
-        fill(store, RunConfig(label="cnn | aux", rounds=2), [0.1, 0.2])
-        fill(store, RunConfig(encoder="mlp", rounds=2), [0.2, 0.3])
+        fill(store, run_config(label="cnn | aux", rounds=2), [0.1, 0.2])
+        fill(store, run_config(encoder="mlp", rounds=2), [0.2, 0.3])
         runs = store.runs()
     document = results_report(runs, store_path="s.sqlite")
     rows = [line for line in document.splitlines() if line.startswith("| cnn")]
@@ -224,101 +135,6 @@ def test_a_label_with_a_bar_keeps_its_row_whole(tmp_path):
     header = next(line for line in document.splitlines() if line.startswith("| configuration"))
     assert rows[0].replace("\\|", "").count("|") == header.count("|")
     assert check_against(document, runs, plan=None, source="R.md") == []
-
-
-def test_runs_stored_before_a_setting_existed_table_and_pair_with_newer_ones(tmp_path):
-    import sqlite3
-
-    path = tmp_path / "s.sqlite"
-    with Store(path) as store:
-        fill(store, RunConfig(rounds=3), [0.10, 0.20, 0.30])
-        fill(store, RunConfig(rounds=3, aux_loss=True), [0.05, 0.10, 0.20])
-    newer = ("augment_shift", "augment_rotate", "lr_schedule", "label_smoothing", "ema_decay", "test_time_augment",
-             "curve_train_error")
-    with sqlite3.connect(path) as connection:  # the aux-off rows as a harness before those settings wrote them
-        for rowid, text in connection.execute("SELECT rowid, config FROM runs").fetchall():
-            settings = json.loads(text)
-            if not settings["aux_loss"]:
-                connection.execute("UPDATE runs SET config = ? WHERE rowid = ?",
-                                   (json.dumps({k: v for k, v in settings.items() if k not in newer}), rowid))
-    with Store.open_readonly(path) as store:
-        runs = store.runs()
-    assert runs["augment_shift"].eq(0).all() and runs["lr_schedule"].eq("constant").all()
-    # what the code did before the setting: learning curves scored the training pairs
-    older = runs[runs["aux_loss"] == False]  # noqa: E712
-    assert older["curve_train_error"].eq("pass").all() and runs.loc[runs["aux_loss"] == True, "curve_train_error"].eq("running").all()  # noqa: E712
-    frame = effects(runs)
-    row = frame[frame["factor"] == "aux_loss"].iloc[0]
-    assert row["rounds"] == 3 and row["effect"] == pytest.approx(-100 * (0.05 + 0.10 + 0.10) / 3)
-    assert "## Effects" in results_report(runs, store_path=str(path))
-
-
-def test_the_box_plot_keeps_configurations_that_share_a_name_apart(tmp_path):
-    pytest.importorskip("matplotlib")
-    from harness import plots
-
-    with Store(tmp_path / "s.sqlite") as store:  # two stored configurations under one name
-        fill(store, RunConfig(label="same", lr=1e-3, rounds=2), [0.1, 0.2])
-        fill(store, RunConfig(label="same", lr=1e-2, rounds=2), [0.3, 0.4])
-        runs = store.runs()
-    (svg,) = [p for p in plots.box_plot(runs, tmp_path) if p.suffix == ".svg"]
-    assert "2 configurations" in svg.read_text()
-
-
-def test_box_plots_come_in_panels_of_at_most_25_with_published_figures_marked(tmp_path):
-    pytest.importorskip("matplotlib")
-    from harness import plots
-
-    with Store(tmp_path / "s.sqlite") as store:
-        for width in range(1, 31):  # 30 cnn siamese configurations: two panels of 15
-            fill(store, RunConfig(width=width / 10, rounds=2), [0.1, 0.2])
-        fill(store, RunConfig(encoder="mlp", rounds=2, report="001", reference_test_error=17.0), [0.15, 0.16])
-        runs = store.runs()
-    panels = plots.box_groups(runs[runs["status"] == "done"])
-    assert [len(ids) for ids in panels.values()] == [15, 15, 1]
-    assert list(panels) == ["cnn siamese (1/2)", "cnn siamese (2/2)", "report 001"]
-    svgs = sorted(p for p in plots.box_plot(runs, tmp_path) if p.suffix == ".svg")
-    assert len(svgs) == 3 and "published" in svgs[-1].read_text()
-
-
-def test_configurations_sharing_a_name_across_plans_are_told_apart():
-    import pandas as pd
-
-    from harness.stats import summarize
-
-    rows = []
-    for config_id, lr in (("a" * 64, 1e-3), ("b" * 64, 1e-2)):
-        for round_index in range(2):
-            rows.append({"config_id": config_id, "round": round_index, "status": "done", "name": "mlp siamese ws aux",
-                         "lr": lr, "encoder": "mlp", "train_error": 0.1, "test_error": 0.2, "test_digit_error": None,
-                         "validation_error": None, "seconds": 1.0, "params": 10, "finished_at": "t"})
-    summary = summarize(pd.DataFrame(rows))
-    assert sorted(summary["name"]) == ["mlp siamese ws aux (lr=0.001)", "mlp siamese ws aux (lr=0.01)"]
-
-
-def _interaction_runs():
-    """aux_loss lowers test error by 2 pp without swap and by 6 pp with it (rounds differ by noise)."""
-    import pandas as pd
-
-    rows = []
-    for round_index, noise in enumerate((0.0, 0.4, -0.4, 0.2)):
-        for aux in (False, True):
-            for swap in (False, True):
-                error = 20 + noise - (aux * (6 if swap else 2)) - swap * 1 + (round_index % 2) * 0.1 * aux * swap
-                rows.append({"config_id": f"{aux}{swap}", "round": round_index, "status": "done", "aux_loss": aux,
-                             "swap_augment": swap, "encoder": "cnn", "test_error": error / 100})
-    return pd.DataFrame(rows)
-
-
-def test_interactions_find_an_effect_that_depends_on_another_factor():
-    from harness.stats import interactions
-
-    frame = interactions(_interaction_runs()).set_index(["factor", "given"])
-    with_swap = frame.loc[("aux_loss", "swap_augment = True")]
-    assert with_swap["effect"] == pytest.approx(-6.0, abs=0.06)
-    assert frame.loc[("aux_loss", "swap_augment = False"), "effect"] == pytest.approx(-2.0)
-    assert with_swap["difference"] == pytest.approx(-4.0, abs=0.06) and with_swap["p_difference_adjusted"] < 0.05
-    assert with_swap["diff_low"] < -3.9 and with_swap["diff_high"] > -4.1
 
 
 def test_json_holds_every_table_for_machines(constructed):
@@ -367,11 +183,101 @@ def test_html_page_is_self_contained_and_renders_in_a_browser(constructed, tmp_p
     assert headings[:2] == ["Answers", "Interactions"] and headings[-1] == "Provenance", headings
 
 
-def test_without_matplotlib_plot_is_one_line_and_writes_no_folder(constructed, tmp_path, monkeypatch):
-    import sys
+def test_the_table_shows_the_validation_digit_error_choices_are_made_on(tmp_path):
+    config = run_config(**{"validation": 200, "transfer": "rule", "rounds": 2})
+    with Store(tmp_path / "s.sqlite") as store:
+        for round_index, (pair_error, digit_error) in enumerate(((0.01, 0.02), (0.03, 0.04))):
+            result = protocol.new_result(config, round_index, "cpu")
+            result.status, result.seconds, result.params = "done", 1.0, 10
+            result.metrics = {"train_error": 0.0, "test_error": 0.02, "validation_error": pair_error,
+                              "validation_digit_error": digit_error, "test_digit_error": 0.03}
+            store.write(result, config, {})
+        runs = store.runs()
+    text = results_report(runs, store_path=str(tmp_path / "s.sqlite"))
+    header = next(line for line in text.splitlines() if line.startswith("| configuration"))
+    assert "| validation error % | validation digit error % |" in header.replace("  ", " ").replace("  ", " ")
+    assert "3.00 ± 1.41" in text  # the digit error's mean ± std, in %
 
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    out = tmp_path / "plots"
-    result = CliRunner().invoke(main, ["plot", "--store", str(constructed.path), "--out", str(out)])
-    assert result.exit_code == 2 and result.output == "error: plotting needs matplotlib: pip install -e '.[plot]'\n"
-    assert not out.exists()
+
+def test_effects_can_be_measured_on_the_validation_error(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        for elastic in (0.0, 0.5):
+            config = run_config(**{"validation": 200, "transfer": "rule", "rounds": 3, "augment_elastic": elastic})
+            for round_index in range(3):
+                result = protocol.new_result(config, round_index, "cpu")
+                result.status, result.seconds, result.params = "done", 1.0, 10
+                result.metrics = {"train_error": 0.0, "test_error": 0.02, "test_digit_error": 0.03,  # no effect on test
+                                  "validation_error": 0.03 - elastic * 0.02 + round_index * 0.001,
+                                  "validation_digit_error": 0.04 - elastic * 0.04}
+                store.write(result, config, {})
+        runs = store.runs()
+    on_test = effects(runs).set_index("factor").loc["augment_elastic"]
+    on_validation = effects(runs, metric="validation_error").set_index("factor").loc["augment_elastic"]
+    assert on_test["effect"] == 0 and on_validation["effect"] == pytest.approx(-1.0)
+    text = results_report(runs, store_path="s", metric="validation_digit_error")
+    assert "Δ validation digit error (pp)" in text and "-2.00" in text
+
+
+def test_a_matrix_names_its_configurations_whatever_label_they_were_stored_under(tmp_path):
+    from harness.config import Plan
+    stored = run_config(**{"transfer": "rule", "aux_loss": True, "rounds": 1, "label": "best"})
+    with Store(tmp_path / "s.sqlite") as store:
+        result = protocol.new_result(stored, 0, "cpu")
+        result.status, result.seconds, result.params = "done", 1.0, 10
+        result.metrics = {"train_error": 0.0, "test_error": 0.02}
+        store.write(result, stored, {})
+        runs = store.runs()
+    renamed = run_config(**{"transfer": "rule", "aux_loss": True, "rounds": 1, "label": "the first search's recipe"})
+    assert renamed.config_id == stored.config_id  # a label is presentation
+    text = results_report(runs, store_path="s", plan=Plan.from_configs([renamed], source="m.toml"))
+    assert "| the first search's recipe" in text and "| best" not in text
+
+
+def test_every_command_writes_every_registered_format(constructed, tmp_path):
+    """One registry of formats: every command's --format choices are its names, and each
+    format writes each command's document."""
+    from harness.config import Plan
+    from harness.estimate import cost_frame
+    from harness.report.plan import plan_document
+    from harness.report.show import show_document
+
+    for command in ("table", "plan", "compare", "show", "bench"):
+        option = next(p for p in main.commands[command].params if p.name == "output_format")
+        assert list(option.type.choices) == names() == ["markdown", "text", "latex", "html", "csv", "json"]
+    runs = constructed.runs()
+    plan = Plan.from_configs([run_config(encoder="mlp", rounds=2), run_config(encoder="cnn", rounds=2)], source="m.toml")
+    from harness.bench import Launches, Timing
+    from harness.report.bench import bench_document
+    from harness.report.compare import compare_document
+    from harness.stats import compare, compare_effects
+
+    timings = [Timing("plain", 4, 8.0, 0.1, 300.0, 10e9), Timing("workers", 4, 4.0, 0.1, 400.0, 15e9, (1.0,) * 4, 2)]
+    documents = {
+        "results": results_document(runs, store_path="s.sqlite"),
+        "plan": plan_document(cost_frame(plan, estimate=False), plan, estimate=False),
+        "show": show_document(runs[runs["config_id"] == runs["config_id"].iloc[0]], constructed.sources()),
+        "compare": compare_document(compare(runs, runs), before="a", after="b", threshold=0,
+                                    effect_frame=compare_effects(runs, runs)),
+        "bench": bench_document(timings, machine="m", command="harness bench", projection=("a.toml", 10.0, 4),
+                                launches=[Launches("plain", 1000.0, 10.0, 100)]),
+    }
+    for name, document in documents.items():
+        for output_format in names():
+            text = write(document, output_format)
+            assert text.strip(), (name, output_format)
+            if output_format == "json":
+                json.loads(text)
+            if output_format == "csv":
+                assert len(list(csv.reader(io.StringIO(text)))) >= 2, name
+            if output_format == "html":
+                assert text.startswith("<!DOCTYPE html>") and text.endswith("</html>")
+    assert "\\begin{longtable}" in write(documents["plan"], "latex")
+    assert write(documents["plan"], "text").splitlines()[1].startswith("----")  # tabulate's plain table
+
+
+def test_an_unknown_format_is_refused_with_the_known_ones():
+    from harness.registry import UnknownName
+    from harness.report.formats import FORMATS
+
+    with pytest.raises(UnknownName, match="unknown format 'markdwon'; did you mean 'markdown'"):
+        FORMATS.get("markdwon")

@@ -4,17 +4,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures import PROVENANCE, run_config
 
 from architectures import build
 from harness import api
-from harness.config import RunConfig
-from harness.report import results_report
+from harness.report.formats import write
+from harness.report.results import results_document
 from harness.results import RunResult
-from harness.stats import PAIRS_CHANCE_ERROR, summarize, verdict
+from harness.stats import summarize, verdict
 from harness.store import Store
-from harness.training import seeds
+from harness.tasks import get_task
+from harness.training.protocol import seeds
 
-PROVENANCE = {"torch_version": "2.x", "code_version": "abc", "python_version": "3.11", "matrix": "m.toml", "command": "harness run"}
+
+def results_report(runs, *, output_format="markdown", **options):
+    return write(results_document(runs, **options), output_format)
 
 
 def store_run(store, config, round_index, **metrics):
@@ -25,9 +29,9 @@ def store_run(store, config, round_index, **metrics):
 
 
 def test_degenerate_rounds_are_counted_and_marked_in_every_table(tmp_path):
-    config = RunConfig(encoder="mlp", rounds=4, label="sys", report="999", reference_test_error=20.0,
+    config = run_config(encoder="mlp", rounds=4, label="sys", report="999", reference_test_error=20.0,
                        reference_test_std=1.0)
-    plain = RunConfig(encoder="linear", rounds=2)
+    plain = run_config(encoder="linear", rounds=2)
     with Store(tmp_path / "s.sqlite") as store:
         store_run(store, config, 0, train_error=0.05, test_error=0.20, test_predicted_share=0.55, train_chance_error=0.44)
         # every test pair answered "first <= second", although the train error looks learned
@@ -35,7 +39,7 @@ def test_degenerate_rounds_are_counted_and_marked_in_every_table(tmp_path):
         # train error within 2 pp of always answering the majority class
         store_run(store, config, 2, train_error=0.43, test_error=0.40, test_predicted_share=0.3, train_chance_error=0.44)
         # a run stored before schema 3: measured against the pairs task's 45 %
-        store_run(store, config, 3, train_error=PAIRS_CHANCE_ERROR - 0.01, test_error=0.46)
+        store_run(store, config, 3, train_error=get_task("pairs").chance_error - 0.01, test_error=0.46)
         for round_index in range(2):
             store_run(store, plain, round_index, train_error=0.46, test_error=0.5, test_predicted_share=0.0,
                       train_chance_error=0.46)
@@ -69,12 +73,13 @@ def test_verdict_follows_the_rule(ours, our_std, published, published_std, degen
     assert verdict(row) == expected
 
 
+@pytest.mark.slow
 def test_a_run_records_its_predicted_share_and_the_chance_error(fake_mnist, tmp_path):
     plan = api.plan(configs=[{"encoder": "linear", "epochs": 1, "rounds": 2, "pairs": 100}])
     api.run(plan, tmp_path / "s.sqlite", device="cpu", workers=1)
     with Store.open_readonly(tmp_path / "s.sqlite") as store:
         runs = store.runs()
-    from harness.data import generate_pair_sets
+    from harness.tasks.pairs.data import generate_pair_sets
 
     for row in runs.to_dict("records"):
         train_target = generate_pair_sets(100, row["data_seed"], fake_mnist)[1]
@@ -92,10 +97,12 @@ def test_the_linear_head_reading_of_report_003_has_no_activation_and_the_same_co
     assert not any(isinstance(m, torch.nn.ReLU) for m in linear.head.modules())
 
 
+@pytest.mark.slow
 def test_scoring_in_train_mode_changes_only_models_with_dropout_or_batch_norm(fake_mnist, monkeypatch):
-    from harness.config import resolve
-    from harness.data import PairSource, load_mnist
-    from harness.training import protocol, train_run
+    from harness.mnist import load_mnist
+    from harness.tasks.pairs.data import PairSource
+    from harness.tasks.pairs.sequential import train_run
+    from harness.training import protocol
 
     source = PairSource(load_mnist())
     # one initialisation for all: the model seed otherwise follows the configuration id
@@ -103,7 +110,7 @@ def test_scoring_in_train_mode_changes_only_models_with_dropout_or_batch_norm(fa
     small = {"encoder": "mlp", "epochs": 2, "pairs": 100, "batch_size": 25}
 
     def errors(**settings):
-        result = train_run(resolve({**small, **settings}, "t"), 0, source)
+        result = train_run(run_config(**small, **settings), 0, source)
         return result.metrics["train_error"], result.metrics["test_error"], result.epochs[-1]["train_loss"]
 
     assert errors() == errors(score_in_train_mode=True)  # nothing to switch: the same numbers

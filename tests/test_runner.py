@@ -1,3 +1,7 @@
+"""Running a plan (harness.runner): what is missing trained, stored run by run, resumed; the
+same numbers with any number of workers; a failed run recorded and the others going on; the
+code version every run records."""
+
 import os
 import signal
 import sqlite3
@@ -9,23 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures import TINY
+from fixtures import stored_results as results
 
-from harness.config import RunConfig, expand, load_matrix
-from harness.data import PairSource, load_mnist
+from harness.config import expand, load_matrix
+from harness.device import policy_for
 from harness.runner import run_plan
 from harness.store import Store
-from harness.training import train_run
 
-TINY = """
-[defaults]
-epochs = 2
-rounds = 2
-pairs = 100
-batch_size = 25
-[matrix]
-encoder = ["mlp", "cnn"]
-aux_loss = [false, true]
-"""
+ONE = policy_for("cpu", workers=1)  # runs in this process
 
 
 @pytest.fixture
@@ -35,33 +31,30 @@ def tiny_plan(tmp_path):
     return expand(load_matrix(path))
 
 
-def results(store_path):
-    with Store.open_readonly(store_path) as store:
-        frame = store.runs()
-    return frame.set_index(["config_id", "round"])[["status", "test_error", "train_error", "train_loss"]].sort_index()
-
-
+@pytest.mark.slow
 def test_same_command_twice_gives_identical_numbers(fake_mnist, tiny_plan, tmp_path):
     for name in ("a", "b"):
         with Store(tmp_path / f"{name}.sqlite") as store:
-            summary = run_plan(tiny_plan, store, workers=1)
+            summary = run_plan(tiny_plan, store, policy=ONE)
         assert summary.finished == 8 and not summary.failed
     first, second = results(tmp_path / "a.sqlite"), results(tmp_path / "b.sqlite")
     assert (first["status"] == "done").all()
     assert first.equals(second)
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_numbers_of_one(fake_mnist, tiny_plan, tmp_path):
     with Store(tmp_path / "one.sqlite") as store:
-        run_plan(tiny_plan, store, workers=1)
+        run_plan(tiny_plan, store, policy=ONE)
     with Store(tmp_path / "two.sqlite") as store:
-        run_plan(tiny_plan, store, workers=2)
+        run_plan(tiny_plan, store, policy=policy_for("cpu", workers=2))
     assert results(tmp_path / "one.sqlite").equals(results(tmp_path / "two.sqlite"))
 
 
+@pytest.mark.slow
 def test_rounds_pair_data_across_configurations(fake_mnist, tiny_plan, tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
-        run_plan(tiny_plan, store, workers=1)
+        run_plan(tiny_plan, store, policy=ONE)
         frame = store.runs()
     assert frame.groupby("round")["data_seed"].nunique().eq(1).all()
     assert frame["model_seed"].nunique() == len(frame)
@@ -69,6 +62,7 @@ def test_rounds_pair_data_across_configurations(fake_mnist, tiny_plan, tmp_path)
     assert frame["torch_version"].eq(torch.__version__).all()
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_runs_only_what_is_missing(fake_mnist, tiny_plan, tmp_path):
     seen = []
 
@@ -78,15 +72,16 @@ def test_resume_after_interruption_runs_only_what_is_missing(fake_mnist, tiny_pl
             raise KeyboardInterrupt
 
     with Store(tmp_path / "s.sqlite") as store, pytest.raises(KeyboardInterrupt):
-        run_plan(tiny_plan, store, workers=1, on_result=interrupt_after_three)
+        run_plan(tiny_plan, store, policy=ONE, on_result=interrupt_after_three)
     assert len(results(tmp_path / "s.sqlite")) == 3
     starts = []
     with Store(tmp_path / "s.sqlite") as store:
-        summary = run_plan(tiny_plan, store, workers=1, on_start=lambda done, todo: starts.append((done, todo)))
+        summary = run_plan(tiny_plan, store, policy=ONE, on_start=lambda done, todo: starts.append((done, todo)))
     assert starts == [(3, 5)] and summary.finished == 5
     assert len(results(tmp_path / "s.sqlite")) == 8
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_partial_run(fake_mnist, tmp_path, synthetic_mnist):
     _, checksums = synthetic_mnist
     matrix = tmp_path / "m.toml"
@@ -94,8 +89,8 @@ def test_kill_9_leaves_no_partial_run(fake_mnist, tmp_path, synthetic_mnist):
     store_path = tmp_path / "s.sqlite"
     script = textwrap.dedent(f"""
         import sys
-        import harness.data
-        harness.data.MNIST_SHA256 = {checksums!r}
+        import harness.mnist
+        harness.mnist.MNIST_SHA256 = {checksums!r}
         from harness.cli import main
         sys.argv = ["harness", "run", "--matrix", {str(matrix)!r}, "--store", {str(store_path)!r}, "--workers", "1"]
         main()
@@ -127,26 +122,33 @@ def test_kill_9_leaves_no_partial_run(fake_mnist, tmp_path, synthetic_mnist):
     assert orphans == 0
 
 
-def test_failed_run_is_recorded_and_others_go_on(fake_mnist, tmp_path, monkeypatch):
-    from architectures import registry
+@pytest.mark.slow
+def test_failed_run_is_recorded_and_others_go_on(fake_mnist, tmp_path):
+    from architectures import FAMILIES, ModelOptions, family
+    from architectures.registry import Family
 
     class Exploding(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.inner = registry.family("cnn").builder(registry.ModelOptions())
+            self.inner = family("cnn").builder(ModelOptions())
 
         def forward(self, pairs):
             output = self.inner(pairs)
             return output._replace(comparison=output.comparison * float("nan"))
 
-    monkeypatch.setitem(
-        registry._FAMILIES, "exploding", registry.Family("exploding", lambda o: Exploding(), lambda o: None, "")
-    )
+    FAMILIES.register("exploding", Family("exploding", lambda o: Exploding(), lambda o: None))
+    try:
+        run_a_matrix_where_one_family_explodes(tmp_path)
+    finally:
+        FAMILIES.unregister("exploding")
+
+
+def run_a_matrix_where_one_family_explodes(tmp_path):
     path = tmp_path / "m.toml"
     path.write_text(TINY.replace('encoder = ["mlp", "cnn"]', 'encoder = ["exploding", "mlp"]'))
     plan = expand(load_matrix(path))
     with Store(tmp_path / "s.sqlite") as store:
-        summary = run_plan(plan, store, workers=1)
+        summary = run_plan(plan, store, policy=ONE)
         frame = store.runs()
     assert len(summary.failed) == 4 and summary.finished == 8
     failed = frame[frame["status"] == "failed"]
@@ -155,50 +157,10 @@ def test_failed_run_is_recorded_and_others_go_on(fake_mnist, tmp_path, monkeypat
     assert (frame[frame["encoder"] == "mlp"]["status"] == "done").all()
     # failed runs are tried again by the next run
     with Store(tmp_path / "s.sqlite") as store:
-        assert run_plan(plan, store, workers=1).already_done == 4
+        assert run_plan(plan, store, policy=ONE).already_done == 4
 
 
-def test_training_learns_the_synthetic_digits(fake_mnist):
-    source = PairSource(load_mnist())
-    result = train_run(RunConfig(encoder="cnn", aux_loss=True, epochs=8, pairs=200, batch_size=20), 0, source)
-    assert result.status == "done", result.reason
-    assert result.metrics["test_error"] < 0.25
-    assert result.metrics["test_digit_error"] < 0.3
-    assert [row["epoch"] for row in result.epochs] == list(range(1, 9))
-
-
-def test_validation_split_is_carved_from_training_pairs(fake_mnist):
-    source = PairSource(load_mnist())
-    result = train_run(RunConfig(encoder="mlp", epochs=1, pairs=100, validation=20), 0, source)
-    assert result.metrics["validation_error"] is not None
-    assert "validation_error" in result.epochs[-1]
-
-
-def test_frozen_transfer_leaves_the_encoder_untouched(fake_mnist, monkeypatch):
-    from harness.training import protocol
-
-    snapshots = {}
-    original = protocol.train_stage
-
-    def spy(config, plan, learner, outcome):
-        if plan.stage != "pairs":
-            return original(config, plan, learner, outcome)
-        model = learner.model
-        snapshots["before"] = [p.detach().clone() for p in model.digit_encoder.parameters()]
-        original(config, plan, learner, outcome)
-        snapshots["after"] = [p.detach().clone() for p in model.digit_encoder.parameters()]
-        snapshots["head_grads"] = [p.grad is not None for p in model.head.parameters()]
-        snapshots["encoder_grads"] = [p.grad is None for p in model.digit_encoder.parameters()]
-
-    monkeypatch.setattr(protocol, "train_stage", spy)
-    source = PairSource(load_mnist())
-    result = train_run(RunConfig(transfer="frozen", batch_norm=True, epochs=2, pairs=100), 0, source)
-    assert result.status == "done", result.reason
-    assert all(torch.equal(a, b) for a, b in zip(snapshots["before"], snapshots["after"]))
-    assert all(snapshots["head_grads"]) and all(snapshots["encoder_grads"])
-    assert [row["stage"] for row in result.epochs] == ["pretrain", "pretrain", "pairs", "pairs"]
-
-
+@pytest.mark.slow
 def test_code_version_is_this_checkout_or_the_package_version(tmp_path):
     from harness import __version__
     from harness.runner import code_version
@@ -218,6 +180,7 @@ def test_code_version_is_this_checkout_or_the_package_version(tmp_path):
         assert code_version().split("+")[0] == head.stdout.strip()
 
 
+@pytest.mark.slow
 def test_a_dirty_checkout_records_a_diff_that_rebuilds_it(tmp_path):
     from harness.runner import code_diff, code_version
 
@@ -241,13 +204,14 @@ def test_a_dirty_checkout_records_a_diff_that_rebuilds_it(tmp_path):
         assert (rebuilt / "harness" / name).read_text() == (repository / "harness" / name).read_text()
 
 
+@pytest.mark.slow
 def test_what_a_worker_imports_leaves_pandas_out():
     """Each worker process imports the runner and the trainers: pandas (about 0.3 s a process)
     is the parent's alone (the store's frames)."""
     import subprocess
     import sys
 
-    code = ("import sys, harness.runner, harness.training.sequential, harness.backends.local, architectures; "
+    code = ("import sys, harness.runner, harness.tasks.pairs.sequential, harness.backends.local, architectures; "
             "print('pandas' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "False"

@@ -6,17 +6,18 @@ import sqlite3
 import subprocess
 import tempfile
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
-from test_report import PROVENANCE, fill
-from test_runner import TINY
+from fixtures import PROVENANCE, TINY, fill, run_config
 
 from harness.cli import main
-from harness.config import RunConfig, expand, load_matrix
+from harness.config import expand, load_matrix
+from harness.device import policy_for
 from harness.results import RunResult
 from harness.runner import run_plan
 from harness.store import SCHEMA_VERSION, Store, StoreBusy, StoreError
-from harness.training import seeds
+from harness.training.protocol import seeds
 
 
 def invoke(*args):
@@ -42,7 +43,7 @@ def tiny(tmp_path):
 def full_store(tmp_path):
     path = tmp_path / "s.sqlite"
     with Store(path) as store:
-        fill(store, RunConfig(rounds=3), [0.1, 0.2, 0.3])
+        fill(store, run_config(rounds=3), [0.1, 0.2, 0.3])
     return path
 
 
@@ -127,7 +128,7 @@ def test_a_corrupt_store_is_one_line_for_run_and_table(full_store, fake_mnist, t
 def old_store(path, drop=("python_version", "validation_digit_error")):
     """A store as an older harness wrote it: no schema version, fewer columns, one run."""
     with Store(path) as store:
-        fill(store, RunConfig(encoder="mlp", epochs=2, pairs=100, batch_size=25, rounds=2), [0.3])
+        fill(store, run_config(encoder="mlp", epochs=2, pairs=100, batch_size=25, rounds=2), [0.3])
     connection = sqlite3.connect(path)
     columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)") if row[1] not in drop]
     connection.executescript(
@@ -177,7 +178,7 @@ def finished(config, round_index, status="done"):
 
 
 def test_a_failed_run_never_replaces_a_done_one(tmp_path):
-    config = RunConfig()
+    config = run_config()
     with Store(tmp_path / "s.sqlite") as store:
         store.write(finished(config, 0), config, PROVENANCE)
         store.write(finished(config, 0, "failed"), config, PROVENANCE)
@@ -193,7 +194,7 @@ def test_one_writer_at_a_time_and_readers_beside_it(full_store):
         assert f"pid {holder['pid']}" in str(refused.value) and "pass another --store" in str(refused.value)
         with Store.open_readonly(full_store) as reader:
             assert len(reader.runs()) == 3
-        writer.write(finished(RunConfig(), 5), RunConfig(), PROVENANCE)
+        writer.write(finished(run_config(), 5), run_config(), PROVENANCE)
     with Store(full_store) as again:  # released on close
         assert len(again.runs()) == 4
 
@@ -206,12 +207,12 @@ def test_a_store_locked_by_another_program_stops_the_run_in_one_line(tmp_path, f
         other.execute("BEGIN IMMEDIATE")  # an sqlite3 shell holding a write transaction
         try:
             with pytest.raises(StoreError, match="locked by another program"):
-                run_plan(plan, store, workers=1)
+                run_plan(plan, store, policy=policy_for("cpu", workers=1))
         finally:
             other.rollback()
             other.close()
         assert len(store.runs()) == 0
-        assert run_plan(plan, store, workers=1).finished == 8  # nothing was left half-written
+        assert run_plan(plan, store, policy=policy_for("cpu", workers=1)).finished == 8  # nothing was left half-written
 
 
 def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_stored(tmp_path, fake_mnist, tiny, monkeypatch):
@@ -223,7 +224,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_stored(tmp_pat
         pages = store.connection.execute("PRAGMA page_count").fetchone()[0]
         store.connection.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite's own "disk full"
         with pytest.raises(StoreError, match="the disk is full; free some space and run again; the runs stored before are kept"):
-            run_plan(plan, store, workers=1, on_result=lambda job, result: stored.append(job.key))
+            run_plan(plan, store, policy=policy_for("cpu", workers=1), on_result=lambda job, result: stored.append(job.key))
     with Store.open_readonly(path) as store:
         runs = store.runs()
     assert 0 < len(runs) == len(stored) < 8 and (runs["status"] == "done").all()
@@ -247,3 +248,44 @@ def test_read_only_media_table_works_and_run_and_fresh_refuse(full_store, tmp_pa
         one_line_exit_2(invoke("run", "--matrix", tiny, "--store", media / "s.sqlite", *extra), "Read-only file system")
     with Store.open_readonly(full_store) as store:
         assert len(store.runs()) == 3
+
+
+def test_store_rows_are_self_describing(constructed):
+    frame = constructed.runs()
+    row = frame.iloc[0]
+    config = json.loads(row["config"])
+    assert config["encoder"] in ("mlp", "cnn") and "lr" in config
+    for column in ("data_seed", "model_seed", "code_version", "torch_version", "device", "seconds", "finished_at"):
+        assert not pd.isna(row[column])
+
+
+def test_runs_stored_before_a_setting_existed_table_and_pair_with_newer_ones(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        fill(store, run_config(rounds=3), [0.10, 0.20, 0.30])
+        fill(store, run_config(rounds=3, aux_loss=True), [0.05, 0.10, 0.20])
+    newer = ("augment_shift", "augment_rotate", "lr_schedule", "label_smoothing", "ema_decay", "test_time_augment",
+             "curve_train_error")
+    with sqlite3.connect(path) as connection:  # the aux-off rows as a harness before those settings wrote them
+        for rowid, text in connection.execute("SELECT rowid, config FROM runs").fetchall():
+            settings = json.loads(text)
+            if not settings["aux_loss"]:
+                connection.execute("UPDATE runs SET config = ? WHERE rowid = ?",
+                                   (json.dumps({k: v for k, v in settings.items() if k not in newer}), rowid))
+    with Store.open_readonly(path) as store:
+        runs = store.runs()
+    assert runs["augment_shift"].eq(0).all() and runs["lr_schedule"].eq("constant").all()
+    # what the code did before the setting: learning curves scored the training pairs
+    older = runs[runs["aux_loss"] == False]  # noqa: E712
+    assert older["curve_train_error"].eq("pass").all() and runs.loc[runs["aux_loss"] == True, "curve_train_error"].eq("running").all()  # noqa: E712
+    from harness.stats import effects
+
+    frame = effects(runs)
+    row = frame[frame["factor"] == "aux_loss"].iloc[0]
+    assert row["rounds"] == 3 and row["effect"] == pytest.approx(-100 * (0.05 + 0.10 + 0.10) / 3)
+    from harness.report.formats import write
+    from harness.report.results import results_document
+
+    assert "## Effects" in write(results_document(runs, store_path=str(path)), "markdown")

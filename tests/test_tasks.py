@@ -1,45 +1,40 @@
-"""Tasks as an extension point: the disk task end to end through the command line, a user's
-own task from a plugin file, and the checks that keep each task's settings to itself."""
+"""Tasks as an extension point (harness.tasks): the registry, a user's own task with settings of
+its own from a plugin file (validated, flattened into its ids, kept from other tasks' and run in
+worker processes), an installed task found through its entry point."""
 
+import importlib.metadata
 import json
+import sys
 import textwrap
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.config import ConfigError, expand, load_matrix, resolve
-from harness.settings import settings_table
+from harness.config import expand, load_matrix
+from harness.errors import ConfigError
+from harness.registry import UnknownName
 from harness.store import Store
-from harness.tasks import REGISTRY, TaskSpec, UnknownTaskError, get_task, register_task, task_names
-from harness.tasks.disk import DiskSource, radius
+from harness.tasks import TASKS, TaskSpec, declared, get_task, register_task, settings_table
 
-DISK_STUDY = """
-    [defaults]
-    task = "disk"
-    points = 300
-    optimizer = "sgd"
-    loss = "mse_linear"
-    loss_reduction = "sum"
-    lr = 5e-3
-    batch_size = 50
-    epochs = 6
-    rounds = 3
-    activations = "tanh,relu,relu,tanh"
-
-    [matrix]
-    framework = ["minidl", "torch"]
-"""
-
-# A task written against the documented contract only (harness.tasks), as a user would.
+# A task written against the documented contract only (harness.tasks), as a user would: its own
+# settings (one of them a name the disk task uses too), its data, its trainer.
 XOR_TASK = """
     import time
+    from dataclasses import dataclass
 
     import torch
 
     from harness.results import RunResult
+    from harness.settings import FROM_BASELINE, setting
     from harness.tasks import TaskSpec, register_task
+
+
+    @dataclass(frozen=True)
+    class XorSettings:
+        points: float = setting(400.0, "points per set", above=0)
+        rule: str = setting("product", "how the label is guessed", choices=("product", "first"), tag="{}",
+                            effect=FROM_BASELINE, baseline="product")
 
 
     class Source:
@@ -50,9 +45,12 @@ XOR_TASK = """
     def train_run(config, round_index, source, policy):
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(config.seed + round_index)
-        points = torch.rand(400, 2, generator=generator) - 0.5
+        points = torch.rand(int(config.points), 2, generator=generator) - 0.5
         target = ((points[:, 0] > 0) ^ (points[:, 1] > 0)).long()
-        guess = ((points[:, 0] * points[:, 1]) < 0).long()  # the rule itself: no error
+        if config.rule == "product":
+            guess = ((points[:, 0] * points[:, 1]) < 0).long()  # the rule itself: no error
+        else:
+            guess = (points[:, 0] > 0).long()
         result = RunResult(config.config_id, round_index, config.seed + round_index, 0, "done")
         result.metrics = {"train_error": 0.0, "test_error": float((guess != target).float().mean()),
                           "train_loss": 0.0, "test_predicted_share": float(guess.float().mean()),
@@ -62,8 +60,8 @@ XOR_TASK = """
         return result
 
 
-    register_task(TaskSpec(name="xor", help="the sign of x times y", loader=Source, trainer=train_run,
-                           size_setting="points"))
+    register_task(TaskSpec(name="xor", help="the sign of x times y", settings=XorSettings, size_setting="points",
+                           loader=Source, trainer=train_run))
 """
 
 
@@ -73,89 +71,38 @@ def write(tmp_path, name, text):
     return path
 
 
-def test_an_unknown_task_is_refused_with_the_known_names_and_a_close_match():
-    with pytest.raises(ConfigError, match="'task' = 'dsik': must be one of pairs, disk.*did you mean 'disk'"):
-        resolve({"task": "dsik"}, "study.toml")
-    with pytest.raises(UnknownTaskError, match="known tasks are pairs, disk"):
-        get_task("xorr")
-    assert task_names()[:2] == ["pairs", "disk"]
-
-
-def test_a_task_keeps_its_settings_and_refuses_the_others():
-    with pytest.raises(ConfigError, match="'aux_loss' is a setting of the pairs task.*task is 'disk'"):
-        resolve({"task": "disk", "aux_loss": True}, "m.toml")
-    with pytest.raises(ConfigError, match="'hidden_units' is a setting of the disk task"):
-        resolve({"hidden_units": 10}, "m.toml")
-    with pytest.raises(ConfigError, match="'validation' = 400 must be below 'points' = 300"):
-        resolve({"task": "disk", "points": 300, "validation": 400}, "m.toml")
-    config = resolve({"task": "disk", "activations": "tanh,relu"}, "m.toml")
-    assert "one per linear layer (4 with hidden_layers = 3)" in get_task("disk").resolve("check")(config)
-    minidl_adam = resolve({"task": "disk", "optimizer": "adam", "loss": "mse_linear"}, "m.toml")
-    assert "minidl implements SGD only" in get_task("disk").resolve("check")(minidl_adam)
-    # a pairs configuration keeps its id: the disk settings are neutral at their defaults
-    assert resolve({}, "m.toml").config_id == "1c869e89c8294a1ecf3ecc4c150dec42fa6c20a6b0f41033f0d87d87090c7e58"
-
-
-def test_disk_data_follow_the_course_and_the_reports_reading():
-    source = DiskSource()
-    sets = source.sets(4000, seed=5)
-    assert sets.train_input.shape == (4000, 2) and 0 <= sets.train_input.min() and sets.train_input.max() <= 1
-    assert 0.47 < sets.train_target.float().mean() < 0.53  # area 1/2: the classes balance
-    again = source.sets(4000, seed=5)
-    assert torch.equal(again.train_input, sets.train_input) and not torch.equal(sets.train_input, sets.test_input)
-    inside = ((sets.test_input - 0.5).pow(2).sum(1) < 1 / (2 * torch.pi)).long()
-    assert torch.equal(inside, sets.test_target)
-    assert radius("diameter") == pytest.approx(radius("area") / 2)
-    small = source.sets(4000, seed=5, sampling="normal", disk_size="diameter")
-    assert small.train_input.min() < -1 and small.train_target.float().mean() < 0.05
-
-
-def test_the_disk_task_runs_and_reports_through_every_command(tmp_path):
-    matrix = write(tmp_path, "disk.toml", DISK_STUDY)
-    store = tmp_path / "disk.sqlite"
-    runner = CliRunner()
-    result = runner.invoke(main, ["run", "--matrix", str(matrix), "--store", str(store), "--device", "cpu", "--workers", "2"])
-    assert result.exit_code == 0, result.output
-    with Store.open_readonly(store) as opened:
-        runs = opened.runs()
-        epochs = opened.epochs()
-    assert len(runs) == 6 and (runs["status"] == "done").all() and set(runs["task"]) == {"disk"}
-    assert set(runs["params"]) == {1401} and runs["test_digit_error"].isna().all() and set(runs["device"]) == {"cpu"}
-    grid = json.loads(runs["artifacts"].iloc[0])["decision_grid"]
-    assert len(grid) == 64 * 64 and set(grid) <= {"0", "1"}
-    assert len(epochs) == 6 * 6 and epochs["test_error"].notna().all()
-
-    table = runner.invoke(main, ["table", "--store", str(store), "--matrix", str(matrix)])
-    assert table.exit_code == 0, table.output
-    assert "disk minidl tanh,relu,relu,tanh summed-loss" in table.output and "digit" not in table.output
-    assert "| framework" in table.output  # the framework's paired effect, minidl -> torch
-
-    plots = runner.invoke(main, ["plot", "--store", str(store), "--out", str(tmp_path / "figures")])
-    assert plots.exit_code == 0, plots.output
-    assert (tmp_path / "figures" / "disk_decision_boundary_1.png").stat().st_size > 10_000
-
-    html = runner.invoke(main, ["report", "--store", str(store), "--html", str(tmp_path / "page")])
-    assert html.exit_code == 0, html.output
-    assert "disk minidl" in (tmp_path / "page" / "index.html").read_text()
-
-    same = runner.invoke(main, ["compare", str(store), str(store)])
-    assert same.exit_code == 0, same.output
-
-    plan = runner.invoke(main, ["plan", "--matrix", str(matrix)])
-    assert plan.exit_code == 0 and "1401" in plan.output
-
-    shown = runner.invoke(main, ["show", runs["config_id"].iloc[0][:12], "--store", str(store)])
-    assert shown.exit_code == 0, shown.output
-    assert '"framework"' in shown.output and '"encoder"' not in shown.output  # its task's settings only
-
-
 @pytest.fixture
 def forget_xor():
     yield
-    REGISTRY.pop("xor", None)  # the other tests see the package's tasks only
+    TASKS.unregister("xor")  # the other tests see the package's tasks only
 
 
-def test_a_users_own_task_registers_from_a_plugin_file_and_runs_in_worker_processes(tmp_path, forget_xor):
+def test_an_unknown_task_is_refused_with_the_known_names_and_a_close_match():
+    with pytest.raises(UnknownName, match="unknown task 'xorr'.*known tasks: pairs, disk"):
+        get_task("xorr")
+    assert TASKS.names()[:2] == ["pairs", "disk"] and TASKS.builtin_names() == ["pairs", "disk"]
+
+
+def test_a_task_is_checked_when_registered():
+    with pytest.raises(ValueError, match="use letters, digits and underscores"):
+        register_task(TaskSpec(name="no spaces", help="", loader=dict, trainer=print))
+    from dataclasses import dataclass
+
+    from harness.settings import setting
+
+    @dataclass(frozen=True)
+    class Clashing:
+        epochs: int = setting(3, "a common setting's name")
+
+    with pytest.raises(ValueError, match="declares 'epochs', a common setting"):
+        register_task(TaskSpec(name="clash", help="", loader=dict, trainer=print, settings=Clashing))
+    with pytest.raises(ValueError, match="size_setting 'points' is none of its settings"):
+        register_task(TaskSpec(name="sizeless", help="", loader=dict, trainer=print, size_setting="points"))
+    assert "clash" not in TASKS and "sizeless" not in TASKS
+
+
+@pytest.mark.slow
+def test_a_users_own_task_with_its_own_settings_runs_in_worker_processes(tmp_path, forget_xor):
     write(tmp_path, "xor_task.py", XOR_TASK)
     matrix = write(tmp_path, "xor.toml", """
         plugins = ["xor_task.py"]
@@ -163,22 +110,44 @@ def test_a_users_own_task_registers_from_a_plugin_file_and_runs_in_worker_proces
         [defaults]
         task = "xor"
         rounds = 3
+        points = 300.5
 
         [matrix]
-        seed = [0, 1]
+        rule = ["product", "first"]
     """)
     plan = expand(load_matrix(matrix))
-    assert [c.task for c in plan.configs] == ["xor", "xor"] and plan.configs[0].name.startswith("xor")
+    assert [c.task for c in plan.configs] == ["xor", "xor"] and [c.name for c in plan.configs] == ["xor", "xor first"]
+    assert plan.configs[0].points == 300.5  # a float, though the disk task's `points` is an integer
+    assert plan.configs[0].identity()["rule"] == "product" and "encoder" not in plan.configs[0].identity()
+    assert declared()["rule"].task == "xor"
     assert "`pairs`, `disk` |" in settings_table() and "xor" not in settings_table()  # built-in tasks listed
+    with pytest.raises(ConfigError, match="'rule' = 'sum': must be one of product, first"):
+        expand(load_matrix(matrix), overrides={"rule": "sum"})
+    other = write(tmp_path, "mixed.toml", 'plugins = ["xor_task.py"]\n[defaults]\ntask = "disk"\nrule = "first"\n')
+    with pytest.raises(ConfigError, match="'rule' is a setting of the xor task, and this configuration's task is 'disk'"):
+        expand(load_matrix(other))
     result = CliRunner().invoke(main, ["run", "--matrix", str(matrix), "--store", str(tmp_path / "x.sqlite"),
                                        "--device", "cpu", "--workers", "2"])
     assert result.exit_code == 0, result.output
     with Store.open_readonly(tmp_path / "x.sqlite") as opened:
         runs = opened.runs()
-    assert len(runs) == 6 and (runs["test_error"] == 0).all()
+    assert len(runs) == 6 and set(runs.groupby("rule")["test_error"].max()) == {0.0, runs["test_error"].max()}
     assert json.loads(runs["plugins"].iloc[0])[0]["path"].endswith("xor_task.py")
+    table = CliRunner().invoke(main, ["table", "--store", str(tmp_path / "x.sqlite"), "--matrix", str(matrix)])
+    assert table.exit_code == 0, table.output
+    assert "| rule" in table.output and "product -> first" in table.output  # its own setting's effect
 
 
-def test_a_task_name_must_be_a_word():
-    with pytest.raises(ValueError, match="use letters, digits and underscores"):
-        register_task(TaskSpec(name="no spaces", help="", loader=dict, trainer=print))
+def test_an_installed_task_is_found_through_its_entry_point(tmp_path, monkeypatch, forget_xor):
+    package = tmp_path / "installed_xor.py"
+    package.write_text(textwrap.dedent(XOR_TASK).replace("register_task(TaskSpec(", "TASK = (TaskSpec("))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = importlib.metadata.EntryPoint(name="xor", value="installed_xor:TASK", group="harness.tasks")
+    original = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [point] if kw.get("group") == "harness.tasks" else original(**kw))
+    assert "xor" in TASKS and "xor" in TASKS.names()
+    matrix = write(tmp_path, "installed.toml", '[defaults]\ntask = "xor"\nrule = "first"\n')
+    plan = expand(load_matrix(matrix))  # the task named by the file is loaded before its settings are checked
+    assert plan.configs[0].rule == "first" and get_task("xor").settings.__name__ == "XorSettings"
+    sys.modules.pop("installed_xor", None)

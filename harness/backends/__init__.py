@@ -1,30 +1,36 @@
 """Backends by name: where the tasks of a plan run (see base.py for the interface).
 
-A backend is one module of this package with a `create(**options)` constructor, registered by
-one line in REGISTRY; it is imported only when chosen (Ray is an optional extra).
+A backend is one module of this package (or of an installed package, through the entry-point
+group `harness.backends`, or a plugin's registration) whose class declares its options as a
+dataclass (`Options`, filled by `--backend-option key=value`); it is imported only when chosen
+(Ray is an optional extra).
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from harness.backends.base import MAX_RETRIES, Backend, BackendError, TaskFailed, WorkerSetupError
+from harness.backends.base import (
+    MAX_RETRIES,
+    Backend,
+    BackendError,
+    TaskFailed,
+    WorkerSetupError,
+    parse_options,
+)
+from harness.registry import Registry
 
-REGISTRY = {  # name -> the module whose create() builds it
-    "local": "harness.backends.local",
-    "ray": "harness.backends.ray",
-}
-NAMES = tuple(REGISTRY)
+BACKENDS: Registry[type] = Registry("backend", entry_points="harness.backends", error=BackendError)
+BACKENDS.register("local", "harness.backends.local:LocalBackend", builtin=True)
+BACKENDS.register("ray", "harness.backends.ray:RayBackend", builtin=True)
 
-__all__ = ["MAX_RETRIES", "NAMES", "REGISTRY", "Backend", "BackendError", "TaskFailed", "WorkerSetupError", "make"]
+__all__ = ["BACKENDS", "MAX_RETRIES", "Backend", "BackendError", "TaskFailed", "WorkerSetupError", "create"]
 
 
-def make(name: str, *, device: str, workers: int = 1, **options) -> Backend:
-    """The backend called `name`, configured (options a backend does not use are ignored);
-    BackendError for an unknown name (with the known ones and the closest) or bad options."""
-    if name not in REGISTRY:
-        close = difflib.get_close_matches(name, NAMES, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise BackendError(f"unknown backend '{name}' (known: {', '.join(NAMES)}){hint}")
-    return importlib.import_module(REGISTRY[name]).create(device=device, workers=workers, **options)
+def create(name: str, options: Mapping[str, Any] | Sequence[str] = ()) -> Backend:
+    """The backend called `name`, built from its options (`key=value` strings or a mapping,
+    checked against its Options dataclass); BackendError for an unknown name (with the known
+    ones and the closest) or a bad option, before anything starts."""
+    kind = BACKENDS.get(name)
+    return kind(parse_options(kind.Options, options, name))

@@ -1,21 +1,36 @@
 """What every backend is: a place that runs a work function over a list of tasks.
 
 A backend knows nothing of training, stores or plans (Hydra's launcher receives its task
-function the same way). `launch(tasks, work, context, setup)` ships `context` to each of its
+function the same way). It declares its own options as a dataclass (`Options`), which
+`--backend-option key=value` fills (`parse_options`), and is built from them.
+`launch(tasks, work, context, setup)` ships `context` to each of its
 workers once, calls `setup(context)` once in each worker, then `work(task, context)` for each
 task, and yields `(task, value)` as tasks finish, in any order; a task that cannot finish
 (its worker died too often, or `work` raised) is yielded as `(task, TaskFailed(reason))`, so
 the caller records it and the other tasks go on. A `setup` that fails ends the whole launch
 with WorkerSetupError: it would fail in every worker. `start()` connects to whatever the
-backend needs before anything is written (a bad address fails there, in one line);
-`close()` stops whatever is still running, and is safe to call at any time, twice too.
+backend needs before anything is written (a bad address fails there, in one line), given the
+device policy the runs will train under; `close()` stops whatever is still running, and is safe
+to call at any time, twice too. `remote_device(requested)` says which device the runs will find
+where they run, when that is not this machine (None: this machine's devices decide).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from harness.registry import suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 Task = TypeVar("Task")
 
@@ -39,10 +54,13 @@ class TaskFailed:
 
 class Backend(Protocol):
     name: str
+    Options: type  # the dataclass of its options (--backend-option key=value)
     workers: int  # tasks that run at once, as far as the driver knows (splits batched rounds)
     threads_per_task: int  # torch threads each task may use on a CPU
 
-    def start(self) -> None: ...
+    def remote_device(self, requested: str) -> str | None: ...
+
+    def start(self, policy) -> None: ...
 
     def launch(
         self,
@@ -60,3 +78,53 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     text = str(error)
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return f"{type(error).__name__}: {line}"[:limit] if line else type(error).__name__
+
+
+def parse_options(options_class: type, given: Mapping[str, Any] | Sequence[str], backend: str):
+    """A backend's options dataclass from `key=value` strings (--backend-option; the value read
+    as TOML, else as text) or a mapping, each value checked against the field's type;
+    BackendError in one line for an unknown key (with the known ones and the closest) or a
+    value of the wrong type."""
+    fields = {field.name: field for field in dataclasses.fields(options_class)}
+    hints = typing.get_type_hints(options_class)
+    pairs = list(given.items()) if isinstance(given, Mapping) else [_split(text) for text in given]
+    values = {}
+    for key, value in pairs:
+        where = f"--backend-option {key}={value}"
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise BackendError(f"{where}: the {backend} backend has no option '{key}'{suggest(key, fields)} "
+                               f"(its options: {known})")
+        values[key] = _coerced(value, hints[key], where)
+    return options_class(**values)
+
+
+def _split(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise BackendError(f"--backend-option {text}: not key=value (e.g. address=auto or cpus_per_job=2)")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        return key, tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, raw
+
+
+def _coerced(value: Any, hint: Any, where: str) -> Any:
+    """`value` as the option's type (an int where a float is asked is a float); BackendError otherwise."""
+    optional = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)] if optional else [hint]
+    if value is None or (optional and value in ("none", "None")):
+        if optional:
+            return None
+        raise BackendError(f"{where}: a value is needed")
+    for kind in kinds:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str:
+            return str(value)
+    names = " or ".join(getattr(kind, "__name__", str(kind)) for kind in kinds)
+    raise BackendError(f"{where}: must be {names}, got {value!r}")

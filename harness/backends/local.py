@@ -23,6 +23,7 @@ import signal
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import MAX_RETRIES, TaskFailed, WorkerSetupError, first_line
@@ -30,19 +31,35 @@ from harness.backends.base import MAX_RETRIES, TaskFailed, WorkerSetupError, fir
 BROKEN_POOL_TIMEOUT = 60.0  # seconds to wait for the other tasks in flight of a broken pool
 
 
+@dataclass(frozen=True)
+class LocalOptions:
+    """The local backend's options (--backend-option key=value); its worker processes are the
+    device policy's (--workers)."""
+
+    max_retries: int = MAX_RETRIES  # reruns of a task whose worker died, before it is recorded failed
+
+
 class LocalBackend:
-    """`workers` processes with one torch thread each; 1 runs every task in this process."""
+    """Worker processes with one torch thread each, as many as the device policy's workers;
+    one runs every task in this process."""
 
     name = "local"
+    Options = LocalOptions
     threads_per_task = 1
 
-    def __init__(self, workers: int = 1, max_retries: int = MAX_RETRIES):
+    def __init__(self, options: LocalOptions | None = None, workers: int = 1):
+        self.options = options or LocalOptions()
         self.workers = max(1, workers)
-        self.max_retries = max_retries
+        self.max_retries = self.options.max_retries
         self._executor = None
 
-    def start(self) -> None:
-        """Nothing to connect to."""
+    def remote_device(self, requested: str) -> str | None:
+        """Its workers are this machine's processes: this machine's devices decide."""
+        return None
+
+    def start(self, policy) -> None:
+        """Nothing to connect to: as many workers as the policy's."""
+        self.workers = max(1, policy.workers)
 
     def close(self) -> None:
         self._stop_pool()
@@ -228,8 +245,3 @@ def quiet_resource_tracker() -> None:
     current = os.environ.get("PYTHONWARNINGS", "")
     if TRACKER_WARNINGS not in current.split(","):
         os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, TRACKER_WARNINGS]))
-
-
-def create(*, workers: int = 1, **_options) -> LocalBackend:
-    """The registry's constructor: `workers` processes (other backends' options do not apply)."""
-    return LocalBackend(workers)

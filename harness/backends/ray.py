@@ -9,6 +9,7 @@ driver cancels what is still outstanding.
 
 from __future__ import annotations
 
+import pickle
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,11 +51,12 @@ def check(options: RayOptions, device: str) -> None:
     """BackendError for options that cannot work, before anything starts."""
     require_ray()
     if options.cpus_per_job <= 0 or options.gpus_per_job < 0:
-        raise BackendError("--cpus-per-job must be greater than 0 and --gpus-per-job not negative")
+        raise BackendError("cpus_per_job must be greater than 0 and gpus_per_job not negative")
     if device.startswith("cuda") and options.gpus_per_job <= 0:
-        raise BackendError(f"--device {device} with --backend ray needs --gpus-per-job (e.g. 0.25 packs four jobs a GPU)")
+        raise BackendError(f"--device {device} with --backend ray needs gpus_per_job (--gpus-per-job, e.g. 0.25 packs "
+                           "four jobs a GPU)")
     if device == "cpu" and options.gpus_per_job > 0:
-        raise BackendError("--gpus-per-job with --device cpu reserves GPUs that no job uses; use --device cuda")
+        raise BackendError("gpus_per_job with --device cpu reserves GPUs that no job uses; use --device cuda")
 
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
@@ -87,16 +89,25 @@ def _check_reachable(address: str) -> None:
 
 class RayBackend:
     name = "ray"
+    Options = RayOptions
     workers = 1  # the cluster's size is its own: tasks are not split to fit it
 
-    def __init__(self, options: RayOptions, device: str):
-        check(options, device)
-        self.options = options
-        self.device = device
-        self.threads_per_task = max(1, int(options.cpus_per_job))
+    def __init__(self, options: RayOptions | None = None):
+        self.options = options or RayOptions()
+        self.threads_per_task = max(1, int(self.options.cpus_per_job))
         self._started_here = False
 
-    def start(self) -> None:
+    def remote_device(self, requested: str) -> str | None:
+        """The cluster's devices are not this machine's: `auto` means CUDA when tasks reserve
+        GPUs, and CUDA is not looked for here; a CPU (or MPS) is this machine's kind."""
+        if requested == "auto":
+            return "cuda" if self.options.gpus_per_job > 0 else None
+        return requested if requested.partition(":")[0] == "cuda" else None
+
+    def start(self, policy=None) -> None:
+        """Check the options against the policy's device, then connect (or start a local Ray)."""
+        if policy is not None:
+            check(self.options, policy.device)
         ray = require_ray()
         address = self.options.address
         if address and address != "auto":
@@ -119,6 +130,8 @@ class RayBackend:
             self._started_here = False
 
     def launch(self, tasks: Sequence, work: Callable, context: Any, setup: Callable) -> Iterator[tuple[Any, Any]]:
+        import cloudpickle  # Ray's own pickler of functions and classes
+
         ray = require_ray()
         self.start()
         box = [ray.put(context)]  # in a list, so that Ray does not fetch it for every task
@@ -128,7 +141,9 @@ class RayBackend:
             max_retries=self.options.max_retries,
             retry_exceptions=False,  # a task that raises has a reason worth recording, not retrying
         )
-        pending = {remote.remote(work, setup, box, task): task for task in tasks}
+        # each task as bytes, read after `setup` in the worker: a task may hold instances of a
+        # plugin's classes (a task's settings), which only exist once setup imported the plugins
+        pending = {remote.remote(work, setup, box, cloudpickle.dumps(task)): task for task in tasks}
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
@@ -151,7 +166,7 @@ class RayBackend:
 _PREPARED: dict[str, Any] = {}  # in each worker process: context object id -> its prepared context
 
 
-def _body(work: Callable, setup: Callable, box: list, task: Any):
+def _body(work: Callable, setup: Callable, box: list, task: bytes):
     """One Ray task: the context read and set up on this worker's first task, then the work."""
     import ray
 
@@ -164,9 +179,4 @@ def _body(work: Callable, setup: Callable, box: list, task: Any):
             raise WorkerSetupError(first_line(error)) from None
         _PREPARED.clear()
         _PREPARED[key] = context
-    return work(task, _PREPARED[key])
-
-
-def create(*, device: str, address=None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0, **_options) -> RayBackend:
-    """The registry's constructor: a Ray cluster's tasks (the worker count is Ray's to decide)."""
-    return RayBackend(RayOptions(address, cpus_per_job, gpus_per_job), device)
+    return work(pickle.loads(task), _PREPARED[key])

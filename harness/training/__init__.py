@@ -1,7 +1,2 @@
-"""Training: the protocol (decided once) and its two drivers, sequential and batched."""
-
-from harness.training.batched import pack_key, train_pack, train_rounds
-from harness.training.protocol import TrainingDiverged, failed_result, seeds
-from harness.training.sequential import train_run
-
-__all__ = ["TrainingDiverged", "failed_result", "pack_key", "seeds", "train_pack", "train_rounds", "train_run"]
+"""Training, decided once: the protocol every task's drivers train through (protocol.py) and
+its optimiser (optim.py). A task's own drivers live with the task (harness.tasks.NAME)."""

@@ -1,9 +1,9 @@
-"""One run: one configuration, one round, one model. A short driver over the protocol."""
+"""One run of the pairs task: one configuration, one round, one model. A short driver over
+the protocol."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 
 import torch
@@ -11,8 +11,12 @@ import torch
 from harness.device import CPU, DevicePolicy
 from harness.results import RunResult, Stage
 from harness.settings import RunConfig
+from harness.tasks.pairs import training
+from harness.tasks.pairs.augment import augment_digits, mix_digits
+from harness.tasks.pairs.data import RunData, prepare_data
+from harness.tasks.pairs.settings import model_options
+from harness.tasks.pairs.training import PairsStage
 from harness.training import protocol
-from harness.training.protocol import RunData, StagePlan
 
 
 def use_channels_last(model: torch.nn.Module) -> None:
@@ -27,14 +31,14 @@ def build_model(config: RunConfig, policy: DevicePolicy) -> torch.nn.Module:
     """The configuration's model on the policy's device and layout, from torch's current seed."""
     from architectures import build
 
-    model = build(config.encoder, config.model_options()).to(policy.device)
+    model = build(config.encoder, model_options(config)).to(policy.device)
     if policy.channels_last:
         use_channels_last(model)
     return model
 
 
 class SingleModel:
-    """protocol.Learner for one model: tensors without a member dimension."""
+    """PairsLearner for one model: tensors without a member dimension."""
 
     members = 1
     fail_fast = True
@@ -42,39 +46,48 @@ class SingleModel:
     def __init__(self, config: RunConfig, model: torch.nn.Module, data: RunData, generator: torch.Generator, device,
                  teacher=None):
         self.config, self.model, self.data, self.generator, self.device = config, model, data, generator, device
-        self.teacher = teacher  # self-distillation's target (protocol.teachers_forward), or None
+        self.teacher = teacher  # self-distillation's target (training.teachers_forward), or None
         self.shadow = self.average = None  # the evaluated weights: the model's own, or their average
         if config.ema_decay:
             self.shadow = copy.deepcopy(model)
             weights = lambda m: [*m.parameters(), *m.buffers()]  # noqa: E731
             self.average = protocol.WeightAverage(config.ema_decay, weights(self.shadow), weights(model))
 
-    def examples(self, stage: Stage) -> int:
-        return len(self.data.digits if stage is Stage.PRETRAIN else self.data.train_input)
+    def examples(self, stage: PairsStage) -> int:
+        return len(self.data.digits if stage.name is Stage.PRETRAIN else self.data.train_input)
 
-    def trainable(self, plan: StagePlan):
-        if plan.stage is Stage.PRETRAIN:
+    def trainable(self, stage: PairsStage):
+        if stage.name is Stage.PRETRAIN:
             return self.model.digit_encoder.parameters()
-        if plan.frozen_encoder:
+        if stage.frozen_encoder:
             for parameter in self.model.digit_encoder.parameters():
                 parameter.requires_grad_(False)
                 parameter.grad = None  # left over from pretraining
         return self.model.parameters()
 
-    def train_mode(self, plan: StagePlan) -> None:
-        protocol.train_mode(self.model, plan)
+    def optimizer(self, stage: PairsStage):
+        return protocol.make_optimizer(self.config, self.trainable(stage), stage.lr_schedule)
+
+    def train_mode(self, stage: PairsStage) -> None:
+        training.train_mode(self.model, stage)
 
     def batches(self, count: int) -> list[torch.Tensor]:
         return protocol.minibatches(count, self.config.batch_size, self.generator, self.device)
+
+    def objective(self, stage: PairsStage, tally: protocol.Tally | None):
+        return training.objective(self.config, stage, self, tally)
+
+    def backward(self, losses: torch.Tensor) -> None:
+        losses.sum().backward()
 
     def take(self, name: str, index: torch.Tensor) -> torch.Tensor:
         return getattr(self.data, name)[index]
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return protocol.augment_digits(images, self.config, [self.generator])
+        return augment_digits(images, self.config, [self.generator])
 
     def mix(self, images: torch.Tensor):
-        return protocol.mix_digits(images, self.config, [self.generator])
+        return mix_digits(images, self.config, [self.generator])
 
     def teach(self, images: torch.Tensor) -> torch.Tensor:
         return self.teacher(images)
@@ -96,10 +109,10 @@ class SingleModel:
         if self.average is not None:
             self.average.update()
 
-    def scoring_forward(self) -> protocol.Forward:
+    def scoring_forward(self) -> training.Forward:
         """The evaluated model (the weights or their average) in scoring mode, as a forward."""
         evaluated = self.model if self.shadow is None else self.shadow
-        protocol.scoring_mode(self.config, evaluated)
+        training.scoring_mode(self.config, evaluated)
 
         def forward(pairs):
             output = evaluated(pairs)
@@ -108,7 +121,7 @@ class SingleModel:
         return forward
 
     def evaluate(self, skip: tuple[str, ...] = ()) -> protocol.Scores:
-        return protocol.score(self.config, self.scoring_forward(), self.data.eval_sets, 1, skip)
+        return training.score(self.config, self.scoring_forward(), self.data.eval_sets, 1, skip)
 
 
 TEACHER_MEMBERS = 1000  # teachers' seeds: ensemble member numbers no ensemble reaches
@@ -117,15 +130,15 @@ TEACHER_MEMBERS = 1000  # teachers' seeds: ensemble member numbers no ensemble r
 def train_teachers(config: RunConfig, model_seed: int, data: RunData, policy: DevicePolicy):
     """Self-distillation's teachers: `distill_teachers` models of the run's configuration (not
     distilled themselves, one model each), trained on the run's data from their own seeds; their
-    averaged softened digit predictions (protocol.teachers_forward). A teacher that diverges
+    averaged softened digit predictions (training.teachers_forward). A teacher that diverges
     fails the run."""
-    teacher_config = dataclasses.replace(config, distill_teachers=0, ensemble=1)
+    teacher_config = config.replace(distill_teachers=0, ensemble=1)
     encoders = []
     for teacher in range(config.distill_teachers):
         learner = new_learner(teacher_config, protocol.member_seed(model_seed, TEACHER_MEMBERS + teacher), data, policy)
-        protocol.train(teacher_config, learner)
+        protocol.train(teacher_config, training.stages(teacher_config), learner)
         encoders.append((learner.model if learner.shadow is None else learner.shadow).digit_encoder)
-    return protocol.teachers_forward(config, encoders)
+    return training.teachers_forward(config, encoders)
 
 
 def new_learner(config: RunConfig, seed: int, data: RunData, policy: DevicePolicy, teacher=None) -> SingleModel:
@@ -138,26 +151,26 @@ def new_learner(config: RunConfig, seed: int, data: RunData, policy: DevicePolic
 
 def train_run(config: RunConfig, round_index: int, source, policy: DevicePolicy = CPU) -> RunResult:
     """Train one configuration for one round and evaluate it; never raises for a failed run.
-    `source`: a harness.data.PairSource."""
+    `source`: a harness.tasks.pairs.data.PairSource."""
     from architectures import count_parameters
 
     device = policy.torch_device()
     result = protocol.new_result(config, round_index, policy.device)
     started = time.perf_counter()
     try:
-        data = protocol.prepare_data(config, source.pairs(config.pairs, result.data_seed), device)
+        data = prepare_data(config, source.pairs(config.pairs, result.data_seed), device)
         members, outcomes = [], []
         with torch.random.fork_rng(devices=policy.rng_devices()):
             teacher = train_teachers(config, result.model_seed, data, policy) if config.distill_teachers else None
             for member in range(config.ensemble):  # one model unless an ensemble is asked
                 members.append(new_learner(config, protocol.member_seed(result.model_seed, member), data, policy, teacher))
-                outcomes.append(protocol.train(config, members[-1]))
+                outcomes.append(protocol.train(config, training.stages(config), members[-1]))
         result.params = sum(count_parameters(member.model) for member in members)
         outcome = outcomes[0]
         if len(members) > 1:
-            forward = protocol.averaged_forward(config, [member.scoring_forward() for member in members])
-            outcome = protocol.ensemble_outcome(outcomes, protocol.score(config, forward, data.eval_sets, 1))
-        protocol.finish([config], outcome, [result])
+            forward = training.averaged_forward(config, [member.scoring_forward() for member in members])
+            outcome = training.ensemble_outcome(outcomes, training.score(config, forward, data.eval_sets, 1))
+        training.finish([config], outcome, [result])
     except Exception as error:  # a failed run is recorded with its reason; the matrix goes on
         result.reason = f"{type(error).__name__}: {error}"
     result.seconds = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""The rounds of one configuration trained as one vectorised model (torch.func): a short
+"""The rounds of one pairs configuration trained as one vectorised model (torch.func): a short
 driver over the protocol.
 
 Each round is a member: its own data (the round's data seed), its own initial weights (built
@@ -17,7 +17,6 @@ within a tolerance). Convolutions keep the NCHW layout: the stacked weights are 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import itertools
 import time
@@ -27,9 +26,13 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from harness.device import CPU, DevicePolicy
 from harness.results import RunResult, Stage
-from harness.settings import DECLARED, MODEL_OPTIONS, RunConfig
+from harness.settings import RunConfig, declare
+from harness.tasks.pairs import training
+from harness.tasks.pairs.augment import augment_digits, mix_digits
+from harness.tasks.pairs.data import prepare_data
+from harness.tasks.pairs.settings import MODEL_OPTIONS, PairsSettings, model_options
+from harness.tasks.pairs.training import PairsStage
 from harness.training import protocol
-from harness.training.protocol import StagePlan
 
 
 def _outputs(output) -> tuple[torch.Tensor, ...]:
@@ -38,7 +41,7 @@ def _outputs(output) -> tuple[torch.Tensor, ...]:
 
 
 class Members:
-    """protocol.Learner for the stacked state of R members of one configuration."""
+    """PairsLearner for the stacked state of R members of one configuration (or of a pack)."""
 
     fail_fast = False  # one member's divergence must not stop the others
 
@@ -54,10 +57,10 @@ class Members:
         for config, round_index in jobs:
             result = protocol.new_result(config, round_index, str(device))
             self.results.append(result)
-            datasets.append(protocol.prepare_data(config, source.pairs(config.pairs, result.data_seed), device))
+            datasets.append(prepare_data(config, source.pairs(config.pairs, result.data_seed), device))
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(result.model_seed)  # the initialisation a sequential run gets
-                models.append(build(config.encoder, config.model_options()).to(device))
+                models.append(build(config.encoder, model_options(config)).to(device))
             self.generators.append(torch.Generator().manual_seed(result.model_seed))
         self.params_count = count_parameters(models[0])
         self.params, self.buffers = stack_module_state(models)  # name -> (R, ...)
@@ -105,22 +108,31 @@ class Members:
 
         return vmap(run, randomness="different")
 
-    # protocol.Learner
+    # training.PairsLearner
 
-    def examples(self, stage: Stage) -> int:
-        return self.data["digits" if stage is Stage.PRETRAIN else "train_input"].shape[1]
+    def examples(self, stage: PairsStage) -> int:
+        return self.data["digits" if stage.name is Stage.PRETRAIN else "train_input"].shape[1]
 
-    def trainable(self, plan: StagePlan):
-        if plan.stage is Stage.PRETRAIN:
+    def trainable(self, stage: PairsStage):
+        if stage.name is Stage.PRETRAIN:
             return self.encoder_state(self.params).values()
         trainable = dict(self.params)
-        if plan.frozen_encoder:
+        if stage.frozen_encoder:
             for name in [k for k in trainable if k.startswith(self.encoder_prefix)]:
                 trainable.pop(name).requires_grad_(False)
         return trainable.values()
 
-    def train_mode(self, plan: StagePlan) -> None:
-        protocol.train_mode(self.base, plan)
+    def optimizer(self, stage: PairsStage):
+        return protocol.make_optimizer(self.config, self.trainable(stage), stage.lr_schedule)
+
+    def train_mode(self, stage: PairsStage) -> None:
+        training.train_mode(self.base, stage)
+
+    def objective(self, stage: PairsStage, tally: protocol.Tally | None):
+        return training.objective(self.config, stage, self, tally)
+
+    def backward(self, losses: torch.Tensor) -> None:
+        losses.sum().backward()
 
     def batches(self, count: int) -> list[torch.Tensor]:
         """The epoch's minibatch indices (R, b) per step, each member drawing from its generator."""
@@ -132,10 +144,10 @@ class Members:
         return self.data[name][torch.arange(len(index), device=index.device)[:, None], index]
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return protocol.augment_digits(images, self.config, self.generators)
+        return augment_digits(images, self.config, self.generators)
 
     def mix(self, images: torch.Tensor):
-        return protocol.mix_digits(images, self.config, self.generators)
+        return mix_digits(images, self.config, self.generators)
 
     def teach(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("self-distillation trains its models one after the other: train_rounds runs it "
@@ -165,7 +177,7 @@ class Members:
             self.average.update()
 
     def evaluate(self, skip: tuple[str, ...] = ()) -> protocol.Scores:
-        protocol.scoring_mode(self.config, self.base)
+        training.scoring_mode(self.config, self.base)
         params, buffers = self.params, self.buffers
         if self.averaged is not None:
             params = {k: self.averaged[k] for k in self.params}
@@ -175,7 +187,7 @@ class Members:
             outputs = self.run_model(params, buffers, pairs)
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
-        return protocol.score(self.config, forward, self.eval_sets, self.members, skip)
+        return training.score(self.config, forward, self.eval_sets, self.members, skip)
 
 
 def pack_key(config: RunConfig) -> str:
@@ -189,9 +201,9 @@ def pack_key(config: RunConfig) -> str:
     if config.ensemble > 1 or config.distill_teachers:
         return config.config_id
     family_loss_only = family(config.encoder).loss_only
-    free = {name: declared.default for name, declared in DECLARED.items()
+    free = {name: declared.default for name, declared in declare(PairsSettings).items()
             if declared.meta.loss_only and (name not in MODEL_OPTIONS or name in family_loss_only)}
-    return dataclasses.replace(config, **free).config_id  # the id with those settings at their defaults
+    return config.replace(**free).config_id  # the id with those settings at their defaults
 
 
 def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePolicy = CPU) -> list[RunResult]:
@@ -209,7 +221,7 @@ def train_pack(jobs: list[tuple[RunConfig, int]], source, policy: DevicePolicy =
         raise ValueError("train_pack: the configurations differ in more than the pair loss reads")
     config = jobs[0][0]
     if config.ensemble > 1 or config.distill_teachers:  # several models a run, trained one after the other
-        from harness.training.sequential import train_run
+        from harness.tasks.pairs.sequential import train_run
 
         return [train_run(job_config, round_index, source, policy) for job_config, round_index in jobs]
     device = policy.torch_device()
@@ -222,8 +234,8 @@ def train_pack(jobs: list[tuple[RunConfig, int]], source, policy: DevicePolicy =
     try:
         with torch.random.fork_rng(devices=policy.rng_devices()):
             torch.manual_seed(members.mixing_seed())
-            outcome = protocol.train(config, members)
-        protocol.finish(members.configs, outcome, members.results)
+            outcome = protocol.train(config, training.stages(config), members)
+        training.finish(members.configs, outcome, members.results)
     except Exception as error:
         for result in members.results:
             result.reason = result.reason or f"{type(error).__name__}: {error}"

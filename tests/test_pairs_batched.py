@@ -1,17 +1,22 @@
-"""The batched driver against the sequential one: the same protocol, two ways of running it."""
+"""The pairs task's batched driver (harness.tasks.pairs.batched) against its sequential one:
+the same protocol, two ways of running it; packs of configurations that differ in the loss."""
 
 import math
 
 import pytest
 import torch
+from fixtures import run_config
 
-from harness.config import RunConfig, expand, load_matrix, resolve
-from harness.data import PairSource, load_mnist
+from harness.config import expand, load_matrix
+from harness.device import policy_for
+from harness.mnist import load_mnist
 from harness.runner import run_plan
 from harness.store import Store
-from harness.training import train_rounds, train_run
-from harness.training.batched import Members
-from harness.training.protocol import augment_digits, minibatches
+from harness.tasks.pairs.augment import augment_digits
+from harness.tasks.pairs.batched import Members, pack_key, train_pack, train_rounds
+from harness.tasks.pairs.data import PairSource
+from harness.tasks.pairs.sequential import train_run
+from harness.training.protocol import minibatches
 
 SMALL = {"epochs": 2, "pairs": 100, "batch_size": 25, "pretrain_epochs": 2}
 EQUIVALENT = [
@@ -36,9 +41,10 @@ def source(fake_mnist):
     return PairSource(load_mnist())
 
 
-@pytest.mark.parametrize("settings", EQUIVALENT, ids=lambda s: resolve({**SMALL, **s}, "t").name)
+@pytest.mark.slow
+@pytest.mark.parametrize("settings", EQUIVALENT, ids=lambda s: run_config(**{**SMALL, **s}).name)
 def test_batched_rounds_train_as_their_sequential_runs(source, settings):
-    config = resolve({**SMALL, **settings}, "test")
+    config = run_config(**{**SMALL, **settings})
     rounds = [0, 1, 2]
     batched = train_rounds(config, rounds, source)
     for round_index, together in zip(rounds, batched):
@@ -59,7 +65,7 @@ def test_batched_rounds_train_as_their_sequential_runs(source, settings):
 
 
 def test_members_draw_the_minibatch_order_and_augmentation_of_their_runs():
-    config = RunConfig(augment_shift=2, augment_rotate=15.0, batch_size=7)
+    config = run_config(augment_shift=2, augment_rotate=15.0, batch_size=7)
     sequential, batched = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
 
     class Stub:  # a one-member Members with that generator
@@ -74,12 +80,11 @@ def test_members_draw_the_minibatch_order_and_augmentation_of_their_runs():
     images = torch.randn(4, 2, 14, 14)
     one = augment_digits(images, config, [sequential])
     assert torch.equal(Stub().augment(images[None])[0], one)
-
-
+@pytest.mark.slow
 def test_a_diverging_member_fails_alone(source, monkeypatch):
-    import harness.training.batched as batched_module
+    import harness.tasks.pairs.batched as batched_module
 
-    config = resolve({**SMALL, "encoder": "cnn", "aux_loss": True}, "test")
+    config = run_config(**{**SMALL, "encoder": "cnn", "aux_loss": True})
     healthy = train_rounds(config, [0, 1, 2], source)
     original = batched_module.stack_module_state
 
@@ -97,52 +102,48 @@ def test_a_diverging_member_fails_alone(source, monkeypatch):
     assert results[1].metrics == {}  # a diverged member has no error values to show
     for position in (0, 2):  # the others are untouched by the failed member
         assert results[position].metrics == healthy[position].metrics
-
-
+@pytest.mark.slow
 def test_dropout_members_train_with_their_own_masks(source):
-    config = resolve({**SMALL, "encoder": "mlp", "dropout": 0.5}, "test")
+    config = run_config(**{**SMALL, "encoder": "mlp", "dropout": 0.5})
     results = train_rounds(config, [0, 0], source)  # the same round twice: only dropout can differ
     assert all(r.status == "done" for r in results)
     assert results[0].epochs[0]["train_loss"] != results[1].epochs[0]["train_loss"]
-
-
+@pytest.mark.slow
 def test_run_plan_batched_stores_every_round_and_resumes(fake_mnist, tmp_path):
     path = tmp_path / "m.toml"
     path.write_text("[defaults]\nepochs = 1\nrounds = 3\npairs = 100\nbatch_size = 25\n[matrix]\nencoder = ['mlp', 'cnn']\n")
     plan = expand(load_matrix(path))
     with Store(tmp_path / "b.sqlite") as store:
-        summary = run_plan(plan, store, workers=1, batched=True)
+        summary = run_plan(plan, store, policy=policy_for("cpu", workers=1, batched=True))
         frame = store.runs()
     assert summary.finished == 6 and not summary.failed
     assert sorted(frame["round"]) == [0, 0, 1, 1, 2, 2]
     with Store(tmp_path / "s.sqlite") as store:
-        run_plan(plan, store, workers=1, batched=False)
+        run_plan(plan, store, policy=policy_for("cpu", workers=1, batched=False))
         sequential = store.runs()
     merged = frame.merge(sequential, on=["config_id", "round"], suffixes=("_b", "_s"))
     assert len(merged) == 6
     assert ((merged["test_error_b"] - merged["test_error_s"]).abs() <= 0.03).all()
     with Store(tmp_path / "b.sqlite") as store:
         store_path = tmp_path / "b.sqlite"
-        assert run_plan(plan, store, workers=1, batched=True).already_done == 6, store_path
+        assert run_plan(plan, store, policy=policy_for("cpu", workers=1, batched=True)).already_done == 6, store_path
 
 
 # --------------------------------------------------------------------------- packs (--pack)
 
 
 def test_configurations_differing_only_in_the_pair_loss_share_a_pack_key():
-    from harness.training import pack_key
-
     base = {**SMALL, "encoder": "cnn", "batch_norm": True}
-    key = pack_key(resolve(base, "t"))
-    assert pack_key(resolve({**base, "aux_loss": True}, "t")) == key
-    assert pack_key(resolve({**base, "aux_loss": True, "aux_weight": 0.5}, "t")) == key
-    assert pack_key(resolve({**base, "lr": 1e-2}, "t")) != key  # the schedule differs
-    assert pack_key(resolve({**base, "swap_augment": True}, "t")) != key  # twice the training pairs
-    assert pack_key(resolve({**base, "dropout": 0.25}, "t")) != key  # another layer
+    key = pack_key(run_config(**base))
+    assert pack_key(run_config(**{**base, "aux_loss": True})) == key
+    assert pack_key(run_config(**{**base, "aux_loss": True, "aux_weight": 0.5})) == key
+    assert pack_key(run_config(**{**base, "lr": 1e-2})) != key  # the schedule differs
+    assert pack_key(run_config(**{**base, "swap_augment": True})) != key  # twice the training pairs
+    assert pack_key(run_config(**{**base, "dropout": 0.25})) != key  # another layer
     # a family that does not declare the aux loss loss-only builds other layers for it (poulsen's head)
     poulsen = {**SMALL, "encoder": "poulsen_clenet"}
-    assert pack_key(resolve(poulsen, "t")) != pack_key(resolve({**poulsen, "aux_loss": True}, "t"))
-    ensemble = resolve({**base, "ensemble": 2}, "t")
+    assert pack_key(run_config(**poulsen)) != pack_key(run_config(**{**poulsen, "aux_loss": True}))
+    ensemble = run_config(**{**base, "ensemble": 2})
     assert pack_key(ensemble) == ensemble.config_id
 
 
@@ -151,13 +152,10 @@ def test_a_family_declares_only_fields_of_the_model_options():
 
     with pytest.raises(ValueError, match="loss_only names no ModelOptions field: aux"):
         register("packing_typo", loss_only=("aux",))(lambda options: torch.nn.Identity())
-
-
+@pytest.mark.slow
 def test_a_pack_trains_each_configuration_as_its_own_batched_group(source):
-    from harness.training import train_pack
-
-    plain = resolve({**SMALL, "encoder": "cnn", "batch_norm": True}, "t")
-    aux = resolve({**SMALL, "encoder": "cnn", "batch_norm": True, "aux_loss": True, "aux_weight": 0.5}, "t")
+    plain = run_config(**{**SMALL, "encoder": "cnn", "batch_norm": True})
+    aux = run_config(**{**SMALL, "encoder": "cnn", "batch_norm": True, "aux_loss": True, "aux_weight": 0.5})
     jobs = [(aux, 0), (aux, 1), (plain, 0), (plain, 1)]
     packed = train_pack(jobs, source)
     alone = train_rounds(aux, [0, 1], source) + train_rounds(plain, [0, 1], source)
@@ -175,11 +173,9 @@ def test_a_pack_trains_each_configuration_as_its_own_batched_group(source):
     assert packed[0].epochs[0]["train_loss"] > packed[2].epochs[0]["train_loss"]
     assert packed[0].metrics["test_digit_error"] is not None and packed[2].metrics["test_digit_error"] is None
     with pytest.raises(ValueError, match="differ in more than the pair loss"):
-        train_pack([(plain, 0), (resolve({**SMALL, "encoder": "mlp"}, "t"), 0)], source)
-
-
+        train_pack([(plain, 0), (run_config(**{**SMALL, "encoder": "mlp"}), 0)], source)
+@pytest.mark.slow
 def test_packed_tasks_hold_every_job_once_and_the_store_records_the_pack(fake_mnist, tmp_path):
-    from harness.device import policy_for
     from harness.runner import make_tasks
 
     plan = expand(load_matrix(_write(tmp_path, """

@@ -1,17 +1,20 @@
-"""The local backend's worker processes: deaths noticed and retried, setup failures fatal."""
+"""Backends (harness.backends): the registry and their options; the local backend's worker
+processes: deaths noticed and retried, setup failures fatal."""
 
 import time
 
 import backend_work
 import pytest
 
-from harness.backends import TaskFailed, WorkerSetupError, make
+from harness.backends import BACKENDS, TaskFailed, WorkerSetupError, create
 from harness.backends.base import BackendError
-from harness.backends.local import LocalBackend
+from harness.backends.local import LocalBackend, LocalOptions
+
+pytestmark = pytest.mark.slow  # every test here spawns worker processes, or could
 
 
 def launch(tasks, work, folder, workers=2, setup=backend_work.setup_nothing, max_retries=3):
-    backend = LocalBackend(workers, max_retries=max_retries)
+    backend = LocalBackend(LocalOptions(max_retries=max_retries), workers=workers)
     try:
         return dict(backend.launch(tasks, work, str(folder), setup))
     finally:
@@ -66,8 +69,26 @@ def test_a_setup_that_fails_ends_the_launch_once_without_respawning(tmp_path, wo
 
 
 def test_unknown_backend_names_the_known_ones():
-    with pytest.raises(BackendError, match="unknown backend 'rey' .*known: local, ray.*did you mean 'ray'"):
-        make("rey", device="cpu")
+    with pytest.raises(BackendError, match="unknown backend 'rey'; did you mean 'ray'.*known backends: local, ray"):
+        create("rey")
+
+
+def test_a_backend_receives_its_own_options_checked_against_their_declaration():
+    local = create("local", ["max_retries=5"])
+    assert isinstance(local, LocalBackend) and local.max_retries == 5
+    assert create("local", {"max_retries": 1}).max_retries == 1
+    with pytest.raises(BackendError, match=r"^--backend-option max_retry=5: the local backend has no option "
+                                           r"'max_retry'; did you mean 'max_retries'\? \(its options: max_retries\)$"):
+        create("local", ["max_retry=5"])
+    with pytest.raises(BackendError, match="^--backend-option max_retries=many: must be int, got 'many'$"):
+        create("local", ["max_retries=many"])
+    with pytest.raises(BackendError, match="not key=value"):
+        create("local", ["max_retries"])
+    ray = create("ray", ["address=auto", "gpus_per_job=1", "cpus_per_job=2"])  # an int where a float is asked
+    assert (ray.options.address, ray.options.gpus_per_job, ray.options.cpus_per_job) == ("auto", 1.0, 2.0)
+    assert ray.remote_device("auto") == "cuda" and ray.remote_device("cpu") is None
+    assert create("ray").remote_device("auto") is None  # no GPU reserved: this machine's kind decides
+    assert BACKENDS.builtin_names() == ["local", "ray"]
 
 
 def test_the_pools_resource_tracker_does_not_print_its_clean_up_warnings(tmp_path, monkeypatch):

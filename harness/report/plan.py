@@ -1,0 +1,66 @@
+"""`harness plan`'s output: the configurations a matrix expands to (the settings that vary among
+them), their parameter counts, rounds and time estimates, and the combinations dropped, with
+their reasons."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from harness.config import Plan
+from harness.report.formats import Document, Paragraph, Table, records
+from harness.tasks import declared, factors
+
+
+def _varying(frame: pd.DataFrame, keys) -> list[str]:
+    """The factor columns, plus any other setting that differs between configurations."""
+    columns = [k for k in keys if k in frame and frame[k].astype(str).nunique() > 1]
+    return columns or [k for k in factors() if k in frame][:1]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None, estimate: bool = True) -> Document:
+    """From harness.estimate.cost_frame's rows: a table of the configurations (its CSV), the
+    runs and the time they take, the dropped combinations grouped by reason (its JSON: every
+    row with every setting, and the dropped combinations)."""
+    presentation = [name for name, declaration in declared().items() if declaration.meta.presentation]
+    extra = ("id", "name", "params", "s/run", "timing", "done", *presentation)
+    settings = [k for k in frame.columns if k not in extra]
+    ordered = factors() + [k for k in settings if k not in factors()]
+    shown = ["id", "name", *_varying(frame, ordered), "params", "rounds"]
+    shown += [k for k in ("done", "s/run") if k in frame]
+    runs = int(frame["rounds"].sum())
+    lines = [f"{len(frame)} configurations, {runs} runs" + (f" (profile {plan.profile})" if plan.profile else "")]
+    if estimate:
+        workers = workers or os.cpu_count() or 1
+        remaining = frame["rounds"] - frame.get("done", 0)
+        total = float((frame["s/run"] * frame["rounds"]).sum()) / workers
+        left = float((frame["s/run"] * remaining).sum()) / workers
+        stored_count = int((frame["timing"] == "stored").sum())
+        lines.append(
+            f"estimated time with {workers} worker(s): {_duration(total)} in all, {_duration(left)} for what is not done "
+            f"({stored_count} configurations timed from stored runs, {len(frame) - stored_count} from a few timed "
+            "training steps on this CPU: a lower bound, as evaluation, data and process overheads are not timed)"
+        )
+    blocks = [Table(frame[shown]), Paragraph("\n".join(lines))]
+    if plan.dropped:
+        dropped = [f"{len(plan.dropped)} combinations dropped:"]
+        by_reason: dict[str, list[dict]] = {}
+        for combination in plan.dropped:
+            by_reason.setdefault(combination.reason, []).append(combination.settings)
+        for reason, combos in by_reason.items():
+            shared = {k: v for k, v in combos[0].items() if all(c.get(k) == v for c in combos)}
+            where = ", ".join(f"{k}={v}" for k, v in shared.items())
+            dropped.append(f"  {len(combos):4d} x {reason}" + (f" [{where}]" if where else ""))
+        blocks.append(Paragraph("\n".join(dropped)))
+    machine = {"configurations": records(frame), "runs": runs,
+               "dropped": [{"settings": combination.settings, "reason": combination.reason} for combination in plan.dropped]}
+    return Document("harness plan", blocks, table=frame[shown], records=machine, preamble=False)

@@ -1,0 +1,270 @@
+"""`harness table`'s output: the answers first (each ablation factor's effect in one line),
+interactions, every effect, the reproductions beside the published figures, the
+configurations, provenance; for machines, the configurations (CSV) or every table (JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness.config import Plan
+from harness.report.cells import interval, mean_std, p_value, with_intervals
+from harness.report.formats import (
+    Document,
+    Figure,
+    Gallery,
+    Heading,
+    Items,
+    Paragraph,
+    Table,
+    records,
+)
+from harness.results import METRICS, Status, metric_words
+from harness.stats import effects, interactions, summarize
+from harness.tasks import TASKS, declared, factors
+
+
+class ReportError(Exception):
+    """Nothing to report, or a check failed; the message says what and how to fix it."""
+
+
+def select(runs: pd.DataFrame, plan: Plan | None) -> pd.DataFrame:
+    """The stored runs of the plan's configurations (all runs without a plan), with the number
+    of rounds each configuration asks for."""
+    if plan is None:
+        return runs
+    asked = {c.config_id: c for c in plan.configs}
+    chosen = runs[runs["config_id"].isin(asked)].copy()
+    chosen["rounds"] = chosen["config_id"].map(lambda i: asked[i].rounds)
+    # the matrix names its configurations: runs stored under an earlier label (the same
+    # configuration in another matrix) are shown under this one's
+    chosen["name"] = chosen["config_id"].map(lambda i: asked[i].name)
+    chosen = chosen[chosen["round"] < chosen["rounds"]]
+    return chosen
+
+
+SORTS = ("matrix", "test_error", "validation_error", "name", "params")
+
+
+def order(summary: pd.DataFrame, plan: Plan | None, sort: str) -> pd.DataFrame:
+    if sort in ("test_error", "validation_error"):  # validation: how a search matrix chooses
+        return summary.sort_values([f"{sort}_mean", "name"], na_position="last")
+    if sort == "name":
+        return summary.sort_values("name")
+    if sort == "params":
+        return summary.sort_values(["params", "name"])
+    if plan is not None:
+        position = {c.config_id: i for i, c in enumerate(plan.configs)}
+        return summary.sort_values("config_id", key=lambda ids: ids.map(position))
+    return summary.sort_values("name")
+
+
+def _flag(row) -> str:
+    notes = []
+    if row["rounds_done"] < row["rounds"]:
+        notes.append(f"{row['rounds_done']}/{row['rounds']} rounds")
+    if row["rounds_failed"]:
+        notes.append(f"{row['rounds_failed']} failed")
+    if row.get("rounds_degenerate"):
+        notes.append(f"{DEGENERATE} {row['rounds_degenerate']} degenerate")
+    return "; ".join(notes)
+
+
+DEGENERATE = "⚠"  # marks a configuration with rounds that learned nothing (stats.degenerate)
+
+
+def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.DataFrame:
+    """The configurations table as display strings (errors in %)."""
+    table = pd.DataFrame(
+        {
+            "configuration": summary["name"],
+            "params": summary["params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}"),
+            "train error %": [mean_std(m, s) for m, s in zip(summary["train_error_mean"], summary["train_error_std"])],
+            "test error %": [mean_std(m, s) + (f" {DEGENERATE}" if bad else "") for m, s, bad in zip(
+                summary["test_error_mean"], summary["test_error_std"], summary["rounds_degenerate"])],
+            "range %": [
+                "–" if pd.isna(low) else f"{low:.1f}–{high:.1f}"
+                for low, high in zip(summary["test_error_min"], summary["test_error_max"])
+            ],
+            "rounds": summary["rounds_done"],
+            "s/run": summary["seconds_per_run"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}"),
+        }
+    )
+    if summary["test_digit_error_mean"].notna().any():  # where digit logits were trained
+        table.insert(list(table.columns).index("test error %") + 1, "test digit error %", [
+            mean_std(m, s) for m, s in zip(summary["test_digit_error_mean"], summary["test_digit_error_std"])
+        ])
+    if summary["validation_error_mean"].notna().any():  # choices are made on these columns, not on test
+        table.insert(2, "validation error %", [
+            mean_std(m, s) for m, s in zip(summary["validation_error_mean"], summary["validation_error_std"])
+        ])
+        if summary["validation_digit_error_mean"].notna().any():
+            table.insert(3, "validation digit error %", [
+                mean_std(m, s) for m, s in zip(summary["validation_digit_error_mean"],
+                                                summary["validation_digit_error_std"])
+            ])
+    if with_reference:
+        table["published test %"] = [
+            "–" if pd.isna(m) else mean_std(m, s)
+            for m, s in zip(summary["reference_test_error"], summary["reference_test_std"])
+        ]
+        table["published params"] = summary["reference_params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+        table["verdict"] = summary["verdict"].map(lambda v: "–" if v is None or pd.isna(v) else v)
+        if "evidence" in summary and summary["evidence"].notna().any():
+            table["evidence"] = summary["evidence"].map(lambda v: "" if v is None or pd.isna(v) else v)
+    flags = summary.apply(_flag, axis=1)
+    if flags.any():
+        table["note"] = flags
+    return table
+
+
+def effect_rows(frame: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return pd.DataFrame(
+        {
+            "factor": frame["factor"],
+            "change": frame["change"],
+            f"Δ {metric_words(metric)} (pp)": frame["effect"].map(lambda v: f"{v:+.2f}"),
+            "95% CI": [interval(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"])],
+            "p": frame["p"].map(p_value),
+            "p (BH)": frame.get("p_adjusted", pd.Series(dtype=float)).map(p_value),
+            "matched pairs": frame["pairs"],
+            "rounds": frame["rounds"],
+        }
+    )
+
+
+def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error") -> list[str]:
+    """One line per ablation factor's change: its paired effect with the 95 % interval."""
+    lines, known = [], declared()
+    for factor in factors():
+        for _, row in effect_frame[effect_frame["factor"] == factor].iterrows():
+            significant = not pd.isna(row.get("p_adjusted")) and row["p_adjusted"] < 0.05
+            verdict = (("lowers " if row["effect"] < 0 else "raises ") + metric_words(metric) if significant
+                       else "no detectable effect")
+            lines.append(
+                f"**{known[factor].meta.titled(factor)}** ({row['change'].replace('->', '→')}): "
+                f"{row['effect']:+.2f} pp {interval(row['ci_low'], row['ci_high'])}, p (BH) {p_value(row.get('p_adjusted'))}: "
+                f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds)"
+            )
+    return lines
+
+
+def interaction_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Conditional effects that differ from the effect at the other factor's baseline level."""
+    if frame.empty:
+        return frame
+    compared = frame[frame["difference"].notna()]
+    at_base = frame[frame["difference"].isna()].set_index(["factor", "change", "condition"])
+    base = [at_base.loc[(r.factor, r.change, r.condition)] for r in compared.itertuples()]
+    return pd.DataFrame({
+        "factor": compared["factor"],
+        "change": compared["change"],
+        "given": compared["given"],
+        "effect there (pp)": with_intervals(compared["effect"], compared["ci_low"], compared["ci_high"]),
+        "effect at its baseline (pp)": [f"{b['effect']:+.2f} ({b['given'].split(' = ')[1]})" for b in base],
+        "difference (pp)": with_intervals(compared["difference"], compared["diff_low"], compared["diff_high"]),
+        "p (BH)": compared["p_difference_adjusted"].map(p_value),
+        "differs": compared["p_difference_adjusted"].map(lambda v: "yes" if not pd.isna(v) and v < 0.05 else ""),
+    })
+
+
+def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
+    done = runs[runs["status"] == Status.DONE]
+
+    def values(column):
+        return ", ".join(sorted(str(v) for v in done[column].dropna().unique())) or "–"
+
+    tasks = [TASKS.get(name) for name in done["task"].dropna().unique() if name in TASKS] if "task" in done else []
+    sizes = "".join(f"; {setting}: {values(setting)}" for setting in
+                    dict.fromkeys(spec.size_setting for spec in tasks if spec.size_setting) if setting in done)
+    return [
+        f"store: `{store_path}` ({len(runs)} runs, {len(done)} done)",
+        f"commands: {values('command')}",
+        f"matrices: {values('matrix')}",
+        f"devices: {values('device')}; torch {values('torch_version')}; Python {values('python_version')}",
+        f"code versions: {values('code_version')}",
+        f"runs finished between {done['finished_at'].min()} and {done['finished_at'].max()}",
+        f"epochs: {values('epochs')}; rounds per configuration: {values('rounds')}{sizes}",
+    ]
+
+
+def summary_columns(summary: pd.DataFrame) -> list[str]:
+    """The CSV's columns: the configuration, its factors, and each summarized metric."""
+    metrics = [f"{metric.name}_{part}" for metric in METRICS for part in
+               (("mean", "std") if metric.summarized else ()) + (("min", "max") if metric.extremes else ())]
+    columns = ["config_id", "name", *[k for k in factors() if k in summary], "params", *metrics, "rounds_done",
+               "rounds", "rounds_failed", "rounds_degenerate", "seconds_per_run", "reference_test_error",
+               "reference_test_std", "reference_params", "verdict", "evidence"]
+    return [c for c in columns if c in summary]
+
+
+RUN_COLUMNS = ["config_id", "round", "name", "status", *(metric.name for metric in METRICS), "params", "seconds",
+               "device", "code_version", "torch_version", "execution"]
+
+
+def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None = None, sort: str = "matrix",
+                     figures: str | None = None, metric: str = "test_error") -> Document:
+    """What `harness table` prints, answers first: each ablation factor's effect in one line
+    (with the forest plot from `figures`, a folder, when given), interactions, every effect,
+    the reproductions beside the published figures, the configurations (folded where a format
+    folds), provenance. Its CSV is the configurations; its JSON every table and run."""
+    runs = select(runs, plan)
+    if runs.empty or not (runs["status"] == Status.DONE).any():
+        raise ReportError(f"{store_path}: no finished runs" + (" of this matrix" if plan else "") + "; run `harness run` first")
+    summary = order(summarize(runs), plan, sort)
+    reproductions = summary[summary["report"].notna()] if "report" in summary else summary.iloc[0:0]
+    ablations = summary.drop(reproductions.index)
+    ablation_runs = runs[runs["config_id"].isin(ablations["config_id"])]
+    effect_frame = effects(ablation_runs, metric=metric) if not ablations.empty else pd.DataFrame()
+    interaction_frame = interactions(ablation_runs, metric=metric) if not ablations.empty else pd.DataFrame()
+    words = metric_words(metric)
+    figures = figures if metric == "test_error" else None  # the forest plot shows test error
+    blocks = []
+    answers = answer_lines(effect_frame, metric) if not effect_frame.empty else []
+    if answers:
+        blocks += [Heading("Answers"), Paragraph(
+            f"Each factor's paired effect on {words} (percentage points, 95% interval over rounds, "
+            "Benjamini–Hochberg adjusted p), every other setting and the round held equal."), Items(answers)]
+        if figures:
+            blocks.append(Figure(Path(figures) / "effects_forest.svg", "Paired effects on test error with 95% intervals"))
+    rows = interaction_rows(interaction_frame)
+    if not rows.empty:
+        blocks += [Heading("Interactions"), Paragraph(
+            "A factor's effect at each other level of a second factor, against its effect at that factor's "
+            "baseline; the difference is paired on the rounds; differs: p (BH) < 0.05 across every comparison."),
+            Table(rows)]
+    if not effect_frame.empty:
+        blocks += [Heading("Effects"), Paragraph(
+            f"Change in {words} (percentage points) when a factor leaves its baseline, paired on every "
+            "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
+            "Benjamini–Hochberg adjusted across the rows."), Table(effect_rows(effect_frame, metric))]
+    if not reproductions.empty:
+        blocks += [Heading("Reproductions of the reports"), Paragraph(
+            "Ours beside the published figures (test error in %, mean ± std). Verdict: reproduced when "
+            "|ours − published| ≤ 2 × max(our std, the published std) and no round of ours is degenerate "
+            f"({DEGENERATE}: every test pair given one answer, or a train error at chance); otherwise by "
+            "how much ours is better or worse. Evidence: the matrix whose results show why the preset "
+            "reads its report as it does, or what the gap comes from."),
+            Table(configuration_rows(reproductions, with_reference=True))]
+    if not ablations.empty:
+        blocks += [Heading("Configurations"), Paragraph(
+            "Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round; "
+            f"{DEGENERATE}: rounds that learned nothing (every test pair given one answer, or a train "
+            "error at chance), counted in the note."),
+            Table(configuration_rows(ablations, with_reference=False), folded=f"{len(ablations)} configurations")]
+    if figures:
+        blocks.append(Gallery("Figures", sorted(p for p in Path(figures).glob("*.svg") if p.name != "effects_forest.svg")))
+    blocks += [Heading("Provenance"), Items(provenance_lines(runs, store_path))]
+    machine = {
+        "store": store_path,
+        "configurations": records(summary),
+        "effects": records(effect_frame),
+        "interactions": records(interaction_frame),
+        "runs": records(runs[[c for c in RUN_COLUMNS if c in runs]]),
+        "provenance": provenance_lines(runs, store_path),
+    }
+    return Document("harness results", blocks, table=summary[summary_columns(summary)], records=machine,
+                    float_format="%.4g")
