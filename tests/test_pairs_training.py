@@ -51,8 +51,7 @@ def test_an_ensembles_curve_is_its_members_mean():
     merged = training.ensemble_outcome(outcomes, {"test": []})
     assert merged.curves == [[{"stage": "pairs", "epoch": 1, "train_loss": 2.0, "test_error": pytest.approx(0.3)}]]
     assert merged.latest == {"test": []} and merged.alive(0)
-
-
+@pytest.mark.slow
 def test_an_ensemble_of_one_is_the_single_model_and_more_count_every_member(source):
     one = train_run(run_config(**{**SMALL, "ensemble": 1}), 0, source)
     plain = train_run(run_config(**SMALL), 0, source)
@@ -96,8 +95,7 @@ def test_distillation_pulls_towards_the_teachers_softened_average():
     matching = (target.log() * 3.0).requires_grad_()
     assert distillation_loss(config, matching, target).abs() < 1e-5
     assert distillation_loss(config, torch.zeros(5, 10), target) > 0
-
-
+@pytest.mark.slow
 def test_distillation_counts_the_student_alone_and_needs_a_digit_stage(source):
     with pytest.raises(ConfigError, match="distill_teachers.*transfer"):
         run_config(**{"distill_teachers": 1})
@@ -113,6 +111,7 @@ def test_distillation_counts_the_student_alone_and_needs_a_digit_stage(source):
     {"encoder": "mlp", "aux_loss": True},
     {"encoder": "cnn", "swap_augment": True, "validation": 20, "eval_every": 2, "dropout": 0.2},
 ])
+@pytest.mark.slow
 def test_running_curves_leave_the_final_metrics_and_the_last_epoch_unchanged(source, settings):
     base = run_config(pairs=100, epochs=4, batch_size=25, **settings)
     passed = train_run(base.replace(curve_train_error="pass"), 0, source)
@@ -128,15 +127,13 @@ def test_running_curves_leave_the_final_metrics_and_the_last_epoch_unchanged(sou
         if "train_error" in mine:
             examples = (100 - base.validation) * (2 if base.swap_augment else 1)
             assert (mine["train_error"] * examples) == pytest.approx(round(mine["train_error"] * examples))
-
-
+@pytest.mark.slow
 def test_the_batched_driver_keeps_running_curves_too(source):
     config = run_config(encoder="mlp", pairs=100, epochs=3, batch_size=25)
     results = train_rounds(config, [0, 1], source)
     assert all(r.status == "done" for r in results)
     assert all(0 <= row["train_error"] <= 1 for r in results for row in r.epochs)
-
-
+@pytest.mark.slow
 def test_retaining_freed_memory_is_a_policy_of_the_cpu_and_changes_no_number(source):
     import sys
 
@@ -154,14 +151,12 @@ def test_training_learns_the_synthetic_digits(source):
     assert result.metrics["test_error"] < 0.25
     assert result.metrics["test_digit_error"] < 0.3
     assert [row["epoch"] for row in result.epochs] == list(range(1, 9))
-
-
+@pytest.mark.slow
 def test_validation_split_is_carved_from_training_pairs(source):
     result = train_run(run_config(encoder="mlp", epochs=1, pairs=100, validation=20), 0, source)
     assert result.metrics["validation_error"] is not None
     assert "validation_error" in result.epochs[-1]
-
-
+@pytest.mark.slow
 def test_frozen_transfer_leaves_the_encoder_untouched(source, monkeypatch):
     snapshots = {}
     original = protocol.train_stage

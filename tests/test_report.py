@@ -63,8 +63,7 @@ def test_latex_escapes_what_latex_would_read_as_commands():
         "50\\% \\& more\\_\\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\$ \\textbackslash{}"
     )
     assert latex_escape("--fresh 1–2 a -> b") == "-{}-fresh 1--2 a $\\rightarrow$ b"
-
-
+@pytest.mark.slow
 def test_latex_compiles_in_a_document(tmp_path):
     import shutil
     import subprocess
@@ -144,8 +143,7 @@ def test_json_holds_every_table_for_machines(constructed):
     assert {"configurations", "effects", "interactions", "runs", "provenance"} <= set(document)
     assert len(document["configurations"]) == 8 and len(document["runs"]) == 24
     assert {row["factor"] for row in document["effects"]} >= {"encoder", "aux_loss"}
-
-
+@pytest.mark.slow
 def test_html_page_is_self_contained_and_renders_in_a_browser(constructed, tmp_path):
     """`harness report --html`: one page with its sections and figures inline; where Chromium is
     installed (Debian's `chromium`), it is rendered headless: a screenshot, the DOM's sections,

@@ -86,8 +86,7 @@ def test_a_zero_byte_store_is_one_line_for_table_and_never_rewritten(tmp_path):
     one_line_exit_2(invoke("table", "--store", empty), "an empty file (0 bytes) holds no runs")
     one_line_exit_2(invoke("plot", "--store", empty, "--out", tmp_path / "plots"), "an empty file (0 bytes)")
     assert empty.stat().st_size == 0 and not (tmp_path / "empty.sqlite-wal").exists()
-
-
+@pytest.mark.slow
 def test_a_zero_byte_store_becomes_a_store_when_written(tmp_path, fake_mnist, tiny):
     empty = tmp_path / "empty.sqlite"
     empty.touch()
@@ -136,8 +135,7 @@ def old_store(path, drop=("python_version", "validation_digit_error")):
         "PRAGMA user_version = 0;"
     )
     connection.close()
-
-
+@pytest.mark.slow
 def test_an_older_store_is_migrated_before_training_and_keeps_its_runs(tmp_path, fake_mnist, tiny):
     store = tmp_path / "old.sqlite"
     old_store(store)
@@ -197,8 +195,7 @@ def test_one_writer_at_a_time_and_readers_beside_it(full_store):
         writer.write(finished(run_config(), 5), run_config(), PROVENANCE)
     with Store(full_store) as again:  # released on close
         assert len(again.runs()) == 4
-
-
+@pytest.mark.slow
 def test_a_store_locked_by_another_program_stops_the_run_in_one_line(tmp_path, fake_mnist, tiny):
     path = tmp_path / "s.sqlite"
     plan = expand(load_matrix(tiny))
@@ -213,8 +210,7 @@ def test_a_store_locked_by_another_program_stops_the_run_in_one_line(tmp_path, f
             other.close()
         assert len(store.runs()) == 0
         assert run_plan(plan, store, policy=policy_for("cpu", workers=1)).finished == 8  # nothing was left half-written
-
-
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_stored(tmp_path, fake_mnist, tiny, monkeypatch):
     monkeypatch.setattr("harness.runner.code_diff", lambda *args: None)  # a dirty tree's diff would fill the pages
     path = tmp_path / "s.sqlite"
@@ -230,6 +226,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_stored(tmp_pat
     assert 0 < len(runs) == len(stored) < 8 and (runs["status"] == "done").all()
 
 
+@pytest.mark.slow
 @needs_mount
 def test_a_full_disk_through_the_command_line(tmp_path, fake_mnist, tiny, mounted):
     small = mounted("-t", "tmpfs", "-o", "size=160k", "tmpfs", at=tmp_path / "small")

@@ -294,13 +294,13 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return json.loads(frame.to_json(orient="records")) if not frame.empty else []
 
 
-FORMATS: Registry[Format] = Registry("format")
+FORMATS: Registry[Format] = Registry("format", entry_points="harness.formats")  # an installed package's: a Format
 for _format in (Markdown(), Text(), Latex(), Html(), Csv(), Json()):
     FORMATS.register(_format.name, _format, builtin=True)
 
 
 def names() -> list[str]:
-    """Every format's name: the choices of every command's --format."""
+    """Every format's name, installed packages' too: the choices of every command's --format."""
     return FORMATS.names()
 
 
