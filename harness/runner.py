@@ -178,23 +178,26 @@ def run_task(task: Task, source, policy: DevicePolicy) -> list[tuple[Job, object
     return list(zip(task.jobs(), results))
 
 
-@dataclass(frozen=True)
+@dataclass
 class WorkerContext:
     """What every worker holds for all its tasks: the tasks' verified data, the device policy
-    and the plugins to import. The data travel pickled and are read after the plugins are
-    imported: a plugin's task has a source of a class only its plugin defines."""
+    and the plugins to import. Sent to another process, the data travel as bytes, read only
+    when a task first asks for them, after the worker imported the plugins: a plugin's task
+    has a source of a class only its plugin defines. In this process nothing is copied."""
 
-    sources: bytes  # pickled {task name: its loader's source}
+    sources: dict[str, object] | bytes  # {task name: its loader's source}, or those pickled
     policy: DevicePolicy
     plugins: tuple[str, ...] = ()  # absolute .py paths or module names, imported before any task
 
+    def __reduce__(self):
+        sources = self.sources if isinstance(self.sources, bytes) else pickle.dumps(self.sources, pickle.HIGHEST_PROTOCOL)
+        return (WorkerContext, (sources, self.policy, self.plugins))
+
     def source(self, task: str):
-        """The task's source, unpickled once per process (kept on this context)."""
-        loaded = self.__dict__.get("loaded")
-        if loaded is None:
-            loaded = pickle.loads(self.sources)
-            object.__setattr__(self, "loaded", loaded)  # a cache, not a field: frozen still
-        return loaded[task]
+        """The task's source (unpickled once per process, kept on this context)."""
+        if isinstance(self.sources, bytes):
+            self.sources = pickle.loads(self.sources)
+        return self.sources[task]
 
 
 def plugin_specs(plan: Plan) -> tuple[str, ...]:
@@ -281,8 +284,7 @@ def run_plan(
 
         backend = LocalBackend(workers=policy.workers)
     tasks = make_tasks(jobs, policy.batched, backend.workers, policy.pack)
-    context = WorkerContext(pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL),
-                            replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
+    context = WorkerContext(sources, replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
     record = provenance(plan, context.policy)
     store.keep_sources(record.sources)
     started = time.perf_counter()

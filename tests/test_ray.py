@@ -1,7 +1,6 @@
 """The Ray backend on a local Ray instance (skipped without the `ray` extra)."""
 
 import os
-import pickle
 import signal
 from pathlib import Path
 
@@ -98,7 +97,7 @@ def test_ray_gives_the_numbers_of_the_local_backend(local_ray, tiny, tmp_path):
 
 
 def launch(options, tasks, work):
-    context = WorkerContext(pickle.dumps({"pairs": PairSource(load_mnist())}), CPU)
+    context = WorkerContext({"pairs": PairSource(load_mnist())}, CPU)
     return list(RayBackend(options).launch(tasks, work, context, prepare_worker))
 
 
