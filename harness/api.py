@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.config import MAX_CONFIGS, Plan, expand, load_matrix, parse_assignments, with_sets
+from harness.config import (
+    MAX_CONFIGS,
+    Plan,
+    assignment,
+    expand,
+    load_matrix,
+    parse_assignments,
+    with_sets,
+)
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -84,7 +92,7 @@ def run(
     pack: bool = False,
     data_dir: str | Path | None = None,
     backend: str = "local",
-    backend_options: Mapping[str, Any] | Sequence[str] = (),
+    backend_options: Mapping[str, Any] | Sequence[str] = (),  # a mapping, or `key=value` strings
     fresh: bool = False,
     notify: Callable[[str], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
@@ -102,6 +110,9 @@ def run(
     from harness.store import Store
 
     say = notify or (lambda line: None)
+    if not isinstance(backend_options, Mapping):  # `key=value` strings, as --backend-option gives them
+        backend_options = dict(assignment(text, "--backend-option", "address=auto or cpus_per_job=2")
+                               for text in backend_options)
     chosen = backends.create(backend, backend_options)
     policy = resolve(device, workers=workers, batched=batched, pack=pack, elsewhere=chosen.remote_device(device))
     if workers and workers > policy.workers and policy.kind == "cpu":

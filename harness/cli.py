@@ -73,6 +73,13 @@ STORE = click.option("--store", "store_path", default=None, type=click.Path(dir_
                      help="The store [default: results/harness.sqlite, or results/harness-PROFILE.sqlite with --profile].")
 
 
+def plan_options(command):
+    """The options that choose a plan: the matrix, its profile, --only, --set, plugins, the limit."""
+    for option in reversed((MATRIX, PROFILE, ONLY, SET, PLUGIN, MAX_CONFIGS)):
+        command = option(command)
+    return command
+
+
 def output_format(default: str):
     return click.option("--format", "output_format", type=click.Choice(format_names()), default=default,
                         show_default=True, help="How to write it (every command writes every format).")
@@ -108,12 +115,7 @@ def data(data_dir):
 
 
 @main.command()
-@MATRIX
-@PROFILE
-@ONLY
-@SET
-@PLUGIN
-@MAX_CONFIGS
+@plan_options
 @output_format("text")
 @click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
 @click.option("--estimate/--no-estimate", default=True, show_default=True, help="Estimate the time it takes.")
@@ -165,12 +167,7 @@ def stop_signals_as_interrupts():
 
 
 @main.command()
-@MATRIX
-@PROFILE
-@ONLY
-@SET
-@PLUGIN
-@MAX_CONFIGS
+@plan_options
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="Override every configuration's rounds.")
 @STORE

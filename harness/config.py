@@ -383,7 +383,7 @@ def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixF
     factors, crossed, overrides = dict(matrix.factors), dict(matrix.crossed), {}
     defaults, profiles = dict(matrix.defaults), {name: dict(table) for name, table in matrix.profiles.items()}
     for text in assignments:
-        key, value = _assignment(text, "--set")
+        key, value = assignment(text, "--set")
         if isinstance(value, list):
             if not value:
                 raise ConfigError(f"--set {text}: an empty list; give at least one value")
@@ -406,10 +406,11 @@ def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixF
     return changed, overrides
 
 
-def _assignment(text: str, where: str) -> tuple[str, Any]:
-    """`key=value` from the command line, the value read as TOML (true, 0.25, [0, 0.5], "cnn" or cnn)."""
+def assignment(text: str, where: str, example: str = 'epochs=5 or "dropout=[0, 0.5]"') -> tuple[str, Any]:
+    """`key=value` from the command line, the value read as TOML (true, 0.25, [0, 0.5], "cnn" or
+    cnn); ConfigError naming `where` (the option) and an `example` otherwise."""
     if "=" not in text:
-        raise ConfigError(f"{where} {text}: not key=value (e.g. epochs=5 or \"dropout=[0, 0.5]\")")
+        raise ConfigError(f"{where} {text}: not key=value (e.g. {example})")
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
         return key, tomllib.loads(f"v = {raw}")["v"]
@@ -421,6 +422,6 @@ def parse_assignments(pairs: tuple[str, ...], where: str) -> dict[str, Any]:
     """`key=value` strings from the command line, each value checked as a matrix file's."""
     result = {}
     for text in pairs:
-        key, value = _assignment(text, where)
+        key, value = assignment(text, where)
         result[key] = check_anywhere(key, value, f"{where} {text}")
     return result

@@ -74,21 +74,30 @@ def test_unknown_backend_names_the_known_ones():
 
 
 def test_a_backend_receives_its_own_options_checked_against_their_declaration():
-    local = create("local", ["max_retries=5"])
+    local = create("local", {"max_retries": 5})
     assert isinstance(local, LocalBackend) and local.max_retries == 5
-    assert create("local", {"max_retries": 1}).max_retries == 1
     with pytest.raises(BackendError, match=r"^--backend-option max_retry=5: the local backend has no option "
                                            r"'max_retry'; did you mean 'max_retries'\? \(its options: max_retries\)$"):
-        create("local", ["max_retry=5"])
+        create("local", {"max_retry": 5})
     with pytest.raises(BackendError, match="^--backend-option max_retries=many: must be int, got 'many'$"):
-        create("local", ["max_retries=many"])
-    with pytest.raises(BackendError, match="not key=value"):
-        create("local", ["max_retries"])
-    ray = create("ray", ["address=auto", "gpus_per_job=1", "cpus_per_job=2"])  # an int where a float is asked
+        create("local", {"max_retries": "many"})
+    ray = create("ray", {"address": "auto", "gpus_per_job": 1, "cpus_per_job": 2})  # an int where a float is asked
     assert (ray.options.address, ray.options.gpus_per_job, ray.options.cpus_per_job) == ("auto", 1.0, 2.0)
     assert ray.remote_device("auto") == "cuda" and ray.remote_device("cpu") is None
     assert create("ray").remote_device("auto") is None  # no GPU reserved: this machine's kind decides
     assert BACKENDS.builtin_names() == ["local", "ray"]
+
+
+def test_options_from_the_command_line_are_read_as_toml_values(tmp_path):
+    from harness import api
+    from harness.errors import ConfigError
+
+    plan = api.plan(configs=[{"encoder": "linear", "epochs": 1, "rounds": 1, "pairs": 100}])
+    with pytest.raises(ConfigError, match=r"^--backend-option max_retries: not key=value \(e.g. address=auto"):
+        api.run(plan, tmp_path / "s.sqlite", backend_options=["max_retries"])
+    with pytest.raises(BackendError, match="^--backend-option retries=2: the local backend has no option"):
+        api.run(plan, tmp_path / "s.sqlite", backend_options=["retries=2"])
+    assert not (tmp_path / "s.sqlite").exists()  # refused before anything was written
 
 
 def test_the_pools_resource_tracker_does_not_print_its_clean_up_warnings(tmp_path, monkeypatch):

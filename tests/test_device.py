@@ -42,7 +42,7 @@ def test_devices_this_machine_lacks_are_refused_in_one_line(requested, message):
 
 
 def test_a_remote_backend_resolves_devices_it_owns_not_this_machine():
-    ray = backends.create("ray", ["gpus_per_job=0.25"])
+    ray = backends.create("ray", {"gpus_per_job": 0.25})
     assert resolve("auto", elsewhere=ray.remote_device("auto")).device == "cuda"  # the cluster's GPUs, not checked here
     assert resolve("auto", elsewhere=backends.create("ray").remote_device("auto")).device == "cpu"
 
@@ -62,7 +62,7 @@ def test_a_new_backend_is_one_module_and_its_registration(fake_mnist, tmp_path):
 
     backends.BACKENDS.register("inline", "inline_backend:InlineBackend")
     try:
-        backend = backends.create("inline", ["note=one of its own", "reversed=true"])
+        backend = backends.create("inline", {"note": "one of its own", "reversed": True})
         assert backend.options.note == "one of its own" and backend.options.reversed
         path = tmp_path / "tiny.toml"
         path.write_text(TINY)
@@ -71,7 +71,7 @@ def test_a_new_backend_is_one_module_and_its_registration(fake_mnist, tmp_path):
             summary = run_plan(plan, store, backend=backend)
         assert summary.finished == 8 and not summary.failed and len(backend.launched) == 8
         assert backend.launched[0].rounds == (1,)  # its own option: the tasks last to first
-        api.run(plan, tmp_path / "api.sqlite", backend="inline", backend_options={"note": "through the API"})
+        api.run(plan, tmp_path / "api.sqlite", backend="inline", backend_options=["note=through the command line"])
     finally:
         backends.BACKENDS.unregister("inline")
     with Store(tmp_path / "local.sqlite") as store:

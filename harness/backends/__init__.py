@@ -8,7 +8,7 @@ dataclass (`Options`, filled by `--backend-option key=value`); it is imported on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from harness.backends.base import (
@@ -28,9 +28,9 @@ BACKENDS.register("ray", "harness.backends.ray:RayBackend", builtin=True)
 __all__ = ["BACKENDS", "MAX_RETRIES", "Backend", "BackendError", "TaskFailed", "WorkerSetupError", "create"]
 
 
-def create(name: str, options: Mapping[str, Any] | Sequence[str] = ()) -> Backend:
-    """The backend called `name`, built from its options (`key=value` strings or a mapping,
-    checked against its Options dataclass); BackendError for an unknown name (with the known
-    ones and the closest) or a bad option, before anything starts."""
+def create(name: str, options: Mapping[str, Any] | None = None) -> Backend:
+    """The backend called `name`, built from its options (checked against its Options
+    dataclass); BackendError for an unknown name (with the known ones and the closest) or a bad
+    option, before anything starts."""
     kind = BACKENDS.get(name)
-    return kind(parse_options(kind.Options, options, name))
+    return kind(parse_options(kind.Options, options or {}, name))

@@ -18,7 +18,6 @@ where they run, when that is not this machine (None: this machine's devices deci
 from __future__ import annotations
 
 import dataclasses
-import sys
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,11 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from harness.registry import suggest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 Task = TypeVar("Task")
 
@@ -80,16 +74,14 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     return f"{type(error).__name__}: {line}"[:limit] if line else type(error).__name__
 
 
-def parse_options(options_class: type, given: Mapping[str, Any] | Sequence[str], backend: str):
-    """A backend's options dataclass from `key=value` strings (--backend-option; the value read
-    as TOML, else as text) or a mapping, each value checked against the field's type;
-    BackendError in one line for an unknown key (with the known ones and the closest) or a
-    value of the wrong type."""
+def parse_options(options_class: type, given: Mapping[str, Any], backend: str):
+    """A backend's options dataclass from a mapping (`--backend-option key=value`, read by the
+    command line), each value checked against the field's type; BackendError in one line for an
+    unknown key (with the known ones and the closest) or a value of the wrong type."""
     fields = {field.name: field for field in dataclasses.fields(options_class)}
     hints = typing.get_type_hints(options_class)
-    pairs = list(given.items()) if isinstance(given, Mapping) else [_split(text) for text in given]
     values = {}
-    for key, value in pairs:
+    for key, value in given.items():
         where = f"--backend-option {key}={value}"
         if key not in fields:
             known = ", ".join(fields) or "none"
@@ -97,16 +89,6 @@ def parse_options(options_class: type, given: Mapping[str, Any] | Sequence[str],
                                f"(its options: {known})")
         values[key] = _coerced(value, hints[key], where)
     return options_class(**values)
-
-
-def _split(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise BackendError(f"--backend-option {text}: not key=value (e.g. address=auto or cpus_per_job=2)")
-    key, raw = (part.strip() for part in text.split("=", 1))
-    try:
-        return key, tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return key, raw
 
 
 def _coerced(value: Any, hint: Any, where: str) -> Any:
