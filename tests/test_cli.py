@@ -259,3 +259,13 @@ def test_table_filters_with_only(fake_mnist, tmp_path):
     assert "mlp siamese ws" in result.output and "linear siamese ws" not in result.output
 
 
+
+
+@pytest.mark.slow
+def test_the_command_line_imports_neither_torch_nor_pandas_until_a_command_needs_them():
+    import subprocess
+    import sys
+
+    code = "import sys, harness.cli; print(sorted({'torch', 'pandas'} & set(sys.modules)))"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"

@@ -13,14 +13,14 @@ import html
 import io
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-from tabulate import tabulate
+from typing import TYPE_CHECKING, Any
 
 from harness.registry import Registry
+
+if TYPE_CHECKING:  # the command line imports this module for the names: pandas only where a document is written
+    import pandas as pd
 
 # --------------------------------------------------------------------------- documents
 
@@ -75,7 +75,6 @@ class Document:
     records: Any = None
     float_format: str | None = None  # CSV's numbers ("%.4g"), or as pandas writes them
     preamble: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- formats
@@ -138,6 +137,8 @@ class BlockFormat(Format):
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
+    from tabulate import tabulate
+
     # a '|' in a label would end its cell
     frame = frame.apply(lambda column: column.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v))
     return tabulate(frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
@@ -164,6 +165,8 @@ class Text(BlockFormat):
         return f"{text}\n{'=' * len(text)}"
 
     def table(self, frame: pd.DataFrame, folded: str | None) -> str:
+        from tabulate import tabulate
+
         return tabulate(frame, headers="keys", tablefmt="simple", showindex=False)
 
 
@@ -276,9 +279,10 @@ class Csv(Format):
     name, help = "csv", "the output's one table as CSV (for a spreadsheet)"
 
     def write(self, document: Document) -> str:
+        if document.table is None:
+            return ""
         buffer = io.StringIO()
-        frame = document.table if document.table is not None else pd.DataFrame()
-        frame.to_csv(buffer, index=False, float_format=document.float_format)
+        document.table.to_csv(buffer, index=False, float_format=document.float_format)
         return buffer.getvalue().rstrip("\n")
 
 

@@ -128,13 +128,19 @@ def get_task(name: str) -> TaskSpec:
     return TASKS.get(name)
 
 
+def task_setting(choices) -> Declared:
+    """The common `task` setting with its choices (the registered tasks' names, or a callable
+    that gives them): harness.settings declares it, and cannot know them."""
+    task = COMMON["task"]
+    return dataclasses.replace(task, meta=dataclasses.replace(task.meta, choices=choices))
+
+
 def declared() -> dict[str, Declared]:
     """Every setting known now: the common ones (the `task` setting's choices: the registered
     tasks), then each registered task's own, in order. Where two tasks declare one name, the
     first registered task's declaration stands for it here (each configuration is checked
     against its own task's)."""
-    task = COMMON["task"]
-    union = {**COMMON, "task": dataclasses.replace(task, meta=dataclasses.replace(task.meta, choices=TASKS.names))}
+    union = {**COMMON, "task": task_setting(TASKS.names)}
     for spec in TASKS.registered().values():
         for name, declaration in spec.declared().items():
             union.setdefault(name, declaration)
@@ -145,7 +151,7 @@ def declarations(name: str) -> list[Declared]:
     """Every declaration of the setting `name` known now: the common one, or each registered
     task's that declares it (two tasks may each have a setting of one name)."""
     if name == "task":
-        return [declared()["task"]]
+        return [task_setting(TASKS.names)]
     if name in COMMON:
         return [COMMON[name]]
     return [spec.declared()[name] for spec in TASKS.registered().values() if name in spec.declared()]
@@ -166,8 +172,7 @@ def settings_table() -> str:
     """The markdown table of every setting of the built-in tasks (the README's, generated:
     `harness settings`): the common ones first, then each task's."""
     builtin = [get_task(name) for name in TASKS.builtin_names()]
-    task_setting = COMMON["task"]
-    rows = [(dataclasses.replace(task_setting, meta=dataclasses.replace(task_setting.meta, choices=TASKS.builtin_names)), "all"),
+    rows = [(task_setting(TASKS.builtin_names), "all"),
             *((declaration, "all") for name, declaration in COMMON.items() if name != "task"),
             *((declaration, spec.name) for spec in builtin for declaration in spec.declared().values())]
     lines = ["| setting | task | default | values | in the id | meaning |", "|---|---|---|---|---|---|"]
