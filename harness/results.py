@@ -37,7 +37,7 @@ class Metric:
     name: str
     help: str
     summarized: bool = False  # mean and std over rounds (in %) in summaries, tables, CSV and JSON
-    extremes: bool = False  # and its lowest and highest round
+    extremes: bool = False  # summarized with its lowest and highest round too
     curve: bool = False  # recorded after each evaluated epoch (learning curves)
     effect: bool = False  # effects can be measured on it (`harness table --metric`)
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.results import METRICS, SUMMARIZED, Status
 from harness.settings import FROM_BASELINE, IN_ORDER, told_apart
-from harness.tasks import chance_errors, declared, identity_keys
+from harness.tasks import chance_errors, declared, effect_factors, identity_keys
 
 CHANCE_MARGIN = 0.02  # a final train error within 2 pp of the majority-class answer learned nothing
 
@@ -60,10 +60,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     missing = {metric: float("nan") for metric in SUMMARIZED if metric not in done}  # a frame made before it was
     grouped = done.assign(**missing).groupby("config_id")
     columns = {}
-    for metric in METRICS:  # errors as percentages
-        values = grouped[metric.name] if metric.summarized else None
-        if metric.summarized:
-            columns.update({f"{metric.name}_mean": 100 * values.mean(), f"{metric.name}_std": 100 * values.std(ddof=1)})
+    for metric in (metric for metric in METRICS if metric.summarized):  # errors as percentages
+        values = grouped[metric.name]
+        columns.update({f"{metric.name}_mean": 100 * values.mean(), f"{metric.name}_std": 100 * values.std(ddof=1)})
         if metric.extremes:
             columns.update({f"{metric.name}_min": 100 * values.min(), f"{metric.name}_max": 100 * values.max()})
     summary = pd.DataFrame({**columns, "seconds_per_run": grouped["seconds"].mean(),
@@ -255,11 +254,6 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str 
         "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
         **t_summary(merged.groupby("round")["difference"].mean()),
     }
-
-
-def effect_factors() -> list[str]:
-    """The settings whose effect a table measures when they vary in a store, in order."""
-    return [name for name, declaration in declared().items() if declaration.meta.effect]
 
 
 def interactions(runs: pd.DataFrame, factors=None, metric: str = "test_error") -> pd.DataFrame:

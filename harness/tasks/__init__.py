@@ -194,6 +194,11 @@ def factors() -> list[str]:
     return [name for name, declaration in declared().items() if declaration.meta.factor]
 
 
+def effect_factors() -> list[str]:
+    """The settings whose effect a table measures when they vary in a store, in order."""
+    return [name for name, declaration in declared().items() if declaration.meta.effect]
+
+
 def chance_errors() -> dict[str, float]:
     """Each registered task's chance error for runs stored before they recorded their own."""
     return {name: spec.chance_error for name, spec in TASKS.registered().items() if spec.chance_error is not None}
