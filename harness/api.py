@@ -102,7 +102,7 @@ def run(
     resolved, the backend built from its options and started, the data loaded and verified,
     all before the store is opened, so that bad input writes nothing. `fresh`: the store
     backed up and emptied first. `notify` receives the lines worth saying (workers capped, the
-    backup, where the runs go); `on_start(done, to_run)` and `on_result(job, result)` follow
+    backup, where the runs go, the combinations dropped, the plan's notes); `on_start(done, to_run)` and `on_result(job, result)` follow
     the progress. The summary of what ran."""
     from harness import backends
     from harness.device import resolve
@@ -126,6 +126,10 @@ def run(
             backup = opened.start_fresh()
             say(f"previous runs kept in {backup}; starting afresh" if backup else "the store held no runs; starting afresh")
         say(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {policy.device} -> {store}")
+        if the_plan.dropped:
+            say(f"dropped {len(the_plan.dropped)} combinations: see harness plan")
+        for note in the_plan.notes:
+            say(f"note: {note}")
         return run_plan(the_plan, opened, policy=policy, sources=sources, backend=chosen, on_start=on_start,
                         on_result=on_result)
     finally:
@@ -173,7 +177,14 @@ def filtered(frame: pd.DataFrame, only: Mapping[str, Any] | Sequence[str] | None
     if not isinstance(only, Mapping):
         only = parse_assignments(tuple(only), "--only")
     for key, value in only.items():
-        frame = frame[frame[key] == value] if key in frame else frame.iloc[0:0]
+        if key in frame:
+            frame = frame[frame[key] == value]
+        elif "." in key and key.partition(".")[0] in frame:  # one entry of a table setting (model_args.hidden_units)
+            name, _, inner = key.partition(".")
+            frame = frame[frame[name].map(lambda table, inner=inner, value=value: isinstance(table, dict)
+                                          and table.get(inner) == value)]
+        else:
+            frame = frame.iloc[0:0]
     return frame
 
 

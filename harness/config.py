@@ -21,7 +21,15 @@ else:  # pragma: no cover
 
 from harness.errors import ConfigError
 from harness.registry import UnknownName, suggest
-from harness.settings import COMMON, RunConfig, check_value, told_apart
+from harness.settings import (
+    COMMON,
+    RunConfig,
+    check_value,
+    derived_names,
+    split_key,
+    told_apart,
+    value_of,
+)
 from harness.tasks import TASKS, declarations, declared, get_task
 
 MAX_CONFIGS = 10_000  # combinations a matrix may cross before it is refused (--max-configs)
@@ -31,6 +39,9 @@ def make_config(settings: dict[str, Any], where: str) -> RunConfig:
     """A RunConfig from a matrix's settings (names and values as a file gives them): each
     checked against its task's settings and the common ones, then completed by the task's
     rules (harness.tasks.TaskSpec.complete). ConfigError naming `where` otherwise."""
+    folded: dict[str, Any] = {}
+    overlay(folded, settings)  # `model_args.channels` keys into their table
+    settings = folded
     name = check_value(COMMON, "task", settings.get("task", COMMON["task"].default), where)
     try:
         spec = get_task(name)
@@ -49,8 +60,9 @@ def make_config(settings: dict[str, Any], where: str) -> RunConfig:
     complete = spec.hook("complete")
     if complete is not None:
         values = complete(values, where)
+    kept = {*own, *derived_names(spec.settings)}  # its settings, and what its complete hook derived
     config = RunConfig(**{key: value for key, value in values.items() if key in COMMON},
-                       task_settings=spec.settings(**{key: value for key, value in values.items() if key in own}))
+                       task_settings=spec.settings(**{key: value for key, value in values.items() if key in kept}))
     if spec.size_setting is not None:
         size = getattr(config, spec.size_setting)
         if config.validation >= size:
@@ -120,6 +132,7 @@ class Plan:
     profile: str | None
     configs: list[RunConfig]
     dropped: list[Dropped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the plan says about its configurations (their tasks' notes)
 
     @property
     def jobs(self) -> list[Job]:
@@ -133,6 +146,9 @@ class Plan:
         checked as a matrix file's are), with the same drops as a file's: combinations that
         mean nothing and repeats. `source` stands where a plan from a file records its path;
         `plugins` (.py files or modules) are imported first, as a file's are."""
+        from harness.plugins import add_user_folder
+
+        add_user_folder(Path.cwd())  # `module:Class` names find the user's modules there
         loaded = load_plugins(plugins, f"{source} plugins", Path.cwd())
 
         def candidates():
@@ -143,8 +159,8 @@ class Plan:
 
         kept, dropped = admit(candidates())
         if not kept:
-            raise ConfigError(f"{source}: no configuration to run (each was dropped: see the plan's dropped list)")
-        return cls(MatrixFile(source, {}, {}, [], [], {}, loaded), None, unique_names(kept), dropped)
+            raise ConfigError(f"{source}: no configuration to run: {why_none(dropped)}")
+        return cls(MatrixFile(source, {}, {}, [], [], {}, loaded), None, unique_names(kept), dropped, notes_on(kept))
 
 
 SECTIONS = ("plugins", "defaults", "matrix", "profiles")
@@ -184,6 +200,10 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
     for section in document:
         if section not in SECTIONS:
             raise ConfigError(f"{where}: unknown section [{section}]{suggest(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")
+    from harness.plugins import add_user_folder
+
+    add_user_folder(path.resolve().parent)  # `module:Class` names find the user's modules beside the matrix,
+    add_user_folder(Path.cwd())  # and where the command runs
     loaded = load_plugins(plugins, "--plugin")
     listed = document.get("plugins", [])
     if not isinstance(listed, list):
@@ -197,6 +217,9 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
     matrix = dict(_table(document.get("matrix", {}), f"{where} [matrix]"))
     exclude = _entries(matrix.pop("exclude", []), f"{where} [[matrix.exclude]]")
     include = _entries(matrix.pop("include", []), f"{where} [[matrix.include]]")
+    matrix = dotted(matrix)
+    exclude = [dotted(entry, keep=matrix) for entry in exclude]
+    include = [dotted(entry, keep=matrix) for entry in include]
     factors = {}
     for key, values in matrix.items():
         at = f"{where} [matrix]"
@@ -224,6 +247,37 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
             check_anywhere(key, value, f"{where} [profiles.{name}]")
         profiles[name] = profile
     return MatrixFile(where, defaults, factors, exclude, include, profiles, loaded)
+
+
+def dotted(table: dict[str, Any], keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A [matrix] table (or an exclude or include entry) with each table setting given as a
+    table (`model_args.hidden_units = [64, 128]`, as TOML reads it) spelt as dotted keys
+    (`"model_args.hidden_units"`), so that its entries cross one by one; a table setting that
+    is itself a factor of `keep` (a list of tables) stays whole."""
+    known = declared()
+    spelt = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and key in known and known[key].type is dict and key not in (keep or {}):
+            spelt.update({f"{key}.{inner}": item for inner, item in value.items()})
+        else:
+            spelt[key] = value
+    return spelt
+
+
+def overlay(settings: dict[str, Any], layer: dict[str, Any]) -> None:
+    """One layer of settings ([defaults], an entry, a profile, the command line) over the ones
+    below: a table setting's entries merge, so that a layer's `model_args.hidden_units` (or its
+    `model_args` table) changes those entries and keeps the others."""
+    known = declared()
+    for key, value in layer.items():
+        split = split_key(key, known)
+        if split is not None:
+            name, inner = split
+            settings[name] = {**(settings.get(name) or {}), inner: value}
+        elif isinstance(value, dict) and key in known and known[key].type is dict:
+            settings[key] = {**(settings.get(key) or {}), **value}
+        else:
+            settings[key] = value
 
 
 def load_named_tasks(document: dict[str, Any]) -> None:
@@ -298,6 +352,24 @@ def combinations(matrix: MatrixFile) -> list[dict[str, Any]]:
     return kept + added
 
 
+def why_none(dropped: list[Dropped]) -> str:
+    """Why a plan holds nothing: its most frequent reason for dropping a combination."""
+    if not dropped:
+        return "no combination"
+    reasons = [combination.reason for combination in dropped]
+    common = max(dict.fromkeys(reasons), key=reasons.count)
+    return f"all {len(dropped)} combinations were dropped ({reasons.count(common)} x {common})"
+
+
+def notes_on(configs: list[RunConfig]) -> list[str]:
+    """The tasks' notes on the configurations, each once, in order."""
+    notes = {}
+    for config in configs:
+        hook = get_task(config.task).hook("notes")
+        notes.update(dict.fromkeys(hook(config) if hook else []))
+    return list(notes)
+
+
 def why_meaningless(config: RunConfig) -> str | None:
     """Why a combination means nothing (it is dropped from the plan), or None: its task's check."""
     check = get_task(config.task).hook("check")
@@ -361,17 +433,20 @@ def expand(
                 combo = {**entry, **dict(zip(matrix.crossed, values))}
                 settings = {}
                 for layer in (matrix.defaults, combo, profile_settings, overrides or {}):
-                    settings.update(layer)
+                    overlay(settings, layer)
                 yield make_config(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
 
     configs, dropped = admit(candidates())
     if only:
-        configs = [c for c in configs if all(c.settings().get(k, _ABSENT) == v for k, v in only.items())]
+        configs = [c for c in configs if all(value_of(c.settings(), k, _ABSENT) == v for k, v in only.items())]
     configs = unique_names(configs)
     if not configs:
-        what = f" with --only {only}" if only else ""
-        raise ConfigError(f"{matrix.path}: the matrix expands to no job{what}; check [matrix.exclude] and the dropped list of `harness plan`")
-    return Plan(matrix, profile, configs, dropped)
+        if only or not dropped:
+            what = f" with --only {only}" if only else ""
+            raise ConfigError(f"{matrix.path}: the matrix expands to no job{what}; check [matrix.exclude] and the "
+                              "dropped list of `harness plan`")
+        raise ConfigError(f"{matrix.path}: the matrix expands to no job: {why_none(dropped)}")
+    return Plan(matrix, profile, configs, dropped, notes_on(configs))
 
 
 def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixFile, dict[str, Any]]:

@@ -60,10 +60,14 @@ def resolve_reference(reference: str) -> Any:
     try:
         target = importlib.import_module(module_name)
     except BaseException as error:  # noqa: B036 - a plugin's import may raise anything: reported
+        if isinstance(error, ModuleNotFoundError) and error.name == module_name.partition(".")[0]:
+            raise ReferenceFailed(f"{reference}: no module {error.name!r} (looked for {error.name}.py beside the "
+                                  "matrix file, in the working directory and on sys.path)") from None
         raise ReferenceFailed(f"{reference}: cannot import {module_name} ({one_line(error)})") from None
     for part in filter(None, attribute.split(".")):
         if not hasattr(target, part):
-            raise ReferenceFailed(f"{reference}: {module_name} has no {attribute!r}")
+            public = [name for name in dir(target) if not name.startswith("_")]
+            raise ReferenceFailed(f"{reference}: {module_name} has no {attribute!r}{suggest(part, public)}")
         target = getattr(target, part)
     return target
 

@@ -83,3 +83,6 @@ class RunResult:
     seconds: float = 0.0
     device: str = "cpu"
     artifacts: dict[str, Any] = field(default_factory=dict)  # a task's small JSON outputs (its figures read them)
+    # how this run executed where it differs from the plan's device policy (the memory layout
+    # its model trained in), merged into the stored execution record
+    execution: dict[str, Any] = field(default_factory=dict)

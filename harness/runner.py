@@ -6,8 +6,11 @@ numbers do not depend on --workers (thread count changes float summation order).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import pickle
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -94,18 +97,19 @@ class Provenance:
 
 
 def provenance(plan: Plan, policy=None) -> Provenance:
-    import hashlib
     import json
 
     import torch
 
     version = code_version()
-    sources = [(p.sha256, "plugin", p.path, p.text) for p in plan.matrix.plugins if p.sha256 and p.text is not None]
+    used = user_code(plan)
+    sources = [(p.sha256, p.kind, p.path, p.text) for p in used if p.sha256 and p.text is not None]
     diff = code_diff()
     diff_sha = hashlib.sha256(diff.encode()).hexdigest() if diff else None
     if diff:
         sources.append((diff_sha, "diff", version.replace("+dirty", ""), diff))
-    plugins = [{"spec": p.spec, "path": p.path, "sha256": p.sha256} for p in plan.matrix.plugins]
+    plugins = [{"spec": p.spec, "path": p.path, "sha256": p.sha256, **({"kind": p.kind} if p.kind != "plugin" else {})}
+               for p in used]
     columns = {
         "torch_version": torch.__version__,
         "code_version": version,
@@ -117,6 +121,28 @@ def provenance(plan: Plan, policy=None) -> Provenance:
         "execution": json.dumps(policy.execution(), sort_keys=True) if policy is not None else None,
     }
     return Provenance(columns, sources)
+
+
+def user_code(plan: Plan) -> list:
+    """The user's code the plan's runs use (harness.plugins.PluginSource): the plan's plugins,
+    then the modules of the user's this process ran (a `module:Class` model's, the modules a
+    plugin imports from beside it), which its workers receive; another plan's plugins are not."""
+    from harness.plugins import loaded_sources
+
+    named = {p.module for p in plan.matrix.plugins if p.module}
+    return [*plan.matrix.plugins, *(p for p in loaded_sources() if p.kind == "module" and p.module not in named)]
+
+
+@functools.cache
+def code_fingerprint(root: Path | None = None) -> str:
+    """The SHA-256 of the harness's own source files (CODE_FOLDERS): equal where the same
+    harness code runs, whatever its version says. A worker compares its own with the driver's."""
+    root = (root or Path(__file__).resolve().parent.parent).resolve()
+    digest = hashlib.sha256()
+    for package in CODE_FOLDERS:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- workers
@@ -180,18 +206,23 @@ def run_task(task: Task, source, policy: DevicePolicy) -> list[tuple[Job, object
 
 @dataclass
 class WorkerContext:
-    """What every worker holds for all its tasks: the tasks' verified data, the device policy
-    and the plugins to import. Sent to another process, the data travel as bytes, read only
-    when a task first asks for them, after the worker imported the plugins: a plugin's task
-    has a source of a class only its plugin defines. In this process nothing is copied."""
+    """What every worker holds for all its tasks: the tasks' verified data, the device policy,
+    the user's code (the texts of the user's modules the driver ran, and the plugins to import
+    from them) and the fingerprint of the driver's harness code. Sent to another process, the
+    data travel as bytes, read only when a task first asks for them, after the worker imported
+    the plugins: a plugin's task has a source of a class only its plugin defines. In this
+    process nothing is copied."""
 
     sources: dict[str, object] | bytes  # {task name: its loader's source}, or those pickled
     policy: DevicePolicy
-    plugins: tuple[str, ...] = ()  # absolute .py paths or module names, imported before any task
+    plugins: tuple[str, ...] = ()  # module names (a plugin file's as it ran in the driver), imported in order
+    texts: dict[str, tuple[str, str]] = field(default_factory=dict)  # user module name -> (path, text)
+    code: str | None = None  # code_fingerprint() of the driver
+    version: str = ""  # the driver's code_version(), for messages
 
     def __reduce__(self):
         sources = self.sources if isinstance(self.sources, bytes) else pickle.dumps(self.sources, pickle.HIGHEST_PROTOCOL)
-        return (WorkerContext, (sources, self.policy, self.plugins))
+        return (WorkerContext, (sources, self.policy, self.plugins, self.texts, self.code, self.version))
 
     def source(self, task: str):
         """The task's source (unpickled once per process, kept on this context)."""
@@ -200,27 +231,42 @@ class WorkerContext:
         return self.sources[task]
 
 
-def plugin_specs(plan: Plan) -> tuple[str, ...]:
-    """The plan's plugins as every worker imports them: files by absolute path, modules by name."""
-    from harness.plugins import is_file_spec
+def worker_context(plan: Plan, sources: dict[str, object], policy: DevicePolicy) -> WorkerContext:
+    """The context of the plan's workers: its data, the policy, and the user's code as this
+    process ran it (plugins by the module names they ran as; an installed plugin module by its
+    name, imported from the worker's environment)."""
+    from harness.plugins import shipped_texts
 
-    return tuple(p.path if is_file_spec(p.spec) else p.spec for p in plan.matrix.plugins)
+    plugins = tuple(p.module or p.spec for p in plan.matrix.plugins)
+    return WorkerContext(sources, policy, plugins, shipped_texts(), code_fingerprint(), code_version())
+
+
+class OtherHarnessCode(RuntimeError):
+    """A worker whose harness code is not the driver's: its numbers would not be the driver's code's."""
 
 
 def prepare_worker(context: WorkerContext) -> None:
-    """Once per worker: the policy's torch threads per run on CPU (one: numbers do not depend
-    on --workers, as thread count changes float summation order), its denormal flushing and
-    its malloc policy; then the plan's plugins, imported."""
+    """Once per worker: refuse to run other harness code than the driver's; the policy's torch
+    threads per run on CPU (one: numbers do not depend on --workers, as thread count changes
+    float summation order), its denormal flushing and its malloc policy; then the user's
+    modules from the driver's texts, and the plan's plugins imported from them."""
     import torch
 
-    from harness.config import load_plugins
+    from harness.plugins import install
 
+    if context.code is not None and code_fingerprint() != context.code:
+        from harness import __version__
+
+        raise OtherHarnessCode(
+            f"the worker on {socket.gethostname()} runs other harness code than the driver (driver {context.version}, "
+            f"worker {code_version()} / {__version__}; source fingerprints {context.code[:12]} and "
+            f"{code_fingerprint()[:12]}): install the driver's harness on every node (pip install of the same commit)")
     if context.policy.kind == "cpu":
         torch.set_num_threads(context.policy.threads)
         torch.set_flush_denormal(context.policy.flush_denormal)
         if context.policy.retain_freed_memory:
             retain_freed_memory()
-    load_plugins(context.plugins, "worker")  # the models and tasks the plan names, registered here too
+    install(context.texts, context.plugins)  # the models and tasks the plan names, registered here too
 
 
 def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
@@ -284,7 +330,7 @@ def run_plan(
 
         backend = LocalBackend(workers=policy.workers)
     tasks = make_tasks(jobs, policy.batched, backend.workers, policy.pack)
-    context = WorkerContext(sources, replace(policy, threads=backend.threads_per_task), plugin_specs(plan))
+    context = worker_context(plan, sources, replace(policy, threads=backend.threads_per_task))
     record = provenance(plan, context.policy)
     store.keep_sources(record.sources)
     started = time.perf_counter()

@@ -42,16 +42,39 @@ FROM_BASELINE = "baseline"  # against the declared baseline level (switching a f
 FROM_SMALLEST = "smallest"  # against the smallest level present (a numeric schedule)
 IN_ORDER = "order"  # against the first of the declared order present (encoder families)
 
-# Model options: settings a task hands to its model's constructor (harness.tasks.pairs derives
-# its ModelOptions from them). STRUCTURE: what the model is (a user's model must take the option
-# to be asked for it); TRAINING: how it is trained (passed where the model takes it).
+# Model options: settings a task hands to its model's builder (harness.tasks.pairs derives its
+# ModelOptions from them). STRUCTURE: what the model is (a user's model must take the option to
+# be asked for it); TRAINING: how it is trained (passed where the model takes it); APPLIED: what
+# the harness does around any model (never passed to a user's constructor).
 STRUCTURE = "structure"
 TRAINING = "training"
+APPLIED = "applied"  # what the harness applies around any model (its output reading, its initialisation): never passed
 
 DEFAULT_TASK = "pairs"  # the task of a configuration that names none
 
 
 _UNSET = object()
+
+
+class Table(dict):
+    """The value of a table setting (a model's constructor arguments): a dict, as JSON writes
+    and a constructor reads it, that hashes and compares by its content, keeps its keys sorted
+    (so that equal tables read alike) and that nothing changes once made."""
+
+    def __init__(self, items=(), **more):
+        merged = dict(items, **more)
+        super().__init__(sorted(merged.items()))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True, default=str))
+
+    def _read_only(self, *arguments, **keywords):
+        raise TypeError("a configuration's table setting is read-only: make a new one")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _read_only  # type: ignore
+
+    def __reduce__(self):
+        return (Table, (dict(self),))
 
 
 @dataclass(frozen=True)
@@ -79,14 +102,18 @@ class Setting:
     order: Sequence[Any] = ()  # the levels' order (IN_ORDER)
     dependent: tuple[str, ...] = ()  # settings that mean nothing at some levels of this one
     factor: bool = False  # one of the ablation factors: a column of every table
-    title: str = ""  # the factor as a question names it ("weight sharing"); default: the name
+    # the factor as a question names it ("weight sharing"; default: the name), or a function of the
+    # change measured ("cnn -> mlp") that names it by what that change is
+    title: str | Callable[[str], str] = ""
     # read by the loss alone, so that members of one vectorised model may differ in it (--pack);
     # a model option only where the model's family declares it loss-only too
     loss_only: bool = False
     model_option: str | None = None  # STRUCTURE or TRAINING: handed to the model's constructor
 
-    def titled(self, name: str) -> str:
-        return self.title or name.replace("_", " ")
+    def titled(self, name: str, change: str = "") -> str:
+        """The factor's name in effect lines, for the `change` measured ("cnn -> mlp")."""
+        title = self.title(change) if callable(self.title) else self.title
+        return title or name.replace("_", " ")
 
     @property
     def has_neutral(self) -> bool:
@@ -103,6 +130,21 @@ class Setting:
 def setting(default: Any, help: str, **metadata: Any) -> Any:
     """A settings dataclass field with its `Setting`."""
     return dataclasses.field(default=default, metadata={"setting": Setting(help, **metadata)})
+
+
+# A task's settings class may hold what its `complete` hook derives about a configuration (no
+# setting: never given, checked, stored or part of the id, not compared): `derived()` fields.
+# INAPPLICABLE names the settings that mean nothing for the configuration (left out of its name).
+INAPPLICABLE = "inapplicable"
+
+
+def derived(default: Any, help: str) -> Any:
+    """A settings dataclass field that is no setting: what the task's `complete` hook derives."""
+    return dataclasses.field(default=default, compare=False, metadata={"derived": True, "help": help})
+
+
+def derived_names(settings_class: type) -> tuple[str, ...]:
+    return tuple(item.name for item in fields(settings_class) if item.metadata.get("derived"))
 
 
 @dataclass(frozen=True)
@@ -125,7 +167,7 @@ def declare(settings_class: type, task: str | None = None) -> dict[str, Declared
     hints = typing.get_type_hints(settings_class)
     declared = {}
     for item in fields(settings_class):
-        if item.metadata.get("task_settings"):
+        if item.metadata.get("task_settings") or item.metadata.get("derived"):
             continue
         meta = item.metadata.get("setting")
         if meta is None:
@@ -201,7 +243,8 @@ class RunConfig:
     def settings(self) -> dict[str, Any]:
         """Every setting with its value, flat: the common ones, then its task's."""
         common = {name: getattr(self, name) for name in COMMON}
-        own = {item.name: getattr(self.task_settings, item.name) for item in fields(self.task_settings)}
+        own = {item.name: getattr(self.task_settings, item.name) for item in fields(self.task_settings)
+               if not item.metadata.get("derived")}
         return {**common, **own}
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -240,11 +283,14 @@ COMMON = declare(RunConfig)  # the common settings, in declaration order
 def describe(config: RunConfig) -> str:
     """A short human name: the tags of the settings that differ from their defaults (or are
     shown always), the common ones, then the task's, in declaration order
-    (`cnn siamese ws aux bn drop0.25`)."""
+    (`cnn siamese ws aux bn drop0.25`). The settings a configuration's task found to mean
+    nothing for it (its `inapplicable` derived field) are left out, so that a name never shows
+    a setting its model does not take."""
     parts = []
+    hidden = getattr(config.task_settings, INAPPLICABLE, ())
     for name, declared in config.declared().items():
         tag = declared.meta.tag
-        if tag is None:
+        if tag is None or name in hidden:
             continue
         value = getattr(config, name)
         if callable(tag):
@@ -272,17 +318,65 @@ def shown_value(value: Any) -> str:
         return str(value).lower()
     if value is None:
         return "unset"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}={shown_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(shown_value(item) for item in value) + "]"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------- value checks
 
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               dict: "a table, e.g. { channels = 16, hidden_units = 64 }"}
+
+
+def table_problem(value: Any, at: str = "") -> str | None:
+    """What keeps a table's values from being stored and compared: only text keys, and values
+    that are true/false, numbers (finite), text, or lists and tables of those."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                return f"its keys must be names, got {key!r}"
+            problem = table_problem(item, f"{at}.{key}" if at else key)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        return next((p for p in (table_problem(item, at) for item in value) if p), None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"'{at}' = {value!r}: must be a finite number"
+    if not isinstance(value, (bool, int, float, str)):
+        return f"'{at}' = {value!r}: a value must be true/false, a number, text, or a list or table of those"
+    return None
+
+
+def split_key(key: str, declared: Mapping[str, Declared]) -> tuple[str, str] | None:
+    """`model_args.hidden_units` -> ("model_args", "hidden_units") where the part before the
+    dot is a table setting of `declared`; None for any other key."""
+    name, dot, inner = key.partition(".")
+    if dot and inner and name in declared and declared[name].type is dict:
+        return name, inner
+    return None
+
+
+def value_of(settings: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """A setting's value, or one entry of a table setting named with a dot
+    (`model_args.hidden_units`); `default` when there is none."""
+    if key in settings:
+        return settings[key]
+    name, dot, inner = key.partition(".")
+    table = settings.get(name) if dot else None
+    return table.get(inner, default) if isinstance(table, dict) else default
 
 
 def check_value(declared: Mapping[str, Declared], key: str, value: Any, where: str) -> Any:
     """The value coerced to the setting's type; ConfigError naming `where` and `key` otherwise.
     `declared`: the settings `key` may be (a task's and the common ones, or every task's)."""
+    dotted = split_key(key, declared) if key not in declared else None
+    if dotted is not None:  # one entry of a table setting: checked as the table {entry = value}
+        name, inner = dotted
+        return check_value(declared, name, {inner: value}, where)[inner]
     if key not in declared:
         raise ConfigError(f"{where}: unknown setting '{key}'{suggest(key, declared)}")
     declaration = declared[key]
@@ -294,9 +388,17 @@ def check_value(declared: Mapping[str, Declared], key: str, value: Any, where: s
         int: isinstance(value, int) and not isinstance(value, bool),
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
         str: isinstance(value, str),
+        dict: isinstance(value, dict),
     }[kind]
     if not ok:
         raise ConfigError(f"{where}: '{key}' must be {_TYPE_WORDS[kind]}, got {value!r}")
+    if kind is dict:
+        problem = table_problem(value)
+        if problem:
+            raise ConfigError(f"{where}: '{key}': {problem}")
+        value = Table(value) if value else None  # an empty table is no table: the neutral value
+        if value is None and declaration.optional:
+            return None
     if kind is float:
         value = float(value)
         if not math.isfinite(value):
@@ -312,6 +414,8 @@ def range_problem(meta: Setting, value: Any) -> str | None:
     if meta.check is not None:
         check = resolve_reference(meta.check) if is_reference(meta.check) else meta.check
         return check(value)
+    if isinstance(value, dict):
+        return None
     choices = meta.allowed()
     if choices is not None:
         if value not in choices:
@@ -343,6 +447,8 @@ def range_text(declared: Declared) -> str:
         return ", ".join(f"`{c}`" for c in choices)
     if declared.type is bool:
         return "true, false"
+    if declared.type is dict:
+        return "a table"
     low = (f"> {meta.above:g}" if meta.above is not None else f"≥ {meta.minimum:g}" if meta.minimum is not None else "")
     high = (f"< {meta.below:g}" if meta.below is not None else f"≤ {meta.maximum:g}" if meta.maximum is not None else "")
     text = ", ".join(part for part in (low, high) if part)

@@ -417,6 +417,9 @@ class Store:
             **provenance,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        own = getattr(result, "execution", None)
+        if own and row.get("execution"):  # the run's own facts (its memory layout) beat the plan's policy
+            row["execution"] = json.dumps({**json.loads(row["execution"]), **own}, sort_keys=True)
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         key = (result.config_id, result.round)

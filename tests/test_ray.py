@@ -201,3 +201,16 @@ def test_ray_tasks_import_the_plans_plugins_and_match_local_workers(local_ray, f
                   only={"swap_augment": False, "dropout": 0.0})
     summary = ray_matches_local(plan, tmp_path, workers=2)
     assert summary.finished == 4 and not summary.failed
+
+
+def test_ray_workers_train_the_users_text_the_driver_read_not_their_disks(local_ray, fake_mnist, tmp_path):
+    from test_user_models import changed_after_planning, trains_the_recorded_text
+
+    for remove in (False, True):
+        folder = tmp_path / str(remove)
+        folder.mkdir()
+        plan = changed_after_planning(folder, remove=remove)
+        with Store(folder / "ray.sqlite") as store:
+            summary = run_plan(plan, store, backend=RayBackend(RayOptions()))
+        assert summary.finished == 4 and not summary.failed, summary.failed
+        trains_the_recorded_text(folder / "ray.sqlite")

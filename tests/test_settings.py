@@ -11,6 +11,7 @@ from fixtures import run_config
 
 from harness.errors import ConfigError
 from harness.settings import (
+    APPLIED,
     COMMON,
     FROM_BASELINE,
     STRUCTURE,
@@ -39,7 +40,7 @@ def test_every_setting_is_declared_with_metadata_and_derived_lists_follow():
     assert {f.name for f in dataclasses.fields(RunConfig)} == {*COMMON, "task_settings"}
     for name, declaration in known.items():
         assert declaration.meta.help, f"{name} has no help"
-        assert declaration.type in (bool, int, float, str), name
+        assert declaration.type in (bool, int, float, str, dict), name
         if declaration.meta.effect == FROM_BASELINE:
             check_value(known, name, declaration.meta.baseline, "test")  # a baseline is a legal value
         if declaration.meta.has_neutral:
@@ -58,11 +59,13 @@ def test_every_setting_is_declared_with_metadata_and_derived_lists_follow():
 def test_model_options_are_derived_from_the_settings_flagged_as_such():
     flagged = [name for name, d in declare(PairsSettings).items() if d.meta.model_option]
     assert list(MODEL_OPTIONS) == flagged == ["pairing", "weight_sharing", "aux_loss", "batch_norm", "dropout",
-                                               "transfer", "width", "head_hidden"]
+                                               "transfer", "width", "head_hidden", "model_args", "model_output",
+                                               "weight_init", "bias_init"]
     assert {f.name: f.default for f in dataclasses.fields(ModelOptions)} == {
         name: d.default for name, d in declare(PairsSettings).items() if name in flagged}
     kinds = {f.name: f.metadata["model_option"] for f in dataclasses.fields(ModelOptions)}
     assert [name for name, kind in kinds.items() if kind == TRAINING] == ["aux_loss", "transfer"]
+    assert [name for name, kind in kinds.items() if kind == APPLIED] == ["model_args", "model_output", "weight_init", "bias_init"]
     from architectures.external import STRUCTURAL
 
     assert list(STRUCTURAL) == [name for name, kind in kinds.items() if kind == STRUCTURE]

@@ -29,8 +29,8 @@ def _duration(seconds: float) -> str:
 
 def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None, estimate: bool = True) -> Document:
     """From harness.estimate.cost_frame's rows: a table of the configurations (its CSV), the
-    runs and the time they take, the dropped combinations grouped by reason (its JSON: every
-    row with every setting, and the dropped combinations)."""
+    runs and the time they take, the dropped combinations grouped by reason, the notes on its
+    configurations (its JSON: every row with every setting, the dropped combinations, the notes)."""
     presentation = [name for name, declaration in declared().items() if declaration.meta.presentation]
     extra = ("id", "name", "params", "s/run", "timing", "done", *presentation)
     settings = [k for k in frame.columns if k not in extra]
@@ -61,6 +61,9 @@ def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None
             where = ", ".join(f"{k}={v}" for k, v in shared.items())
             dropped.append(f"  {len(combos):4d} x {reason}" + (f" [{where}]" if where else ""))
         blocks.append(Paragraph("\n".join(dropped)))
+    if plan.notes:
+        blocks.append(Paragraph("\n".join(["notes:", *(f"  {note}" for note in plan.notes)])))
     machine = {"configurations": records(frame), "runs": runs,
-               "dropped": [{"settings": combination.settings, "reason": combination.reason} for combination in plan.dropped]}
+               "dropped": [{"settings": combination.settings, "reason": combination.reason} for combination in plan.dropped],
+               "notes": list(plan.notes)}
     return Document("harness plan", blocks, table=frame[shown], records=machine, preamble=False)

@@ -145,7 +145,7 @@ def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error") -> list
             verdict = (("lowers " if row["effect"] < 0 else "raises ") + metric_words(metric) if significant
                        else "no detectable effect")
             lines.append(
-                f"**{known[factor].meta.titled(factor)}** ({row['change'].replace('->', '→')}): "
+                f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}): "
                 f"{row['effect']:+.2f} pp {interval(row['ci_low'], row['ci_high'])}, p (BH) {p_value(row.get('p_adjusted'))}: "
                 f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds)"
             )

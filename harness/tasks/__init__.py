@@ -60,7 +60,9 @@ class TaskSpec:
     configurations with one `pack_key(config)` together (`--pack`).
     `complete(values, where)` fills the settings that follow from the given ones (a dict of
     checked values, the given keys only) and raises ConfigError for contradictions; `check(config)`
-    says why a configuration means nothing (it is dropped from the plan), or None.
+    says why a configuration means nothing (it is dropped from the plan), or None, and raises
+    ConfigError for one that cannot run at all (a user's model that breaks its contract);
+    `notes(config)` lists what the plan should say about a configuration that runs.
     `parameter_count(config)` and `seconds_per_run(config)` let `harness plan` show a
     configuration's size and an estimate of its time before training. `figures(runs, epochs,
     out_dir)` draws the task's own figures from the store's DataFrames and returns the paths
@@ -75,6 +77,7 @@ class TaskSpec:
     size_setting: str | None = None
     complete: Reference | None = None
     check: Reference | None = None
+    notes: Reference | None = None
     batched_trainer: Reference | None = None
     packed_trainer: Reference | None = None
     pack_key: Reference | None = None

@@ -24,6 +24,7 @@ TASK = TaskSpec(
     pack_key="harness.tasks.pairs.batched:pack_key",
     complete="harness.tasks.pairs.rules:complete",
     check="harness.tasks.pairs.rules:why_meaningless",
+    notes="harness.tasks.pairs.rules:notes",
     parameter_count="harness.tasks.pairs.cost:parameter_count",
     seconds_per_run="harness.tasks.pairs.cost:seconds_per_run",
     chance_error=0.45,  # P(first > second) for uniform digits

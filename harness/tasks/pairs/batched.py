@@ -17,6 +17,7 @@ within a tolerance). Convolutions keep the NCHW layout: the stacked weights are 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import time
@@ -56,6 +57,7 @@ class Members:
         models, datasets = [], []
         for config, round_index in jobs:
             result = protocol.new_result(config, round_index, str(device))
+            result.execution = {"channels_last": False}  # the stacked weights are not modules: NCHW
             self.results.append(result)
             datasets.append(prepare_data(config, source.pairs(config.pairs, result.data_seed), device))
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -206,6 +208,38 @@ def pack_key(config: RunConfig) -> str:
     return config.replace(**free).config_id  # the id with those settings at their defaults
 
 
+@functools.lru_cache(maxsize=64)
+def _why_not_vectorised(encoder: str, options) -> str | None:
+    from architectures import build
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        models = [build(encoder, options) for _ in range(2)]
+        params, buffers = stack_module_state(models)
+        base = copy.deepcopy(models[0]).to("meta")
+        base.train()
+        run = vmap(lambda p, b, x: _outputs(functional_call(base, (p, b), (x,))), randomness="different")
+        try:
+            outputs = run(params, buffers, torch.randn(2, 4, 2, 14, 14))
+            sum(output.sum() for output in outputs).backward()
+        except Exception as error:  # noqa: BLE001 - whatever the user's code does under vmap
+            text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+            return f"{type(error).__name__}: {text}"[:300]
+    return None
+
+
+def why_not_vectorised(config: RunConfig) -> str | None:
+    """Why a user's model cannot train as one vectorised model (its code does what torch.func's
+    vmap cannot: data-dependent control flow, `.item()`, ...), found by trying two members on
+    a small batch once per process; None for a built-in family, or a model that can. Such a
+    model's rounds train one after the other instead."""
+    from architectures import family
+
+    if not family(config.encoder).user:
+        return None
+    return _why_not_vectorised(config.encoder, model_options(config))
+
+
 def train_rounds(config: RunConfig, rounds: list[int], source, policy: DevicePolicy = CPU) -> list[RunResult]:
     """Train `rounds` of one configuration together; one RunResult per round, in order.
 
@@ -220,10 +254,14 @@ def train_pack(jobs: list[tuple[RunConfig, int]], source, policy: DevicePolicy =
     if len({pack_key(config) for config, _ in jobs}) > 1:
         raise ValueError("train_pack: the configurations differ in more than the pair loss reads")
     config = jobs[0][0]
-    if config.ensemble > 1 or config.distill_teachers:  # several models a run, trained one after the other
+    unvectorised = None if config.ensemble > 1 or config.distill_teachers else why_not_vectorised(config)
+    if config.ensemble > 1 or config.distill_teachers or unvectorised:  # one model after the other
         from harness.tasks.pairs.sequential import train_run
 
-        return [train_run(job_config, round_index, source, policy) for job_config, round_index in jobs]
+        results = [train_run(job_config, round_index, source, policy) for job_config, round_index in jobs]
+        for result in results if unvectorised else []:  # its record says how it trained, and why
+            result.execution.update(batched=False, unbatched_because=unvectorised)
+        return results
     device = policy.torch_device()
     started = time.perf_counter()
     try:

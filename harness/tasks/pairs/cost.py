@@ -23,14 +23,13 @@ def seconds_per_run(config: RunConfig, steps: int = 3) -> float:
     """
     import torch
 
-    from architectures import build
-    from harness.tasks.pairs.sequential import use_channels_last
+    from harness.device import CPU
+    from harness.tasks.pairs.sequential import build_model
     from harness.tasks.pairs.training import stages
     from harness.training.protocol import decision_loss, make_optimizer
 
     torch.manual_seed(0)
-    model = build(config.encoder, model_options(config))
-    use_channels_last(model)  # as CPU runs do
+    model = build_model(config, CPU)  # in the layout CPU runs use
     optimizer = make_optimizer(config, model.parameters(), config.lr_schedule)
     train_pairs = (config.pairs - config.validation) * (2 if config.swap_augment else 1)
     batch_size = min(config.batch_size, train_pairs)  # no minibatch is larger than the training set

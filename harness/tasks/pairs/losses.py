@@ -11,8 +11,11 @@ from harness.training.protocol import decision_loss
 
 
 def digit_loss(digits: torch.Tensor, classes: torch.Tensor, kind: str, smoothing: float = 0.0) -> torch.Tensor:
-    """The sum of the two digits' losses: digits (B, 2, 10) logits, classes (B, 2)."""
-    logits, labels = digits.reshape(-1, 10), classes.reshape(-1)  # (2B, 10), (2B,)
+    """The sum of the two digits' losses: digits (B, 2, 10) logits, or (B, H, 2, 10) for H
+    auxiliary heads (their losses averaged), classes (B, 2)."""
+    if digits.dim() == classes.dim() + 2:  # heads: every head answers for the same classes
+        classes = classes.unsqueeze(-2).expand(digits.shape[:-1])  # (B, H, 2)
+    logits, labels = digits.reshape(-1, 10), classes.reshape(-1)  # (2B[H], 10), (2B[H],)
     if kind == "cross_entropy":
         return 2 * F.cross_entropy(logits, labels, label_smoothing=smoothing)
     one_hot = F.one_hot(labels, 10).float()

@@ -14,14 +14,18 @@ import dataclasses
 from dataclasses import dataclass
 
 from harness.settings import (
+    APPLIED,
     FROM_BASELINE,
     FROM_SMALLEST,
     IN_ORDER,
     STRUCTURE,
     TRAINING,
     RunConfig,
+    Table,
     declare,
+    derived,
     setting,
+    shown_value,
 )
 
 MAX_PAIRS = 5000  # MNIST test holds 10,000 images: 5,000 pairs with no image twice
@@ -30,6 +34,27 @@ TRANSFERS = ("none", "rule", "frozen", "finetune")
 SWAP_TIES = ("stay", "flip")
 LR_SCHEDULES = ("constant", "onecycle", "cosine")
 SINGLE_DIGIT_STAGE = ("digit_mix", "distill_teachers")  # settings of the single-digit stage alone
+MODEL_OUTPUTS = ("logits", "probability")
+LAYOUTS = ("auto", "nchw", "channels_last")
+INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
+REFERENCE = "$"  # a model_args value "$aux_loss" is the configuration's value of that setting
+
+
+def _arguments_tag(config: RunConfig) -> str | None:
+    """`channels=16 hidden_units=64`: a model's own arguments, those mapped from a setting left
+    out (that setting's own tag shows it)."""
+    given = config.model_args or {}
+    shown = [f"{key}={shown_value(value)}" for key, value in given.items() if reference_of(value) is None]
+    return " ".join(shown) or None
+
+
+FAMILY_ORDER = ("linear", "mlp", "cnn")
+
+
+def _encoder_title(change: str) -> str:
+    """The encoder factor named by what it changes: the built-in families' ladder, or models."""
+    levels = [level.strip() for level in change.split("->")] if change else []
+    return "encoder family (linear, MLP, CNN)" if all(level in FAMILY_ORDER for level in levels) else "model"
 
 
 def _sharing_tag(config: RunConfig) -> str | None:
@@ -47,7 +72,7 @@ class PairsSettings:
     encoder: str = setting("cnn", "a registered model family (built-in, from a plugin or an installed entry point), "
                            "or `package.module:Class`", choices="architectures:builtin_names",
                            check="architectures:why_unknown", tag="{}", always=True, effect=IN_ORDER,
-                           order=("linear", "mlp", "cnn"), factor=True, title="encoder family (linear, MLP, CNN)")
+                           order=FAMILY_ORDER, factor=True, title=_encoder_title)
     pairing: str = setting("siamese", "`joint`: the pair as two channels of one encoder; `siamese`: each digit "
                            "through an encoder", choices=PAIRINGS, tag="{}", always=True, effect=FROM_BASELINE,
                            baseline="joint", factor=True, title="siamese vs two-channel (joint) input",
@@ -81,6 +106,25 @@ class PairsSettings:
                            why="times the family's hidden widths", effect=FROM_SMALLEST, model_option=STRUCTURE)
     head_hidden: int | None = setting(None, "hidden units of the comparison head (0: none; unset: the family's)",
                                       minimum=0, maximum=4096, unit="units", model_option=STRUCTURE)
+    model_args: dict | None = setting(
+        None, "a model's own constructor arguments, e.g. { channels = 16, hidden_units = 64 } (crossed as a list of "
+        "tables, or entry by entry: model_args.hidden_units = [64, 128]); a value \"$aux_loss\" passes that setting's "
+        "value under the argument's name", neutral=None, tag=_arguments_tag, model_option=APPLIED)
+    model_output: str = setting("logits", "what a model's comparison output is: `logits` (or one score), or "
+                                "`probability` (after a softmax or sigmoid: read through its log)",
+                                choices=MODEL_OUTPUTS, neutral="logits", model_option=APPLIED)
+    # named apart from the disk task's `init` (report 002's draw), whose runs stores of every version hold
+    weight_init: str = setting("default", "the weights of every linear and convolution layer re-drawn after the model "
+                               "is built: `default` (the layers' own), `xavier_*` (Glorot), `kaiming_*` (He, for ReLU), "
+                               "`orthogonal`", choices=INITS, neutral="default", tag=lambda c: None
+                               if c.weight_init == "default" else c.weight_init, effect=FROM_BASELINE,
+                               baseline="default", model_option=APPLIED)
+    bias_init: float | None = setting(None, "the biases of those layers set to this constant (unset: as built)",
+                                      neutral=None, tag="bias{:g}", model_option=APPLIED)
+    layout: str = setting("auto", "the memory layout of 2-D convolutions: `auto` (channels_last on CPU for the "
+                          "built-in families and the models registered with channels_last=True, NCHW for every other "
+                          "model, as it was written for), `nchw` or `channels_last`; each run records the layout "
+                          "it trained in", choices=LAYOUTS, neutral="auto", presentation=True)
     # data
     pairs: int = setting(1000, "pairs per set (train and test)", above=0, maximum=MAX_PAIRS,
                          unit="pairs", why="MNIST test has 10,000 images, two per pair")
@@ -149,6 +193,9 @@ class PairsSettings:
         "the last epoch always gets (so the final train error is the same either way)",
         choices=("running", "pass"), neutral="pass", presentation=True)
 
+    # derived by the rules (complete): the structural options a user's model does not take
+    inapplicable: frozenset = derived(frozenset(), "settings that mean nothing for the configuration's model")
+
 
 def _model_options() -> type:
     """The dataclass a model family's builder receives: the settings flagged `model_option`,
@@ -168,5 +215,19 @@ MODEL_OPTIONS = tuple(field.name for field in dataclasses.fields(ModelOptions))
 
 
 def model_options(config: RunConfig):
-    """A pairs configuration's ModelOptions."""
-    return ModelOptions(**{name: getattr(config, name) for name in MODEL_OPTIONS})
+    """A pairs configuration's ModelOptions, its model_args' references ("$aux_loss") replaced
+    by those settings' values."""
+    values = {name: getattr(config, name) for name in MODEL_OPTIONS}
+    if config.model_args:
+        values["model_args"] = Table({key: resolve_argument(config, value) for key, value in config.model_args.items()})
+    return ModelOptions(**values)
+
+
+def reference_of(value) -> str | None:
+    """The setting a model_args value refers to ("$aux_loss" -> "aux_loss"), or None."""
+    return value[len(REFERENCE):] if isinstance(value, str) and value.startswith(REFERENCE) else None
+
+
+def resolve_argument(config: RunConfig, value):
+    name = reference_of(value)
+    return value if name is None else getattr(config, name)

@@ -105,7 +105,9 @@ def score(config: RunConfig, forward: Forward, eval_sets, members: int, skip: tu
             positive = positive + predicted.sum(-1)
             if outputs[0][1] is not None:
                 has_digits = True
-                digits = torch.stack([o[1] for o in outputs]).mean(0)  # (R?, b, 2, 10)
+                digits = torch.stack([o[1] for o in outputs]).mean(0)  # (R?, b, 2, 10), or (R?, b, H, 2, 10)
+                if digits.dim() == batch.dim():  # H auxiliary heads: their probabilities averaged
+                    digits = digits.softmax(-1).mean(batch.dim() - 3)
                 digit_wrong = digit_wrong + (digits.argmax(-1) != classes.narrow(-2, start, size)).sum((-2, -1))
         errors = [w / count for w in wrong.reshape(-1).tolist()]  # Python division: exact fractions
         digit_errors = [w / (2 * count) for w in digit_wrong.reshape(-1).tolist()] if has_digits else [None] * members
