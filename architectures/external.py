@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,8 @@ import torch
 from torch import nn
 
 from architectures.layout import to_channels_last
-from harness.registry import suggest
+from harness.plugins import line_in
+from harness.registry import one_line, suggest
 from harness.settings import STRUCTURE, TRAINING
 from harness.tasks.pairs.settings import ModelOptions
 
@@ -168,16 +168,11 @@ def why_unsupported(label: str, factory, options) -> str | None:
 
 
 def where_raised(error: BaseException, factory) -> str:
-    """' (at line N of FILE)' for the last frame of the user's code in the error's traceback."""
-    module = inspect.getmodule(factory)
-    path = getattr(module, "__file__", None)
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if path and frame.filename == path]
-    return f" (at line {frames[-1].lineno} of {path})" if frames else ""
-
-
-def short(error: BaseException) -> str:
-    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    """' (at line N of FILE)' for the last frame of the user's file (the one defining `factory`)
+    in the error's traceback."""
+    path = getattr(inspect.getmodule(factory), "__file__", None)
+    line = line_in(error, path)
+    return f" (at line {line} of {path})" if line else ""
 
 
 def build_external(label: str, factory, options) -> nn.Module:
@@ -191,7 +186,7 @@ def build_external(label: str, factory, options) -> nn.Module:
     except Exception as error:
         shown = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
         raise ContractError(f"{label}: {describe_factory(factory)}({shown}) failed{where_raised(error, factory)}: "
-                            f"{short(error)}") from None
+                            f"{one_line(error)}") from None
     if not isinstance(model, nn.Module):
         raise ContractError(f"{label}: {describe_factory(factory)} built a {type(model).__name__}, not a torch.nn.Module")
     return ContractAdapter(model, label, probability=options.model_output == "probability")
@@ -297,12 +292,15 @@ class ContractAdapter(nn.Module):
             raise AttributeError(f"{type(self.model).__name__} has no digit_encoder: transfer needs one")
         return self.model.digit_encoder
 
-    def forward(self, pairs: torch.Tensor):  # (B, 2, 14, 14)
+    def call(self, pairs: torch.Tensor) -> Any:
+        """The user's model on the pairs (B, 2, 14, 14), as it was written to be called: its
+        output as it returns it."""
         if self.two_inputs:  # each image (B, 1, 14, 14), contiguous as a fresh tensor is
-            output = self.model(pairs[:, 0:1].contiguous(), pairs[:, 1:2].contiguous())
-        else:
-            output = self.model(pairs.contiguous())
-        return read_output(output, pairs.shape[0], self.label, probability=self.probability)
+            return self.model(pairs[:, 0:1].contiguous(), pairs[:, 1:2].contiguous())
+        return self.model(pairs.contiguous())
+
+    def forward(self, pairs: torch.Tensor):  # (B, 2, 14, 14)
+        return read_output(self.call(pairs), pairs.shape[0], self.label, probability=self.probability)
 
 
 # --------------------------------------------------------------------------- the plan-time check
@@ -339,7 +337,7 @@ def probe(label: str, build, options, channels_last: bool = False) -> Probe:
                     total.backward()
             except Exception as error:
                 raise ContractError(f"{label}: its backward pass failed{where_raised(error, type(model.model))}: "
-                                    f"{short(error)}") from None
+                                    f"{one_line(error)}") from None
             model.eval()
             with torch.no_grad():
                 scored = _call(model, pairs, label, "in eval mode")
@@ -375,7 +373,7 @@ def _call(model: ContractAdapter, pairs: torch.Tensor, label: str, when: str):
     except Exception as error:
         shape = f"({pairs.shape[0]}, 1, 14, 14) twice" if model.two_inputs else f"({pairs.shape[0]}, 2, 14, 14)"
         raise ContractError(f"{label}: calling it on {shape} {when} failed{where_raised(error, type(model.model))}: "
-                            f"{short(error)}") from None
+                            f"{one_line(error)}") from None
 
 
 def _comparison_in_unit_interval(model: ContractAdapter) -> bool | None:
@@ -386,11 +384,8 @@ def _comparison_in_unit_interval(model: ContractAdapter) -> bool | None:
     inside = True
     with torch.no_grad():
         for scale in (1.0, 10.0, 100.0):
-            scaled = pairs * scale
-            output = model.model(scaled[:, 0:1].contiguous(), scaled[:, 1:2].contiguous()) if model.two_inputs \
-                else model.model(scaled)
-            batch = scaled.shape[0]
-            found = [t for _, t in _leaves(output, "") if isinstance(t, torch.Tensor)
+            batch = pairs.shape[0]
+            found = [t for _, t in _leaves(model.call(pairs * scale), "") if isinstance(t, torch.Tensor)
                      and tuple(t.shape) in ((batch,), (batch, 1), (batch, 2))]
             if len(found) != 1:
                 return None
@@ -408,7 +403,7 @@ def _digit_encoder_works(model: ContractAdapter, label: str) -> bool:
             logits = encoder(torch.randn(PROBE_BATCH, 1, 14, 14))
         except Exception as error:
             raise ContractError(f"{label}: its digit_encoder fails on ({PROBE_BATCH}, 1, 14, 14) digits"
-                                f"{where_raised(error, type(model.model))}: {short(error)}") from None
+                                f"{where_raised(error, type(model.model))}: {one_line(error)}") from None
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (PROBE_BATCH, 10):
         raise ContractError(f"{label}: its digit_encoder returned {described(logits)} for ({PROBE_BATCH}, 1, 14, 14) "
                             "digits: transfer needs (b, 10) logits")

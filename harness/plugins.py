@@ -53,12 +53,18 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _where(error: BaseException, path: str) -> str:
-    """' at line N' of the user's file where the error was raised, when it was raised there."""
+def line_in(error: BaseException, path: str | None) -> int | None:
+    """The line of the user's file `path` where the error was last in it (its traceback), or None."""
     import traceback
 
-    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == path]
-    return f" at line {lines[-1]}" if lines else ""
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if path and frame.filename == path]
+    return lines[-1] if lines else None
+
+
+def _where(error: BaseException, path: str) -> str:
+    """' at line N' of the user's file where the error was raised, when it was raised there."""
+    line = line_in(error, path)
+    return f" at line {line}" if line else ""
 
 
 # --------------------------------------------------------------------------- the import hook
@@ -134,10 +140,9 @@ class UserCode(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         """Run `text` as the module `name` (a plugin file), recorded as the plugin `spec`."""
         with self._lock:
             self.shipped[name] = (path, text)
-        module = importlib.import_module(name)
+        importlib.import_module(name)
         with self._lock:
             self.loaded[name] = PluginSource(spec, path, _digest(text), text, name, "plugin")
-        assert module is sys.modules[name]
 
 
 USER_CODE = UserCode()

@@ -86,7 +86,7 @@ class Members:
             self.average = protocol.WeightAverage(config.ema_decay, list(self.averaged.values()), list(state.values()))
         encoder = getattr(self.base, "digit_encoder", None)
         self.encoder_prefix = next((name + "." for name, module in self.base.named_modules() if module is encoder), None)
-        self.run_model = self._vmapped(self.base)
+        self.run_model = self.vmapped(self.base)
         self.run_encoder = None if encoder is None else vmap(
             lambda p, b, x: functional_call(encoder, (p, b), (x,)), randomness="different"
         )
@@ -104,7 +104,8 @@ class Members:
         return {k[len(self.encoder_prefix) :]: v for k, v in state.items() if k.startswith(self.encoder_prefix)}
 
     @staticmethod
-    def _vmapped(module):
+    def vmapped(module):
+        """module's forward over members: (params (R, ...), buffers, inputs (R, ...)) -> its outputs (R, ...)."""
         def run(params, buffers, inputs):
             return _outputs(functional_call(module, (params, buffers), (inputs,)))
 
@@ -218,9 +219,8 @@ def _why_not_vectorised(encoder: str, options) -> str | None:
         params, buffers = stack_module_state(models)
         base = copy.deepcopy(models[0]).to("meta")
         base.train()
-        run = vmap(lambda p, b, x: _outputs(functional_call(base, (p, b), (x,))), randomness="different")
         try:
-            outputs = run(params, buffers, torch.randn(2, 4, 2, 14, 14))
+            outputs = Members.vmapped(base)(params, buffers, torch.randn(2, 4, 2, 14, 14))
             sum(output.sum() for output in outputs).backward()
         except Exception as error:  # noqa: BLE001 - whatever the user's code does under vmap
             text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
