@@ -436,15 +436,14 @@ def test_init_redraws_weights_and_biases_reproducibly_for_any_model(tmp_path, mo
 
 
 @pytest.mark.slow
+def one_round_study(tmp_path, encoder: str, factors: str = "") -> str:
+    """A matrix of one short round of `encoder`, crossing the [matrix] lines given."""
+    return matrix(tmp_path, f'[defaults]\nencoder = "{encoder}"\nepochs = 1\nrounds = 1\npairs = 100\n'
+                            + (f"[matrix]\n{factors}\n" if factors else ""))
+
+
 def test_a_view_after_a_convolution_trains_in_the_layout_it_was_written_for(fake_mnist, tmp_path):
-    name = module(tmp_path)
-    path = matrix(tmp_path, f"""
-        [defaults]
-        encoder = "{name}:Canonical"
-        epochs = 1
-        rounds = 1
-        pairs = 100
-    """)
+    path = one_round_study(tmp_path, f"{module(tmp_path)}:Canonical")
     store = tmp_path / "s.sqlite"
     result = CliRunner().invoke(main, ["run", "--matrix", path, "--store", str(store), "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -474,17 +473,7 @@ def test_module_class_is_found_beside_the_matrix_without_pythonpath(tmp_path, mo
 
 @pytest.mark.slow
 def test_run_says_how_many_combinations_were_dropped(fake_mnist, tmp_path):
-    name = module(tmp_path)
-    path = matrix(tmp_path, f"""
-        [defaults]
-        encoder = "{name}:Canonical"
-        epochs = 1
-        rounds = 1
-        pairs = 100
-        [matrix]
-        batch_norm = [false, true]
-        dropout = [0.0, 0.5]
-    """)
+    path = one_round_study(tmp_path, f"{module(tmp_path)}:Canonical", "batch_norm = [false, true]\ndropout = [0.0, 0.5]")
     result = CliRunner().invoke(main, ["run", "--matrix", path, "--store", str(tmp_path / "s.sqlite")])
     assert result.exit_code == 0, result.output
     assert "dropped 3 combinations: see harness plan" in result.output
