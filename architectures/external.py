@@ -42,6 +42,7 @@ PASSED = tuple(field.name for field in dataclasses.fields(ModelOptions)
                if field.metadata["model_option"] in (STRUCTURE, TRAINING))
 
 PROBE_BATCH = 6  # pairs in the plan-time check: no accepted size (1, 2, 10, 20) to confuse with the batch
+PROBE_SECONDS = 60  # the plan-time check of a user's model: a forward and backward pass on a few pairs
 COMPARISON = "(B, 2), (B, 1) or (B,)"
 DIGITS = "(B, 2, 10), (B, 20), or (B, 10) per digit"
 EPSILON = 1e-7  # probabilities are clamped this far from 0 and 1 before their log
@@ -321,7 +322,23 @@ def probe(label: str, build, options, channels_last: bool = False) -> Probe:
     """Build the model as a run does (`build(options)`), then call it on a small batch of
     random pairs in training mode (forward and backward) and in eval mode (no gradient), in
     NCHW and, when runs may use it, channels_last, so that a model that breaks the contract is
-    refused in one line before anything is stored. Torch's random state is left as it was."""
+    refused in one line before anything is stored. Torch's random state is left as it was.
+    The check may take PROBE_SECONDS; a model that exits (sys.exit) or outlasts them is refused
+    in one line too."""
+    from harness.plugins import TimeLimitExceeded, time_limit
+
+    try:
+        with time_limit(PROBE_SECONDS, ""):
+            return _probe(label, build, options, channels_last)
+    except TimeLimitExceeded:
+        raise ContractError(f"{label}: building it and calling it on {PROBE_BATCH} pairs took over {PROBE_SECONDS} s "
+                            "(does it wait for input, a lock or a download?): the plan cannot check it") from None
+    except (SystemExit, GeneratorExit) as error:
+        what = f"called sys.exit({error.code!r})" if isinstance(error, SystemExit) else f"raised {type(error).__name__}"
+        raise ContractError(f"{label}: the model {what} when built or called on {PROBE_BATCH} pairs") from None
+
+
+def _probe(label: str, build, options, channels_last: bool) -> Probe:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build(options)

@@ -195,6 +195,8 @@ def table(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None, outpu
     from harness.report.formats import write
     from harness.report.results import results_document
 
+    if figures is not None and not Path(figures).is_dir():
+        raise ConfigError(f"--figures {figures}: no such folder; draw the figures first (harness plot --out {figures})")
     chosen = filtered(runs(store), only if the_plan is None else None)
     document = results_document(chosen, store_path=str(store), plan=the_plan, sort=sort, figures=figures, metric=metric)
     return write(document, output_format)
@@ -210,16 +212,54 @@ def check(store: str | Path, results_file: str | Path, the_plan: Plan | None = N
 
 def result_set(path: str | Path) -> pd.DataFrame:
     """The runs of a store, or of a baseline file written by `harness table --format json`."""
-    import pandas as pd
 
     path = str(path)
     if path.endswith(".json"):
         try:
-            return pd.DataFrame(json.loads(Path(path).read_text())["runs"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            document = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
             raise ConfigError(f"{path}: not a baseline written by `harness table --format json` "
                               f"({type(error).__name__}: {error})") from None
+        return checked_baseline(document, path)
     return runs(path)
+
+
+BASELINE_COLUMNS = {"config_id": str, "round": int, "status": str}  # what every run of a baseline carries
+
+
+def checked_baseline(document, path: str) -> pd.DataFrame:
+    """A baseline's runs as a frame, or ConfigError in one line naming the first run that is
+    not one: a run without its id, round or status, a finished run whose errors are missing or
+    not numbers, or a (configuration, round) given twice. No comparison is made from no data."""
+    import math
+
+    import pandas as pd
+
+    from harness.results import Status
+
+    fix = "regenerate it with `harness table --format json --store STORE`"
+    runs_given = document.get("runs") if isinstance(document, dict) else None
+    if not isinstance(runs_given, list) or not all(isinstance(run, dict) for run in runs_given):
+        raise ConfigError(f"{path}: not a baseline written by `harness table --format json` (no list of runs "
+                          f"under \"runs\"); {fix}")
+    seen: dict[tuple, int] = {}
+    for index, run in enumerate(runs_given):
+        where = f"{path}: runs[{index}]"
+        for key, kind in BASELINE_COLUMNS.items():
+            if not isinstance(run.get(key), kind) or isinstance(run.get(key), bool):
+                raise ConfigError(f"{where}: {key} must be a {kind.__name__}, got {run.get(key)!r}; {fix}")
+        if run["status"] == Status.DONE:
+            for metric in ("test_error", "train_error"):
+                value = run.get(metric)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    raise ConfigError(f"{where} ({run['config_id'][:10]}, round {run['round']}) is done but its {metric} "
+                                      f"is {value!r}, not a number; {fix}")
+        key = (run["config_id"], run["round"])
+        if key in seen:
+            raise ConfigError(f"{where}: configuration {run['config_id'][:10]} round {run['round']} is given twice "
+                              f"(also runs[{seen[key]}]); a baseline holds each run once; {fix}")
+        seen[key] = index
+    return pd.DataFrame(runs_given)
 
 
 FAIL_ON = ("worse", "any", "never")

@@ -22,6 +22,66 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+def entry() -> None:
+    """The `harness` command: `main`, with a failure to write its output (a full disk, an
+    unwritable file, standard output gone) as one line and exit 2, never a traceback; the output
+    is flushed here, where such a failure can still be reported."""
+    code: int | str | None = 0
+    try:
+        main()
+    except SystemExit as exit:
+        code = exit.code
+    except OSError as error:
+        code = _output_failed(error)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): what it did not read is nobody's
+        _silence_stdout()
+    except OSError as error:
+        _silence_stdout()
+        code = _output_failed(error)
+    sys.exit(code)
+
+
+def _output_failed(error: OSError) -> int:
+    click.echo(f"error: {output_failed(error)}", err=True)
+    return 2
+
+
+def output_failed(error: OSError) -> str:
+    """One line for an output that could not be written: where, why, what to do."""
+    if error.filename and str(error.strerror or "").startswith("--"):  # harness.files.output_folder's own words
+        return f"{error.strerror}; choose another folder"
+    where = f"{error.filename}" if error.filename else "standard output"
+    return f"cannot write {where}: {error.strerror or error}; free some space or choose a writable place"
+
+
+def _silence_stdout() -> None:
+    """Send what is still written to standard output to /dev/null (its reader is gone, or
+    its disk is full): the command goes on, and exits without a second failure."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def survives_closed_stdout(function):
+    """`function` printing to standard output, and the command going on when that output's
+    reader has gone (`harness run | head -1`): training continues and every run is stored."""
+    @functools.wraps(function)
+    def wrapped(*arguments, **options):
+        try:
+            return function(*arguments, **options)
+        except BrokenPipeError:
+            _silence_stdout()
+            return None
+
+    return wrapped
+
+
 def one_line_errors(command):
     """The errors of bad input (ConfigError, DataError, StoreError, BackendError, ReportError,
     an unknown name) as one line and exit 2."""
@@ -36,6 +96,10 @@ def one_line_errors(command):
             return command(*arguments, **options)
         except (ConfigError, DataError, StoreError, BackendError, ReportError, UnknownName) as error:
             fail(str(error))
+        except BrokenPipeError:
+            raise  # the reader went away: click ends the command quietly
+        except OSError as error:  # an output file or folder that cannot be written
+            fail(output_failed(error))
 
     return wrapped
 
@@ -209,8 +273,8 @@ def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, 
                                                 max_configs=max_configs, overrides={"rounds": rounds} if rounds else None)
             summary = one_line_errors(api.run)(
                 the_plan, store_path, device=device, workers=workers, batched=batched, pack=pack, data_dir=data_dir,
-                backend=backend_name, backend_options=options, fresh=fresh, notify=click.echo,
-                on_start=progress.start, on_result=progress.result)
+                backend=backend_name, backend_options=options, fresh=fresh, notify=survives_closed_stdout(click.echo),
+                on_start=survives_closed_stdout(progress.start), on_result=survives_closed_stdout(progress.result))
         except KeyboardInterrupt as stop:
             what, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
             stored = f"; finished runs are stored in {store_path}: run the same command again to resume" \
@@ -220,7 +284,8 @@ def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, 
         finally:
             progress.stop()
     done = summary.finished - len(summary.failed)
-    click.echo(f"{done} runs finished, {len(summary.failed)} failed, in {summary.seconds:.0f} s; store {store_path}")
+    survives_closed_stdout(click.echo)(f"{done} runs finished, {len(summary.failed)} failed, in {summary.seconds:.0f} s; "
+                                       f"store {store_path}")
     for name, round_index, reason in summary.failed:
         click.echo(f"  failed: {name} round {round_index}: {reason}", err=True)
     if summary.failed:
@@ -371,18 +436,18 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
     from pathlib import Path
 
     from harness import api, plots
+    from harness.files import output_folder, write_text
 
     store_path = store_path or api.default_store(profile)
     the_plan = plan_of(matrix_path, profile, plugins=plugins)
+    target = output_folder(html_dir, "--html") / "index.html"  # a folder in the way fails before any work
     with tempfile.TemporaryDirectory() as figures:
         try:
             plots.draw(api.runs(store_path, the_plan), Path(figures))
         except ImportError:
             click.echo("matplotlib is not installed: the page has no figures (pip install -e '.[plot]')", err=True)
         page = api.table(store_path, the_plan, "html", figures=figures)
-    target = Path(html_dir) / "index.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
+    write_text(target, page)
     click.echo(f"{target} ({len(page.encode()) / 1024:.0f} KiB)")
 
 

@@ -197,6 +197,8 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
         raise ConfigError(f"{where}: cannot read it ({error.strerror or error}); check its permissions") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where}: TOML syntax error: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: its arrays or tables nest too deeply to read; a matrix needs a few levels") from None
     for section in document:
         if section not in SECTIONS:
             raise ConfigError(f"{where}: unknown section [{section}]{suggest(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")
@@ -417,7 +419,11 @@ def expand(
     """
     count = crossed_count(matrix)
     if count > max_configs:
-        sizes = " x ".join(str(len(values)) for values in matrix.factors.values())
+        entries = " x ".join(str(len(values)) for values in matrix.factors.values()) or "1"
+        if matrix.include:
+            entries = f"{entries} + {len(matrix.include):,} included"
+        crossing = [str(len(values)) for values in matrix.crossed.values()]
+        sizes = " x ".join([f"({entries})" if crossing and matrix.include else entries, *crossing])
         raise ConfigError(
             f"{matrix.path}: [matrix] crosses {count:,} combinations ({sizes}), over the limit of {max_configs:,}; "
             "narrow its lists or split the study, or raise the limit with --max-configs"
@@ -491,6 +497,8 @@ def assignment(text: str, where: str, example: str = 'epochs=5 or "dropout=[0, 0
         return key, tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return key, raw
+    except RecursionError:
+        raise ConfigError(f"{where} {key}=...: nests too deeply to read (e.g. {example})") from None
 
 
 def parse_assignments(pairs: tuple[str, ...], where: str) -> dict[str, Any]:

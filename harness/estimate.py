@@ -4,12 +4,14 @@ from the runs a store already holds."""
 
 from __future__ import annotations
 
+import functools
+import time
 from typing import TYPE_CHECKING
 
 from harness.config import Plan
 from harness.results import Status
 from harness.settings import RunConfig
-from harness.tasks import get_task
+from harness.tasks import get_task, runs_user_code
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +29,54 @@ def seconds_per_run(config: RunConfig) -> float | None:
     return estimate(config) if estimate else None
 
 
+TIMING_SECONDS = 20.0  # the most a user's model's timed steps may take, in a worker process
+TIMING_BUDGET = 60.0  # the most all of a plan's user configurations' timings may take together
+
+
+def timed_in_worker(config: RunConfig, context, seconds: float = TIMING_SECONDS) -> float | str | None:
+    """The work function that times a user's configuration where its code may do anything:
+    its seconds per run, or why there are none."""
+    from harness.plugins import TimeLimitExceeded, time_limit
+
+    try:
+        with time_limit(seconds, f"timing its steps took over {seconds:g} s"):
+            return seconds_per_run(config)
+    except TimeLimitExceeded as error:
+        return str(error)
+
+
+def user_timings(plan: Plan, configs: list[RunConfig]) -> dict[str, float | str | None]:
+    """Seconds per run of configurations whose runs execute a user's code, timed in one worker
+    process (never in this one: that code may exit, crash or hang), each within
+    TIMING_SECONDS and all within TIMING_BUDGET; a configuration whose timing failed, or that
+    the budget left untimed, maps to the reason, in words."""
+    from harness.backends.base import TaskFailed
+    from harness.backends.local import LocalBackend
+    from harness.device import policy_for
+    from harness.runner import prepare_worker, worker_context
+
+    if not configs:
+        return {}
+    backend = LocalBackend(workers=1)
+    context = worker_context(plan, {}, policy_for("cpu", workers=1))
+    timings: dict[str, float | str | None] = {}
+    started = time.monotonic()
+    seconds = TIMING_SECONDS  # as this process has it (a test may lower it), sent with the work
+    outcomes = backend.launch(configs, functools.partial(timed_in_worker, seconds=seconds), context, prepare_worker,
+                              isolate=True, limit=lambda config: seconds)
+    try:
+        for config, value in outcomes:
+            timings[config.config_id] = value.reason if isinstance(value, TaskFailed) else value
+            if time.monotonic() - started > TIMING_BUDGET:
+                break
+    finally:
+        outcomes.close()
+        backend.close()
+    for config in configs:
+        timings.setdefault(config.config_id, f"not timed: the {TIMING_BUDGET:g} s for timing users' models were spent")
+    return timings
+
+
 def cost_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None = None) -> pd.DataFrame:
     """A row per configuration: its id, name, settings and parameter count; with `estimate`,
     its seconds per run and how they were found. `stored`: the store's runs; their mean seconds
@@ -34,6 +84,9 @@ def cost_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None
     import pandas as pd
 
     done = stored[stored["status"] == Status.DONE] if stored is not None and not stored.empty else None
+    measured_ids = set(done["config_id"]) if done is not None else set()
+    isolated = user_timings(plan, [config for config in plan.configs if estimate and config.config_id not in measured_ids
+                                   and runs_user_code(config)])
     rows = []
     for config in plan.configs:
         row = {"id": config.config_id[:10], "name": config.name, **config.settings()}
@@ -45,8 +98,10 @@ def cost_frame(plan: Plan, *, estimate: bool = True, stored: pd.DataFrame | None
             if measured is not None and len(measured):
                 row["s/run"], row["timing"] = round(float(measured["seconds"].mean()), 2), "stored"
             else:
-                seconds = seconds_per_run(config)
+                seconds = isolated[config.config_id] if config.config_id in isolated else seconds_per_run(config)
+                failed = seconds if isinstance(seconds, str) else None
+                seconds = None if failed else seconds
                 row["s/run"] = round(seconds, 2) if seconds is not None else None
-                row["timing"] = "timed steps" if seconds is not None else "no estimate"
+                row["timing"] = "timed steps" if seconds is not None else f"no estimate ({failed})" if failed else "no estimate"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.files import output_folder, save_figure
 from harness.results import Stage, Status
 from harness.tasks import TASKS, factors
 
@@ -21,18 +22,15 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # labels are the user's text, drawn as written: "$x$" in a label is no formula to typeset
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
 
 
 def _save(figure, directory: Path, stem: str) -> list[Path]:
-    paths = []
-    for suffix in ("png", "svg"):
-        path = directory / f"{stem}.{suffix}"
-        figure.savefig(path, dpi=110, bbox_inches="tight")
-        paths.append(path)
-    return paths
+    return [save_figure(figure, directory / f"{stem}.{suffix}", dpi=110, bbox_inches="tight") for suffix in ("png", "svg")]
 
 
 BOXES_PER_PANEL = 25
@@ -188,7 +186,7 @@ def draw(runs: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None
     done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
     if done.empty:
         return []
-    directory.mkdir(parents=True, exist_ok=True)
+    output_folder(directory, "--out")
     ablations = done[done["report"].isna()] if "report" in done else done
     written = box_plot(done, directory)
     if epochs is not None:

@@ -14,11 +14,13 @@ recorded with their path and SHA-256 but not shipped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -28,6 +30,33 @@ from harness.registry import one_line
 
 # the harness's own packages are never a user's module, even when the working directory holds them
 OWN_PACKAGES = frozenset({"harness", "architectures", "minidl"})
+
+
+class TimeLimitExceeded(BaseException):
+    """A user's code past its time limit: no Exception, so that neither the harness's nor the
+    code's own `except Exception` can take it for an ordinary failure and go on."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, reason: str):
+    """Raise TimeLimitExceeded(reason) in this thread once `seconds` have passed (SIGALRM: the
+    main thread of a POSIX process; elsewhere no limit, and a backend that can stops the worker).
+    Code deaf to signals (a blocked SIGALRM, a native loop) is not stopped by it."""
+    usable = seconds is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeLimitExceeded(reason)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class PluginError(Exception):

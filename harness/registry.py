@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import pickle
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
@@ -76,6 +77,39 @@ def is_reference(value: Any) -> bool:
     return isinstance(value, str) and ":" in value
 
 
+_REGISTRIES: dict[str, Registry] = {}  # every registry made, by kind: what a worker process must learn
+
+
+def runtime_registrations() -> bytes:
+    """The entries this process registered as objects, not built in (a model or task that a
+    script, a notebook or a test registered), pickled by value where they cannot be imported
+    (cloudpickle), each on its own: an entry that cannot be pickled is left out, and a worker
+    asked for it says it does not know it."""
+    import cloudpickle
+
+    shipped: dict[str, dict[str, bytes]] = {}
+    for kind, registry in _REGISTRIES.items():
+        for name, target in registry._entries.items():
+            if name in registry._builtin or isinstance(target, str):
+                continue
+            try:
+                shipped.setdefault(kind, {})[name] = cloudpickle.dumps(target)
+            except Exception:  # noqa: BLE001,S112 - anything unpicklable stays behind
+                continue
+    return pickle.dumps(shipped)
+
+
+_PENDING: dict[str, dict[str, bytes]] = {}  # shipped entries by kind, registered when their registry is first asked
+
+
+def restore_registrations(shipped: bytes) -> None:
+    """In a worker, after its plugins: what the driver registered at run time, registered here
+    too when its registry is first asked (its module may not be imported yet), unless this
+    process registered the name itself; an entry that cannot be read here is left out."""
+    for kind, entries in pickle.loads(shipped).items() if shipped else ():
+        _PENDING.setdefault(kind, {}).update(entries)
+
+
 class Registry(Generic[T]):
     """Names -> objects of one kind.
 
@@ -92,8 +126,18 @@ class Registry(Generic[T]):
         self.adopt = adopt or (lambda name, loaded: loaded)
         self._entries: dict[str, Any] = {}  # name -> the entry, or its reference until first asked
         self._builtin: list[str] = []
+        _REGISTRIES[kind] = self
 
     # ----------------------------------------------------------------------- registering
+
+    def _take_pending(self) -> None:
+        for name, data in _PENDING.pop(self.kind, {}).items():
+            if name in self._entries:
+                continue
+            try:
+                self._entries[name] = pickle.loads(data)
+            except Exception:  # noqa: BLE001,S112 - its runs fail with the registry's own line
+                continue
 
     def register(self, name: str, target: Any, *, builtin: bool = False) -> Any:
         """Register `target` (an object, or a `module:attribute` reference imported when first
@@ -116,6 +160,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names in registration order, then installed entry points'."""
+        self._take_pending()
         return [*self._entries, *(name for name in self.entry_points() if name not in self._entries)]
 
     def builtin_names(self) -> list[str]:
@@ -124,15 +169,18 @@ class Registry(Generic[T]):
 
     def registered(self) -> dict[str, Any]:
         """The entries registered so far, references resolved (entry points left out)."""
+        self._take_pending()
         return {name: self.get(name) for name in list(self._entries)}
 
     def __contains__(self, name: object) -> bool:
+        self._take_pending()
         return isinstance(name, str) and (name in self._entries or name in self.entry_points()
                                           or (self.references and is_reference(name)))
 
     def get(self, name: str) -> T:
         """The entry called `name`, its reference imported on first use; the registry's error
         naming the known names and the closest one when there is none."""
+        self._take_pending()
         if name in self._entries:
             entry = self._entries[name]
             if isinstance(entry, str):

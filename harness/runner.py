@@ -26,6 +26,7 @@ from harness.results import Status
 from harness.settings import RunConfig
 from harness.store import Store
 from harness.tasks import get_task
+from harness.tasks import runs_user_code as config_runs_user_code
 
 
 @dataclass
@@ -219,10 +220,12 @@ class WorkerContext:
     texts: dict[str, tuple[str, str]] = field(default_factory=dict)  # user module name -> (path, text)
     code: str | None = None  # code_fingerprint() of the driver
     version: str = ""  # the driver's code_version(), for messages
+    registrations: bytes = b""  # models and tasks the driver registered at run time (harness.registry)
 
     def __reduce__(self):
         sources = self.sources if isinstance(self.sources, bytes) else pickle.dumps(self.sources, pickle.HIGHEST_PROTOCOL)
-        return (WorkerContext, (sources, self.policy, self.plugins, self.texts, self.code, self.version))
+        return (WorkerContext, (sources, self.policy, self.plugins, self.texts, self.code, self.version,
+                                self.registrations))
 
     def source(self, task: str):
         """The task's source (unpickled once per process, kept on this context)."""
@@ -234,11 +237,13 @@ class WorkerContext:
 def worker_context(plan: Plan, sources: dict[str, object], policy: DevicePolicy) -> WorkerContext:
     """The context of the plan's workers: its data, the policy, and the user's code as this
     process ran it (plugins by the module names they ran as; an installed plugin module by its
-    name, imported from the worker's environment)."""
+    name, imported from the worker's environment; what a script registered, pickled)."""
     from harness.plugins import shipped_texts
+    from harness.registry import runtime_registrations
 
     plugins = tuple(p.module or p.spec for p in plan.matrix.plugins)
-    return WorkerContext(sources, policy, plugins, shipped_texts(), code_fingerprint(), code_version())
+    return WorkerContext(sources, policy, plugins, shipped_texts(), code_fingerprint(), code_version(),
+                         runtime_registrations())
 
 
 class OtherHarnessCode(RuntimeError):
@@ -253,6 +258,7 @@ def prepare_worker(context: WorkerContext) -> None:
     import torch
 
     from harness.plugins import install
+    from harness.registry import restore_registrations
 
     if context.code is not None and code_fingerprint() != context.code:
         from harness import __version__
@@ -267,11 +273,55 @@ def prepare_worker(context: WorkerContext) -> None:
         if context.policy.retain_freed_memory:
             retain_freed_memory()
     install(context.texts, context.plugins)  # the models and tasks the plan names, registered here too
+    restore_registrations(context.registrations)  # and those a script or notebook registered in the driver
+
+
+def task_time_limit(task: Task) -> float | None:
+    """The seconds a task may take: its runs' run_timeout added up (a batched task trains R
+    rounds together), None when any of them has none."""
+    limits = [job.config.run_timeout for job in task.jobs()]
+    return None if any(limit is None for limit in limits) else float(sum(limits))
 
 
 def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
-    """The work function every backend runs: one task in, its rounds' results out."""
-    return run_task(task, context.source(task.config.task), context.policy)
+    """The work function every backend runs: one task in, its rounds' results out. A task past
+    its time limit stops where it is; each of its runs is failed with the limit as its reason."""
+    from harness.plugins import TimeLimitExceeded, time_limit
+    from harness.training.protocol import failed_result
+
+    seconds = task_time_limit(task)
+    runs = len(task.jobs())
+    reason = f"exceeded run_timeout = {task.config.run_timeout:g} s" + (
+        f" ({seconds:g} s for the {runs} runs trained together)" if runs > 1 else "") if seconds is not None else ""
+    try:
+        with time_limit(seconds, reason):
+            return run_task(task, context.source(task.config.task), context.policy)
+    except TimeLimitExceeded:
+        return [(job, failed_result(job.config, job.round, reason, context.policy.device)) for job in task.jobs()]
+
+
+def runs_user_code(plan: Plan) -> bool:
+    """Whether any run of the plan executes code from outside the harness (plugins, a user's
+    model, a task defined elsewhere) or has a time limit: such runs go to a worker process,
+    where whatever the code does, and a limit's forced stop, end that run alone."""
+    if user_code(plan) or any(config.run_timeout is not None for config in plan.configs):
+        return True
+    return any(config_runs_user_code(config) for config in plan.configs)
+
+
+def launch(backend: Backend, tasks: list[Task], context: WorkerContext, *, isolate: bool):
+    """The backend's launch of `execute` over the tasks, with `isolate` and each task's time
+    limit where its `launch` takes them (a backend written before them takes neither)."""
+    import inspect
+
+    keywords = {"isolate": isolate, "limit": task_time_limit}
+    try:
+        parameters = inspect.signature(backend.launch).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        keywords = {key: value for key, value in keywords.items() if key in parameters}
+    return backend.launch(tasks, execute, context, prepare_worker, **keywords)
 
 
 def load_sources(plan: Plan, data_dir=None) -> dict[str, object]:
@@ -334,7 +384,7 @@ def run_plan(
     record = provenance(plan, context.policy)
     store.keep_sources(record.sources)
     started = time.perf_counter()
-    outcomes = backend.launch(tasks, execute, context, prepare_worker)
+    outcomes = launch(backend, tasks, context, isolate=runs_user_code(plan))
     try:
         for task, outcome in outcomes:
             if isinstance(outcome, TaskFailed):

@@ -127,6 +127,14 @@ class Setting:
         return choices() if callable(choices) else choices
 
 
+def one_line_label(value: Any) -> str | None:
+    """Why a display name cannot be one (a line break or control character splits the tables'
+    rows), or None."""
+    if isinstance(value, str) and any(not character.isprintable() for character in value):
+        return "must be one line of printable text (no line break, tab or control character)"
+    return None
+
+
 def setting(default: Any, help: str, **metadata: Any) -> Any:
     """A settings dataclass field with its `Setting`."""
     return dataclasses.field(default=default, metadata={"setting": Setting(help, **metadata)})
@@ -214,10 +222,14 @@ class RunConfig:
     rounds: int = setting(10, "rounds per configuration (round r draws its data from seed + r)", above=0,
                           maximum=MAX_ROUNDS, presentation=True)
     seed: int = setting(0, "base seed", minimum=0, maximum=MAX_SEED, why="2**32 - 1")
+    run_timeout: float | None = setting(None, "seconds one run may take, enforced where it runs (a batched task of "
+                                        "R rounds gets R times as long); a run over it is stored failed and the "
+                                        "matrix goes on; none: no limit", above=0, unit="s", presentation=True)
     eval_every: int = setting(1, "epochs between learning-curve evaluations (the last epoch is always evaluated)",
                               above=0, presentation=True)
     # presentation and the published figures this configuration reproduces
-    label: str | None = setting(None, "a display name (default: made from the settings)", presentation=True)
+    label: str | None = setting(None, "a display name (default: made from the settings)", presentation=True,
+                                check=one_line_label)
     report: str | None = setting(None, "the report whose system this configuration reproduces", presentation=True)
     reference_test_error: float | None = setting(None, "the report's test error, %", presentation=True)
     reference_test_std: float | None = setting(None, "the report's test error std, %", presentation=True)

@@ -133,7 +133,9 @@ class WriterLock:
 
     def __init__(self, store_path: Path):
         self.store_path = store_path
-        self.path = store_path.with_name(store_path.name + ".lock")
+        # beside the file itself, whatever path (a symlink, `..`) named it: one store, one lock
+        real = store_path.resolve()
+        self.path = real.with_name(real.name + ".lock")
         self.handle = None
 
     def acquire(self) -> None:
@@ -234,7 +236,7 @@ class Store:
         self.lock = WriterLock(self.path)
         self.lock.acquire()
         try:
-            self.connection = sqlite3.connect(self.path, timeout=timeout)
+            self.connection = sqlite3.connect(self.path.resolve(), timeout=timeout)
             self._check_integrity()
             self.connection.execute("PRAGMA journal_mode=WAL")
             self._migrate()
@@ -246,23 +248,53 @@ class Store:
             raise StoreError(f"{self.path}: no store here; run `harness run` first or pass --store")
         if self.path.stat().st_size == 0:
             raise StoreError(f"{self.path}: an empty file (0 bytes) holds no runs; run `harness run` first or pass --store")
-        uri = self.path.resolve().as_uri()
+        real = self.path.resolve()
+        uri = real.as_uri()
+        pending = [side for side in (Path(f"{real}-wal"), Path(f"{real}-journal")) if side.is_file() and side.stat().st_size]
         try:
             self.connection = sqlite3.connect(f"{uri}?mode=ro", uri=True)
             self._check_integrity()
         except sqlite3.OperationalError as error:
-            if os.access(self.path.parent, os.W_OK):
+            if self.connection is not None:
+                self.connection.close()
+                self.connection = None
+            if pending:
+                # a WAL whose -shm cannot be made here (read-only media), or a journal left by an
+                # interrupted write: SQLite needs to write beside the file to read it whole, so the
+                # store is read from a copy, never as a silent subset of its runs
+                self._open_copy(real, pending)
+            elif os.access(self.path.parent, os.W_OK):
                 raise _explain(self.path, error, "read it") from None
-            # read-only media: WAL needs its -shm file, which cannot be made there; no one can
-            # be writing to such a store, so it is read as immutable
-            self.connection = sqlite3.connect(f"{uri}?immutable=1", uri=True)
-            try:
-                self._check_integrity()
-            except sqlite3.Error as error:
-                raise _explain(self.path, error, "read it") from None
+            else:  # read-only media and a self-contained file: nothing else to read
+                self.connection = sqlite3.connect(f"{uri}?immutable=1", uri=True)
+                try:
+                    self._check_integrity()
+                except sqlite3.Error as error:
+                    raise _explain(self.path, error, "read it") from None
         except sqlite3.Error as error:
             raise _explain(self.path, error, "read it") from None
         self._check_kind(empty_is_new=False)
+
+    def _open_copy(self, real: Path, pending: list[Path]) -> None:
+        """Open a private copy of the store with its WAL or journal (in a temporary folder,
+        removed on close), where SQLite can apply them; a StoreError in one line if it cannot."""
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="harness-store-")
+        self._copy_folder = folder
+        copy = Path(folder) / real.name
+        sides = ", ".join(side.name for side in pending)
+        try:
+            shutil.copyfile(real, copy)
+            for side in pending:
+                shutil.copyfile(side, Path(folder) / side.name)
+            self.connection = sqlite3.connect(copy)
+            self._check_integrity()
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"{self.path}: cannot read it with {sides} (its latest writes), which need a writable "
+                             f"folder ({getattr(error, 'strerror', None) or error}); copy the store with {sides} to "
+                             "a writable folder and pass that --store") from None
 
     def _check_integrity(self) -> None:
         rows = self.connection.execute("PRAGMA quick_check").fetchall()
@@ -328,6 +360,11 @@ class Store:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+        folder, self._copy_folder = getattr(self, "_copy_folder", None), None
+        if folder:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -347,9 +384,11 @@ class Store:
             count = self.connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
             if count == 0:
                 return None
-            backup = self._reserve_backup_name()
+            # written under a name that is no backup's, renamed once complete: a --fresh killed
+            # while copying leaves nothing that looks like a backup
+            backup, partial = self._reserve_backup_name()
             try:
-                target = sqlite3.connect(backup)
+                target = sqlite3.connect(partial)
                 try:
                     self.connection.backup(target)
                     target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
@@ -358,8 +397,10 @@ class Store:
                     target.close()
                 if copied != count:
                     raise StoreError(f"{backup}: the backup holds {copied} runs of {count}; nothing was removed")
+                os.replace(partial, backup)
             except BaseException:
-                backup.unlink(missing_ok=True)
+                for leftover in (partial, Path(f"{partial}-journal"), backup):
+                    leftover.unlink(missing_ok=True)
                 raise
             with self.connection:
                 self.connection.execute("DELETE FROM epochs")
@@ -370,14 +411,19 @@ class Store:
         except OSError as error:
             raise _explain(self.path, error, "write the backup for --fresh (nothing was removed)") from None
 
-    def _reserve_backup_name(self) -> Path:
+    def _reserve_backup_name(self) -> tuple[Path, Path]:
+        """A backup name no file has, and the hidden name it is written under first (created
+        here, so that no other harness takes it)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for attempt in range(1000):
             suffix = f"{stamp}" if attempt == 0 else f"{stamp}-{attempt}"
             candidate = self.path.with_name(f"{self.path.name}.{suffix}.bak")
+            partial = candidate.with_name(f".{candidate.name}.partial")
+            if candidate.exists():
+                continue
             try:
-                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-                return candidate
+                os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return candidate, partial
             except FileExistsError:
                 continue
         raise StoreError(f"{self.path}: 1000 backups named for {stamp} already exist; remove some and run again")

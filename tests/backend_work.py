@@ -54,3 +54,30 @@ def raises(task, folder):
     if name == "bad":
         raise ValueError("this task breaks on purpose")
     return square(task, folder)
+
+
+def exits(task, folder):
+    """`quitter` ends its run with sys.exit; the others finish."""
+    name, seconds = task
+    if name == "quitter":
+        raise SystemExit(4)
+    return square(task, folder)
+
+
+def crashes(task, folder):
+    """`crasher` dies in native code (a segmentation fault) every time."""
+    import ctypes
+
+    name, seconds = task
+    if name == "crasher":
+        ctypes.string_at(0)
+    return square(task, folder)
+
+
+def deaf_sleeper(task, folder):
+    """`sleeper` blocks every signal that could stop it and sleeps for good."""
+    name, seconds = task
+    if name == "sleeper":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(10**6)
+    return square(task, folder)

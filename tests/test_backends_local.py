@@ -114,3 +114,51 @@ def test_the_pools_resource_tracker_does_not_print_its_clean_up_warnings(tmp_pat
             "warnings.warn('something else')")
     child = subprocess.run([sys.executable, "-c", warn], capture_output=True, text=True, env=os.environ.copy())
     assert "leaked semlock" not in child.stderr and "something else" in child.stderr
+
+
+def test_work_that_exits_fails_its_task_alone_with_one_or_more_workers(tmp_path):
+    tasks = [("quitter", 0.0), ("good", 0.0)]
+    for workers in (1, 2):
+        outcomes = launch(tasks, backend_work.exits, tmp_path, workers=workers)
+        assert outcomes[("quitter", 0.0)] == TaskFailed("RunAborted: the run's code called sys.exit(4)")
+        assert outcomes[("good", 0.0)].startswith("good ok")
+
+
+def test_a_crash_repeated_alone_fails_its_task_with_the_crash_summarised(tmp_path, capfd):
+    tasks = [("crasher", 0.1), ("fine", 0.1), ("other", 0.1)]
+    outcomes = launch(tasks, backend_work.crashes, tmp_path, max_retries=1)
+    failed = outcomes[("crasher", 0.1)]
+    assert isinstance(failed, TaskFailed) and "died 2 times" in failed.reason and "SIGSEGV" in failed.reason
+    assert "Fatal Python error: Segmentation fault, in crashes (backend_work.py:" in failed.reason, failed.reason
+    assert outcomes[("fine", 0.1)].startswith("fine ok") and outcomes[("other", 0.1)].startswith("other ok")
+    assert "Fatal Python error" not in capfd.readouterr().err  # summarised, not streamed
+
+
+def test_one_worker_runs_a_users_work_in_a_process_of_its_own(tmp_path):
+    import os
+
+    backend = LocalBackend(workers=1)
+    try:
+        isolated = dict(backend.launch([("a", 0.0)], backend_work.square, str(tmp_path), backend_work.setup_nothing))
+        inside = dict(backend.launch([("a", 0.0)], backend_work.square, str(tmp_path), backend_work.setup_nothing,
+                                     isolate=False))
+    finally:
+        backend.close()
+    assert not isolated[("a", 0.0)].endswith(f" {os.getpid()}")
+    assert inside[("a", 0.0)].endswith(f" {os.getpid()}")
+
+
+def test_a_task_deaf_to_its_time_limit_has_its_worker_killed_and_the_rest_go_on(tmp_path, monkeypatch):
+    monkeypatch.setattr("harness.backends.local.LIMIT_GRACE", 0.5)
+    monkeypatch.setattr("harness.backends.local.STARTUP_ALLOWANCE", 10.0)
+    tasks = [("sleeper", 0.0), ("fine", 0.2), ("other", 0.2)]
+    backend = LocalBackend(workers=2)
+    started = time.monotonic()
+    try:
+        outcomes = dict(backend.launch(tasks, backend_work.deaf_sleeper, str(tmp_path), backend_work.setup_nothing,
+                                       limit=lambda task: 1.0))
+    finally:
+        backend.close()
+    assert time.monotonic() - started < 40
+    assert outcomes[("sleeper", 0.0)] == TaskFailed("ran past its time limit of 1 s and did not stop; its worker was killed")
+    assert outcomes[("fine", 0.2)].startswith("fine ok") and outcomes[("other", 0.2)].startswith("other ok")

@@ -163,3 +163,24 @@ def test_a_baseline_without_execution_records_is_named_as_such(baseline, tmp_pat
     assert result.exit_code == 0, result.output
     assert "4 configurations have no execution policy recorded on one side" in result.output
     assert "different execution policies" not in result.output
+
+
+@pytest.mark.parametrize("spoil, said", [
+    (lambda runs: [dict(run, test_error=None) for run in runs], "is done but its test_error is None, not a number"),
+    (lambda runs: [dict(run, train_error="0.1") for run in runs], "is done but its train_error is '0.1', not a number"),
+    (lambda runs: runs + runs[:1], "round 0 is given twice (also runs[0])"),
+    (lambda runs: [dict(run, status=None) for run in runs], "runs[0]: status must be a str, got None"),
+    (lambda runs: [{key: value for key, value in run.items() if key != "round"} for run in runs],
+     "runs[0]: round must be a int, got None"),
+    (lambda runs: {"not": "a list"}, "no list of runs under \"runs\""),
+])
+def test_a_baseline_with_missing_odd_or_repeated_runs_is_refused_in_one_line(baseline, tmp_path, spoil, said):
+    """No comparison from no data: a baseline whose runs lack their numbers, carry text where
+    numbers go, or repeat a run (which would count a round twice) is refused, naming the run."""
+    exported = json.loads(CliRunner().invoke(main, ["table", "--store", str(baseline), "--format", "json"]).output)
+    exported["runs"] = spoil(exported["runs"])
+    (tmp_path / "spoiled.json").write_text(json.dumps(exported))
+    result = compare(tmp_path / "spoiled.json", baseline)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0] and "p (BH)" not in result.output, lines

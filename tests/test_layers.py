@@ -63,7 +63,7 @@ GROUPS = {  # the longest prefix decides
 BACKENDS_MAY_IMPORT = {"harness.registry"}  # besides the backends themselves
 # presentation reads DataFrames: it never builds models or trains
 PRESENTATION_MAY_IMPORT = {"harness", "harness.settings", "harness.results", "harness.config", "harness.stats",
-                           "harness.tasks", "harness.registry", "harness.errors"}
+                           "harness.tasks", "harness.registry", "harness.errors", "harness.files"}
 # modules that are about one task (the benchmark of the pairs task's reference configuration);
 # every other module outside harness/tasks names none
 ABOUT_A_TASK = {"harness.bench"}

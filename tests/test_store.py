@@ -286,3 +286,120 @@ def test_runs_stored_before_a_setting_existed_table_and_pair_with_newer_ones(tmp
     from harness.report.results import results_document
 
     assert "## Effects" in write(results_document(runs, store_path=str(path)), "markdown")
+
+
+# --------------------------------------------------------------------------- one store, whatever path names it
+
+
+def test_a_symlink_to_a_store_in_use_shares_its_lock(full_store, tmp_path):
+    link = tmp_path / "elsewhere" / "link.sqlite"
+    link.parent.mkdir()
+    link.symlink_to(full_store)
+    with Store(full_store):
+        with pytest.raises(StoreBusy, match="in use by another harness process"):
+            Store(link)
+        with pytest.raises(StoreBusy):
+            Store(tmp_path / "elsewhere" / ".." / "s.sqlite")
+    with Store(link) as store:  # free again: the link writes the store itself
+        assert len(store.runs()) == 3
+    assert not (tmp_path / "elsewhere" / "link.sqlite.lock").exists()
+
+
+def wal_only_rounds(path):
+    """A store whose last write (rounds 3 and 4 of a second configuration) is in its WAL alone,
+    and no -shm beside it, as a copy of a store in use leaves it on a read-only medium."""
+    with Store(path) as store:
+        fill(store, run_config(rounds=3), [0.1, 0.2, 0.3])
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    copy = path.with_name("other.sqlite")
+    with Store(copy) as other:
+        fill(other, run_config(rounds=5, encoder="mlp"), [0.4, 0.5, 0.6, 0.7, 0.8])
+    other_rows = sqlite3.connect(copy).execute("SELECT * FROM runs").fetchall()
+    marks = ",".join("?" * len(other_rows[0]))
+    with connection:
+        connection.executemany(f"INSERT INTO runs VALUES ({marks})", other_rows)
+    wal = path.with_name(path.name + "-wal")
+    saved = {suffix: path.with_name(path.name + suffix).read_bytes() for suffix in ("", "-wal")}
+    connection.close()  # checkpoints: put back the files as they were while it was open
+    for suffix, data in saved.items():
+        path.with_name(path.name + suffix).write_bytes(data)
+    path.with_name(path.name + "-shm").unlink(missing_ok=True)
+    assert wal.stat().st_size > 0
+    return 3 + 5
+
+
+@needs_mount
+def test_read_only_media_with_a_wal_and_no_shm_reads_every_run(tmp_path, mounted):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    total = wal_only_rounds(folder / "s.sqlite")
+    media = mounted("--bind", "-o", "ro", str(folder), at=tmp_path.parent / f"{tmp_path.name}-ro")
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(media)], check=True)
+    with Store.open_readonly(media / "s.sqlite") as store:
+        assert len(store.runs()) == total  # the WAL's runs too, never a silent subset
+    result = invoke("table", "--store", media / "s.sqlite")
+    assert result.exit_code == 0, result.output
+    assert "mlp" in result.output  # the configuration whose every run is in the WAL
+
+
+def test_a_wal_that_cannot_be_read_in_place_is_read_from_a_copy(tmp_path, monkeypatch):
+    """Where SQLite cannot open the store read-only beside its WAL (no -shm can be made), the
+    store is read from a private copy with its WAL, which is removed on close."""
+    total = wal_only_rounds(tmp_path / "s.sqlite")
+    real_connect = sqlite3.connect
+
+    def no_read_only(database, *arguments, **options):
+        if "mode=ro" in str(database):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(database, *arguments, **options)
+
+    monkeypatch.setattr("harness.store.sqlite3.connect", no_read_only)
+    store = Store.open_readonly(tmp_path / "s.sqlite")
+    copy = store._copy_folder
+    assert len(store.runs()) == total
+    store.close()
+    assert not __import__("os").path.exists(copy)
+
+
+def test_a_hot_journal_left_by_a_killed_write_is_rolled_back_in_a_copy(full_store, tmp_path):
+    """A rollback journal left by a write that was killed (an old store in DELETE mode, mid-
+    migration): read-only readers see the store as it was before that write, in one piece."""
+    old = tmp_path / "old.sqlite"
+    connection = sqlite3.connect(full_store)
+    connection.execute("PRAGMA journal_mode=DELETE")
+    connection.commit()
+    connection.close()
+    connection = sqlite3.connect(full_store, isolation_level=None)
+    connection.execute("BEGIN EXCLUSIVE")
+    connection.execute("DELETE FROM runs")
+    connection.execute("PRAGMA cache_spill=1")
+    connection.execute("CREATE TABLE filler(x)")
+    connection.executemany("INSERT INTO filler VALUES (?)", [(b"x" * 4000,)] * 3000)  # spills to the file
+    shutil.copyfile(full_store, old)
+    journal = full_store.with_name(full_store.name + "-journal")
+    assert journal.exists()
+    shutil.copyfile(journal, old.with_name(old.name + "-journal"))
+    connection.execute("ROLLBACK")
+    connection.close()
+    with Store.open_readonly(old) as store:
+        assert len(store.runs()) == 3
+    result = invoke("table", "--store", old)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_fresh_start_killed_while_copying_leaves_nothing_like_a_backup(full_store, monkeypatch):
+    def killed(*arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("harness.store.os.replace", killed)
+    with Store(full_store) as store, pytest.raises(KeyboardInterrupt):
+        store.start_fresh()
+    monkeypatch.undo()
+    left = sorted(path.name for path in full_store.parent.iterdir())
+    assert not [name for name in left if ".bak" in name], left
+    with Store(full_store) as store:
+        assert len(store.runs()) == 3  # nothing removed
+        backup = store.start_fresh()
+    assert backup.name.endswith(".bak") and len(Store.open_readonly(backup).runs()) == 3

@@ -150,10 +150,18 @@ def one_model_seed(monkeypatch):
 
 
 def trained(tmp_path, encoder: str, **settings) -> dict:
-    """One run of a model through the Python API, in this process: its stored row."""
+    """One run of a model, in this process (one_model_seed's patch holds here alone, and a user's
+    model runs in a worker process under api.run): its stored row."""
+    from inline_backend import InlineBackend
+
+    from harness.device import policy_for
+    from harness.runner import run_plan
+    from harness.store import Store
+
     plan = api.plan(configs=[{"encoder": encoder, **QUICK, **settings}])
     store = tmp_path / f"{encoder.replace(':', '_')}-{next(_names)}.sqlite"
-    summary = api.run(plan, store, device="cpu", workers=1)
+    with Store(store) as opened:
+        summary = run_plan(plan, opened, policy=policy_for("cpu", workers=1), backend=InlineBackend())
     assert summary.finished == 1 and not summary.failed, summary.failed
     return api.runs(store).iloc[0].to_dict()
 
@@ -435,13 +443,13 @@ def test_init_redraws_weights_and_biases_reproducibly_for_any_model(tmp_path, mo
 # --------------------------------------------------------------------------- layout and imports
 
 
-@pytest.mark.slow
 def one_round_study(tmp_path, encoder: str, factors: str = "") -> str:
     """A matrix of one short round of `encoder`, crossing the [matrix] lines given."""
     return matrix(tmp_path, f'[defaults]\nencoder = "{encoder}"\nepochs = 1\nrounds = 1\npairs = 100\n'
                             + (f"[matrix]\n{factors}\n" if factors else ""))
 
 
+@pytest.mark.slow
 def test_a_view_after_a_convolution_trains_in_the_layout_it_was_written_for(fake_mnist, tmp_path):
     path = one_round_study(tmp_path, f"{module(tmp_path)}:Canonical")
     store = tmp_path / "s.sqlite"

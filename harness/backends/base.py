@@ -7,7 +7,12 @@ function the same way). It declares its own options as a dataclass (`Options`), 
 workers once, calls `setup(context)` once in each worker, then `work(task, context)` for each
 task, and yields `(task, value)` as tasks finish, in any order; a task that cannot finish
 (its worker died too often, or `work` raised) is yielded as `(task, TaskFailed(reason))`, so
-the caller records it and the other tasks go on. A `setup` that fails ends the whole launch
+the caller records it and the other tasks go on. `isolate` (the default): the work may run a
+user's code, so it runs in another process, where nothing it does (an exit, a crash, a hang,
+running out of memory) ends the launch; False: the harness's own code alone, which a backend
+may run in this process. `limit(task)`: the seconds a task may take (None: no limit); the work
+enforces it itself, and a backend that can stops a task still running well past it, as that
+task's failure. A `setup` that fails ends the whole launch
 with WorkerSetupError: it would fail in every worker. `start()` connects to whatever the
 backend needs before anything is written (a bad address fails there, in one line), given the
 device policy the runs will train under; `close()` stops whatever is still running, and is safe
@@ -62,9 +67,38 @@ class Backend(Protocol):
         work: Callable[[Task, Any], Any],
         context: Any,
         setup: Callable[[Any], None],
+        *,
+        isolate: bool = True,
+        limit: Callable[[Task], float | None] | None = None,
     ) -> Iterator[tuple[Task, Any]]: ...
 
     def close(self) -> None: ...
+
+
+class RunAborted(Exception):
+    """The work's code ended its run with what is no exception: SystemExit (`sys.exit`),
+    KeyboardInterrupt raised by the code itself, GeneratorExit."""
+
+
+def guarded(work: Callable, task: Any, context: Any) -> Any:
+    """`work(task, context)` in a worker process, where whatever the run's code raises is that
+    task's failure: SystemExit and the like become RunAborted (an Exception the backend
+    records), since a worker ignores SIGINT and any KeyboardInterrupt there is the code's own."""
+    try:
+        return work(task, context)
+    except Exception:
+        raise
+    except BaseException as error:  # noqa: B036 - the run's failure, never the worker's exit
+        raise RunAborted(aborted(error)) from None
+
+
+def aborted(error: BaseException) -> str:
+    """What a run's code did, in words, for a BaseException that is no Exception."""
+    if isinstance(error, SystemExit):
+        return f"the run's code called sys.exit({error.code!r})"
+    if isinstance(error, KeyboardInterrupt):
+        return "the run's code raised KeyboardInterrupt itself (no signal: workers ignore Ctrl-C)"
+    return f"the run's code raised {first_line(error)}"
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:

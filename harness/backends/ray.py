@@ -21,6 +21,7 @@ from harness.backends.base import (
     TaskFailed,
     WorkerSetupError,
     first_line,
+    guarded,
 )
 
 RAY_MISSING = "--backend ray needs Ray, an optional extra: pip install -e '.[ray]'"
@@ -129,7 +130,10 @@ class RayBackend:
             require_ray().shutdown()
             self._started_here = False
 
-    def launch(self, tasks: Sequence, work: Callable, context: Any, setup: Callable) -> Iterator[tuple[Any, Any]]:
+    def launch(self, tasks: Sequence, work: Callable, context: Any, setup: Callable, *, isolate: bool = True,
+               limit: Callable[[Any], float | None] | None = None) -> Iterator[tuple[Any, Any]]:
+        """Every task runs in a Ray worker (`isolate` holds by construction); the work enforces
+        `limit` itself."""
         import cloudpickle  # Ray's own pickler of functions and classes
 
         ray = require_ray()
@@ -179,4 +183,4 @@ def _body(work: Callable, setup: Callable, box: list, task: bytes):
             raise WorkerSetupError(first_line(error)) from None
         _PREPARED.clear()
         _PREPARED[key] = context
-    return work(pickle.loads(task), _PREPARED[key])
+    return guarded(work, pickle.loads(task), _PREPARED[key])

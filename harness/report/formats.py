@@ -139,8 +139,9 @@ class BlockFormat(Format):
 def markdown_table(frame: pd.DataFrame) -> str:
     from tabulate import tabulate
 
-    # a '|' in a label would end its cell
-    frame = frame.apply(lambda column: column.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v))
+    # a '|' in a label would end its cell, a line break its row
+    frame = frame.apply(lambda column: column.map(
+        lambda v: " ".join(v.replace("|", "\\|").splitlines()) if isinstance(v, str) else v))
     return tabulate(frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
 
@@ -243,9 +244,18 @@ def latex_escape(text: str) -> str:
 
 
 def _inline_code(text: str, code) -> str:
-    """`text` with its `backquoted` spans passed to `code` and the rest to latex_escape."""
+    """`text` with its `backquoted` spans passed to `code`, its **bold** spans set bold, and
+    the rest passed to latex_escape."""
     pieces = text.split("`")
-    return "".join(code(piece) if index % 2 else latex_escape(piece) for index, piece in enumerate(pieces))
+    return "".join(code(piece) if index % 2 else _latex_bold(piece) for index, piece in enumerate(pieces))
+
+
+def _latex_bold(text: str) -> str:
+    parts = text.split("**")
+    if len(parts) % 2 == 0:  # an unpaired ** is literal text
+        return latex_escape(text)
+    return "".join(rf"\textbf{{{latex_escape(part)}}}" if index % 2 else latex_escape(part)
+                   for index, part in enumerate(parts))
 
 
 class Latex(BlockFormat):
@@ -258,7 +268,7 @@ class Latex(BlockFormat):
         return rf"\section*{{{latex_escape(text)}}}"
 
     def paragraph(self, text: str) -> str:
-        return latex_escape(text)
+        return _inline_code(text, lambda code: rf"\texttt{{{latex_escape(code)}}}")
 
     def table(self, frame: pd.DataFrame, folded: str | None) -> str:
         """A booktabs longtable (it breaks across pages), its header repeated on each."""

@@ -50,6 +50,12 @@ def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None
             f"({stored_count} configurations timed from stored runs, {len(frame) - stored_count} from a few timed "
             "training steps on this CPU: a lower bound, as evaluation, data and process overheads are not timed)"
         )
+        missing = frame[frame["s/run"].isna()]
+        if len(missing):
+            lines.append(f"{len(missing)} configurations have no estimate, left out of that time:")
+            for timing, rows in missing.groupby("timing", sort=False):
+                why = timing.removeprefix("no estimate").strip().removeprefix("(").removesuffix(")") or "its task gives none"
+                lines.append(f"  {len(rows):4d} x {why} (e.g. {rows['name'].iloc[0]})")
     blocks = [Table(frame[shown]), Paragraph("\n".join(lines))]
     if plan.dropped:
         dropped = [f"{len(plan.dropped)} combinations dropped:"]

@@ -63,6 +63,9 @@ class TaskSpec:
     says why a configuration means nothing (it is dropped from the plan), or None, and raises
     ConfigError for one that cannot run at all (a user's model that breaks its contract);
     `notes(config)` lists what the plan should say about a configuration that runs.
+    `user_code(config)` says whether its runs execute code from outside the harness (a user's
+    model), which then runs in a worker process, never in the driver; a task defined outside
+    harness.tasks is a user's code whatever it says.
     `parameter_count(config)` and `seconds_per_run(config)` let `harness plan` show a
     configuration's size and an estimate of its time before training. `figures(runs, epochs,
     out_dir)` draws the task's own figures from the store's DataFrames and returns the paths
@@ -78,6 +81,7 @@ class TaskSpec:
     complete: Reference | None = None
     check: Reference | None = None
     notes: Reference | None = None
+    user_code: Reference | None = None
     batched_trainer: Reference | None = None
     packed_trainer: Reference | None = None
     pack_key: Reference | None = None
@@ -205,3 +209,14 @@ def effect_factors() -> list[str]:
 def chance_errors() -> dict[str, float]:
     """Each registered task's chance error for runs stored before they recorded their own."""
     return {name: spec.chance_error for name, spec in TASKS.registered().items() if spec.chance_error is not None}
+
+
+def runs_user_code(config) -> bool:
+    """Whether a configuration's runs execute code from outside the harness: a task defined
+    elsewhere (a plugin's), or a model its task says is a user's (TaskSpec.user_code)."""
+    spec = get_task(config.task)
+    if not (isinstance(spec.trainer, str) and spec.trainer.startswith("harness.tasks.")):
+        return True
+    hook = spec.hook("user_code")
+    return bool(hook is not None and hook(config))
+

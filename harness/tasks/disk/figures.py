@@ -8,6 +8,7 @@ import json
 import textwrap
 from pathlib import Path
 
+from harness.files import save_figure
 from harness.tasks.disk.data import CENTRE, radius
 
 PER_FIGURE = 12  # panels a figure holds
@@ -67,7 +68,7 @@ def figures(runs, epochs, out_dir: Path) -> list[Path]:
         figure.tight_layout()
         for suffix in ("png", "svg"):
             path = Path(out_dir) / f"disk_decision_boundary_{start // PER_FIGURE + 1}.{suffix}"
-            figure.savefig(path, dpi=110)
+            save_figure(figure, path, dpi=110)
             written.append(path)
         plt.close(figure)
     return written

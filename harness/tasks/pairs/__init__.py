@@ -25,6 +25,7 @@ TASK = TaskSpec(
     complete="harness.tasks.pairs.rules:complete",
     check="harness.tasks.pairs.rules:why_meaningless",
     notes="harness.tasks.pairs.rules:notes",
+    user_code="harness.tasks.pairs.rules:runs_user_code",
     parameter_count="harness.tasks.pairs.cost:parameter_count",
     seconds_per_run="harness.tasks.pairs.cost:seconds_per_run",
     chance_error=0.45,  # P(first > second) for uniform digits

@@ -116,3 +116,13 @@ def notes(config: RunConfig) -> list[str]:
     that look like probabilities, auxiliary heads averaged)."""
     probe = checked_model(config)
     return list(probe.notes) if probe is not None else []
+
+
+def runs_user_code(config: RunConfig) -> bool:
+    """Whether a configuration's model is anything but a built-in family of architectures
+    (a user's class or factory, a plugin's or an installed package's family)."""
+    from architectures.registry import family
+
+    chosen = family(config.encoder)
+    builder = getattr(chosen.builder, "func", chosen.builder)  # a partial's function
+    return chosen.user or not (getattr(builder, "__module__", None) or "").startswith("architectures.")
