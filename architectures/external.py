@@ -229,6 +229,8 @@ def described(output: Any) -> str:
     """A model's output as the messages quote it: `a tuple of (6, 2) float32, (6, 3) float32`."""
     if isinstance(output, torch.Tensor):
         return f"{_shape(output)} {str(output.dtype).replace('torch.', '')}"
+    if not isinstance(output, (tuple, list, dict)):  # no container: the thing itself
+        return f"a {type(output).__name__}"
     parts = [f"{_shape(value)} {str(value.dtype).replace('torch.', '')}" if isinstance(value, torch.Tensor)
              else type(value).__name__ for _, value in _leaves(output, "")]
     return f"a {type(output).__name__} of {', '.join(parts) or 'nothing'}"

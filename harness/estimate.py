@@ -31,18 +31,31 @@ def seconds_per_run(config: RunConfig) -> float | None:
 
 TIMING_SECONDS = 20.0  # the most a user's model's timed steps may take, in a worker process
 TIMING_BUDGET = 60.0  # the most all of a plan's user configurations' timings may take together
+TIMING_CHUNK = 250  # configurations per task of the timing worker (most share their timed step)
 
 
-def timed_in_worker(config: RunConfig, context, seconds: float = TIMING_SECONDS) -> float | str | None:
-    """The work function that times a user's configuration where its code may do anything:
-    its seconds per run, or why there are none."""
+def timed_in_worker(configs: tuple[RunConfig, ...], context, seconds: float = TIMING_SECONDS,
+                    budget: float = TIMING_BUDGET) -> list[float | str | None]:
+    """The work function that times users' configurations where their code may do anything:
+    each one's seconds per run, or why there are none (each within `seconds`, all within
+    `budget`). An exit or a crash fails the whole task, as the backend says."""
+    from harness.backends.base import first_line
     from harness.plugins import TimeLimitExceeded, time_limit
 
-    try:
-        with time_limit(seconds, f"timing its steps took over {seconds:g} s"):
-            return seconds_per_run(config)
-    except TimeLimitExceeded as error:
-        return str(error)
+    started = time.monotonic()
+    timings: list[float | str | None] = []
+    for config in configs:
+        if time.monotonic() - started > budget:
+            timings.append(f"not timed: the {budget:g} s for timing users' models were spent")
+            continue
+        try:
+            with time_limit(seconds, f"timing its steps took over {seconds:g} s"):
+                timings.append(seconds_per_run(config))
+        except TimeLimitExceeded as error:
+            timings.append(str(error))
+        except Exception as error:  # noqa: BLE001 - the user's code failed: that configuration has no estimate
+            timings.append(first_line(error))
+    return timings
 
 
 def user_timings(plan: Plan, configs: list[RunConfig]) -> dict[str, float | str | None]:
@@ -57,23 +70,31 @@ def user_timings(plan: Plan, configs: list[RunConfig]) -> dict[str, float | str 
 
     if not configs:
         return {}
-    backend = LocalBackend(workers=1)
     context = worker_context(plan, {}, policy_for("cpu", workers=1))
     timings: dict[str, float | str | None] = {}
     started = time.monotonic()
-    seconds = TIMING_SECONDS  # as this process has it (a test may lower it), sent with the work
-    outcomes = backend.launch(configs, functools.partial(timed_in_worker, seconds=seconds), context, prepare_worker,
-                              isolate=True, limit=lambda config: seconds)
-    try:
-        for config, value in outcomes:
-            timings[config.config_id] = value.reason if isinstance(value, TaskFailed) else value
-            if time.monotonic() - started > TIMING_BUDGET:
-                break
-    finally:
-        outcomes.close()
-        backend.close()
+    seconds, budget = TIMING_SECONDS, TIMING_BUDGET  # as this process has them (a test may lower them)
+    work = functools.partial(timed_in_worker, seconds=seconds, budget=budget)
+    chunks = [tuple(configs[i : i + TIMING_CHUNK]) for i in range(0, len(configs), TIMING_CHUNK)]
+    while chunks and time.monotonic() - started <= budget:
+        retried = []  # a chunk whose worker died: its configurations one by one, to find the one at fault
+        backend = LocalBackend(workers=1)
+        outcomes = backend.launch(chunks, work, context, prepare_worker, isolate=True, limit=lambda chunk: seconds + budget)
+        try:
+            for chunk, values in outcomes:
+                if isinstance(values, TaskFailed) and len(chunk) > 1:
+                    retried += [(config,) for config in chunk]
+                    continue
+                values = [values.reason] if isinstance(values, TaskFailed) else values
+                timings.update((config.config_id, value) for config, value in zip(chunk, values))
+                if time.monotonic() - started > budget:
+                    break
+        finally:
+            outcomes.close()
+            backend.close()
+        chunks = retried
     for config in configs:
-        timings.setdefault(config.config_id, f"not timed: the {TIMING_BUDGET:g} s for timing users' models were spent")
+        timings.setdefault(config.config_id, f"not timed: the {budget:g} s for timing users' models were spent")
     return timings
 
 
