@@ -121,3 +121,21 @@ def stored_results(store_path):
     with Store.open_readonly(store_path) as store:
         frame = store.runs()
     return frame.set_index(["config_id", "round"])[["status", "test_error", "train_error", "train_loss"]].sort_index()
+
+
+def invoke(*arguments):
+    """The command line, in this process, every argument as text."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in arguments])
+
+
+def one_line_exit_2(result, fragment):
+    """Exit 2 with one line on stderr that names the problem; no traceback anywhere."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert "Traceback" not in result.output
+

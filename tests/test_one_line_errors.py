@@ -9,23 +9,10 @@ import sys
 import textwrap
 
 import pytest
-from click.testing import CliRunner
-from fixtures import fill, run_config
+from fixtures import fill, invoke, one_line_exit_2, run_config
 
 from harness.backends.base import RunAborted, guarded
-from harness.cli import main
 from harness.store import Store
-
-
-def invoke(*arguments):
-    return CliRunner().invoke(main, [str(a) for a in arguments])
-
-
-def one_line_exit_2(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture

@@ -8,28 +8,14 @@ import tempfile
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-from fixtures import PROVENANCE, TINY, fill, run_config
+from fixtures import PROVENANCE, TINY, fill, invoke, one_line_exit_2, run_config
 
-from harness.cli import main
 from harness.config import expand, load_matrix
 from harness.device import policy_for
 from harness.results import RunResult
 from harness.runner import run_plan
 from harness.store import SCHEMA_VERSION, Store, StoreBusy, StoreError
 from harness.training.protocol import seeds
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_exit_2(result, fragment):
-    """Exit 2 with one line on stderr that names the problem; no traceback anywhere."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture
