@@ -214,3 +214,21 @@ def test_ray_workers_train_the_users_text_the_driver_read_not_their_disks(local_
             summary = run_plan(plan, store, backend=RayBackend(RayOptions()))
         assert summary.finished == 4 and not summary.failed, summary.failed
         trains_the_recorded_text(folder / "ray.sqlite")
+
+
+def test_a_model_that_exits_or_hangs_fails_its_runs_on_ray_too(local_ray, fake_mnist, tmp_path):
+    """Ray runs each task in a worker's main thread: run_timeout stops a hanging run there, and
+    an exit of the model's is that run's failure, as on local workers."""
+    from test_user_faults import FAULTY, REASONS
+
+    (tmp_path / "faulty.py").write_text(FAULTY)
+    (tmp_path / "m.toml").write_text('[defaults]\nencoder = "faulty:Faulty"\nepochs = 2\nrounds = 1\npairs = 100\n'
+                                     'batch_size = 20\nrun_timeout = 3\n[matrix]\nmodel_args.fault = ["none", "exit3", "hang"]\n')
+    plan = expand(load_matrix(tmp_path / "m.toml"))
+    with Store(tmp_path / "ray.sqlite") as store:
+        summary = run_plan(plan, store, backend=RayBackend(RayOptions()))
+        runs = store.runs()
+    assert summary.finished == 3 and len(summary.failed) == 2
+    reasons = {name.rsplit("=", 1)[1]: reason for name, _, reason in summary.failed}
+    assert REASONS["exit3"] in reasons["exit3"] and reasons["hang"] == REASONS["hang"], reasons
+    assert list(runs[runs["status"] == "done"]["name"]) == ["faulty:Faulty fault=none"]
