@@ -317,6 +317,7 @@ class Probe:
     heads: int
     digit_encoder: bool
     notes: tuple[str, ...]
+    parameters: int = 0  # the model's parameter count
 
 
 @functools.lru_cache(maxsize=256)
@@ -325,10 +326,22 @@ def probe(label: str, build, options, channels_last: bool = False) -> Probe:
     random pairs in training mode (forward and backward) and in eval mode (no gradient), in
     NCHW and, when runs may use it, channels_last, so that a model that breaks the contract is
     refused in one line before anything is stored. Torch's random state is left as it was.
-    The check may take PROBE_SECONDS; a model that exits (sys.exit) or outlasts them is refused
-    in one line too."""
+    It runs in a forked copy of this process (harness.plugins.call_in_child) and may take
+    PROBE_SECONDS: a model that exits, crashes, is killed or outlasts them is refused in one
+    line too, and this process goes on."""
+    from harness.plugins import ChildFailed, call_in_child
+
+    try:
+        return call_in_child(functools.partial(_probe_bounded, label, build, options, channels_last), PROBE_SECONDS + 10)
+    except ChildFailed as error:
+        raise ContractError(f"{label}: building it and calling it on {PROBE_BATCH} pairs failed: {error}") from None
+
+
+def _probe_bounded(label: str, build, options, channels_last: bool) -> Probe:
     from harness.plugins import TimeLimitExceeded, time_limit
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # in a forked copy: one thread, and no thread pool inherited mid-state
     try:
         with time_limit(PROBE_SECONDS, ""):
             return _probe(label, build, options, channels_last)
@@ -338,6 +351,8 @@ def probe(label: str, build, options, channels_last: bool = False) -> Probe:
     except (SystemExit, GeneratorExit) as error:
         what = f"called sys.exit({error.code!r})" if isinstance(error, SystemExit) else f"raised {type(error).__name__}"
         raise ContractError(f"{label}: the model {what} when built or called on {PROBE_BATCH} pairs") from None
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _probe(label: str, build, options, channels_last: bool) -> Probe:
@@ -381,7 +396,7 @@ def _probe(label: str, build, options, channels_last: bool) -> Probe:
     if scored.comparison.shape != trained.comparison.shape:
         raise ContractError(f"{label}: its comparison is {_shape(trained.comparison)} in training mode and "
                             f"{_shape(scored.comparison)} in eval mode")
-    return Probe(heads, encoder, tuple(notes))
+    return Probe(heads, encoder, tuple(notes), sum(parameter.numel() for parameter in model.parameters()))
 
 
 def _call(model: ContractAdapter, pairs: torch.Tensor, label: str, when: str):

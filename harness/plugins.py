@@ -23,8 +23,10 @@ import importlib.util
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.registry import one_line
 
@@ -57,6 +59,86 @@ def time_limit(seconds: float | None, reason: str):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class ChildFailed(Exception):
+    """A forked child that ended without an answer (an os._exit, a crash, a kill) or outlasted
+    its time; the message says which, in words."""
+
+
+def call_in_child(function: Callable[[], Any], seconds: float) -> Any:
+    """`function()` run in a forked copy of this process (Linux), so that nothing a user's code
+    does there (an os._exit, a crash in native code, running out of memory, a hang) can end this
+    one: its value is returned here, or the exception it raised is raised here; ChildFailed when
+    the copy dies without answering or takes over `seconds` (it is killed then). Where fork is
+    not safe (another system), `function()` runs here."""
+    import os
+    import pickle
+    import select
+    import time
+
+    if not sys.platform.startswith("linux"):
+        return function()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the copy: answer through the pipe, then leave without running this process's exit handlers
+        code = 0
+        try:
+            os.close(read)
+            try:
+                outcome = (True, function())
+            except BaseException as error:  # noqa: B036 - sent to the parent, which raises it
+                outcome = (False, error)
+            try:
+                data = pickle.dumps(outcome)
+            except Exception:  # noqa: BLE001 - an unpicklable answer becomes its description
+                data = pickle.dumps((False, ChildFailed(one_line(outcome[1]) if not outcome[0] else "its answer "
+                                                        "cannot be sent back (not picklable)")))
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(data)
+        except BaseException:  # noqa: B036
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    try:
+        with os.fdopen(read, "rb", buffering=0) as pipe:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ChildFailed(f"took over {seconds:g} s")
+                ready, _, _ = select.select([pipe], [], [], left)
+                if ready:
+                    chunk = pipe.read(1 << 16)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # a time limit, or Ctrl-C here: the copy goes too
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
+    if not chunks:
+        raise ChildFailed(_ended(status))
+    succeeded, value = pickle.loads(b"".join(chunks))
+    if succeeded:
+        return value
+    raise value
+
+
+def _ended(status: int) -> str:
+    import os
+
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
+        meaning = {"SIGSEGV": "a crash in native code", "SIGKILL": "killed, as the out-of-memory killer does",
+                   "SIGABRT": "aborted by native code"}.get(name, "killed by a signal")
+        return f"its process died of {name} ({meaning})"
+    return f"its process ended itself with exit code {os.WEXITSTATUS(status)} (as os._exit does)"
 
 
 class PluginError(Exception):

@@ -49,7 +49,9 @@ def test_a_label_of_more_than_one_line_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- a user's model at plan time
 
-def test_a_model_that_exits_or_hangs_when_checked_is_one_line(tmp_path, monkeypatch):
+def test_a_model_that_exits_hangs_or_crashes_when_checked_is_one_line(tmp_path, monkeypatch):
+    """The plan-time check runs in a forked copy of the command: whatever the model does there
+    is one line, and the command itself goes on to say it."""
     (tmp_path / "stubborn.py").write_text(textwrap.dedent("""
         import sys, time
         from torch import nn
@@ -63,9 +65,24 @@ def test_a_model_that_exits_or_hangs_when_checked_is_one_line(tmp_path, monkeypa
             def __init__(self):
                 super().__init__()
                 time.sleep(10 ** 6)
+
+        class Crashes(nn.Module):
+            def __init__(self):
+                super().__init__()
+                import ctypes
+                ctypes.string_at(0)
+
+        class Leaves(nn.Module):
+            def __init__(self):
+                super().__init__()
+                import os
+                os._exit(0)
     """))
     monkeypatch.setattr("architectures.external.PROBE_SECONDS", 1)
-    for name, said in (("Exits", "the model called sys.exit(0) when built"), ("Waits", "took over 1 s")):
+    cases = (("Exits", "the model called sys.exit(0) when built"), ("Waits", "took over 1 s"),
+             ("Crashes", "its process died of SIGSEGV (a crash in native code)"),
+             ("Leaves", "its process ended itself with exit code 0 (as os._exit does)"))
+    for name, said in cases:
         path = tmp_path / f"{name}.toml"
         path.write_text(f'[defaults]\nencoder = "stubborn:{name}"\n')
         one_line_exit_2(invoke("plan", "--matrix", path, "--no-estimate"), said)

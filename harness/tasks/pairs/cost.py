@@ -19,8 +19,13 @@ def _model_parameters(encoder: str, options) -> int:
 
 def parameter_count(config: RunConfig) -> int:
     """Every parameter a run trains and counts: its model's, times its ensemble's members
-    (each model built once per plan, however many configurations share it)."""
-    return _model_parameters(config.encoder, model_options(config)) * config.ensemble
+    (each model built once per plan, however many configurations share it; a user's model
+    counted by its plan-time check, in a process of its own, never built here)."""
+    from harness.tasks.pairs.rules import checked_model
+
+    probe = checked_model(config)
+    parameters = probe.parameters if probe is not None else _model_parameters(config.encoder, model_options(config))
+    return parameters * config.ensemble
 
 
 def _train_pairs(config: RunConfig) -> int:
