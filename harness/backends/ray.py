@@ -9,10 +9,12 @@ driver cancels what is still outstanding.
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.backends.base import (
@@ -88,6 +90,28 @@ def _check_reachable(address: str) -> None:
         )
 
 
+def _local_cluster_address() -> str:
+    """What `--address auto` means, read the way Ray documents it and then checked like any
+    address (within CONNECT_TIMEOUT): RAY_ADDRESS, else the cluster that the last `ray start`
+    on this machine wrote to <temp>/ray/ray_current_cluster. Ray's own `auto` also adopts any
+    Ray process it finds on the machine (another user's included) and retries a dead one for
+    minutes; here no such cluster is one line instead."""
+    import tempfile
+
+    given = os.environ.get("RAY_ADDRESS", "").strip()
+    if given and given != "auto":
+        return given
+    record = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")
+    try:
+        address = record.read_text().strip()
+    except OSError:
+        address = ""
+    if not address:
+        raise BackendError("--address auto: no Ray cluster was started on this machine (no RAY_ADDRESS, nothing in "
+                           f"{record}); start one with `ray start --head`, or leave --address out to start a local Ray")
+    return address
+
+
 class RayBackend:
     name = "ray"
     Options = RayOptions
@@ -111,7 +135,9 @@ class RayBackend:
             check(self.options, policy.device)
         ray = require_ray()
         address = self.options.address
-        if address and address != "auto":
+        if address == "auto":
+            address = _local_cluster_address()
+        if address:
             _check_reachable(address)
         if ray.is_initialized():
             return
