@@ -15,6 +15,7 @@ each with a one-line message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def run(
     backend_options: Mapping[str, Any] | Sequence[str] = (),  # a mapping, or `key=value` strings
     fresh: bool = False,
     notify: Callable[[str], None] | None = None,
+    estimate: bool = True,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[Job, object], None] | None = None,
 ) -> Summary:
@@ -102,8 +104,10 @@ def run(
     resolved, the backend built from its options and started, the data loaded and verified,
     all before the store is opened, so that bad input writes nothing. `fresh`: the store
     backed up and emptied first. `notify` receives the lines worth saying (workers capped, the
-    backup, where the runs go, the combinations dropped, the plan's notes); `on_start(done, to_run)` and `on_result(job, result)` follow
-    the progress. The summary of what ran."""
+    backup, where the runs go, the combinations dropped, the plan's notes and, with `estimate`
+    on local workers, the time the runs left will take and, when long, how to get a first answer
+    sooner); `on_start(done, to_run)` and `on_result(job, result)` follow the progress. The
+    summary of what ran."""
     from harness import backends
     from harness.device import resolve
     from harness.runner import load_sources, run_plan
@@ -130,12 +134,34 @@ def run(
             say(f"dropped {len(the_plan.dropped)} combinations: see harness plan")
         for note in the_plan.notes:
             say(f"note: {note}")
+        if estimate and chosen.name == "local":  # another backend's workers are not this machine's cores
+            for line in start_estimate(the_plan, opened, policy):
+                say(line)
         return run_plan(the_plan, opened, policy=policy, sources=sources, backend=chosen, on_start=on_start,
                         on_result=on_result)
     finally:
         chosen.close()
         if opened is not None:
             opened.close()
+
+
+def start_estimate(the_plan: Plan, store, policy) -> list[str]:
+    """What `harness run` says of the time it will take, before its first run: the store's
+    timings where it holds runs of a configuration, else a few timed steps (on the CPU only:
+    a step timed here says nothing of a GPU's)."""
+    from harness.estimate import cost_frame
+    from harness.report.plan import start_lines
+
+    finished = store.finished_keys()
+    waiting = [config for config in the_plan.configs
+               if any((config.config_id, r) not in finished for r in range(config.rounds))]
+    if not waiting:
+        return []
+    if policy.kind != "cpu":
+        return [f"estimated time: none yet on {policy.device} (steps are timed on the CPU); the progress line "
+                "gives one after the first runs"]
+    subset = dataclasses.replace(the_plan, configs=waiting)
+    return start_lines(cost_frame(subset, stored=store.runs()), the_plan, policy.workers)
 
 
 def runs(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None) -> pd.DataFrame:

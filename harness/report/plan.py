@@ -73,3 +73,38 @@ def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None
                "dropped": [{"settings": combination.settings, "reason": combination.reason} for combination in plan.dropped],
                "notes": list(plan.notes)}
     return Document("harness plan", blocks, table=frame[shown], records=machine, preamble=False)
+
+
+LONG_START = 600.0  # seconds of estimated training past which `harness run` says how to get a first answer sooner
+
+
+def start_lines(frame: pd.DataFrame, plan: Plan, workers: int) -> list[str]:
+    """What `harness run` says before its first run, from cost_frame's rows of the
+    configurations it will train (`done`: their rounds already stored): the time the runs left
+    will take on `workers` workers and where the figure comes from; when that is long, how to
+    get a first answer sooner."""
+    if frame.empty or "s/run" not in frame:
+        return []
+    left = frame["rounds"] - frame.get("done", 0)
+    timed = frame["s/run"].notna()
+    runs_left = int(left.sum())
+    seconds = float((frame["s/run"] * left)[timed].sum()) / max(1, workers)
+    stored = int(((frame["timing"] == "stored") & (left > 0)).sum())
+    stepped = int(((frame["timing"] == "timed steps") & (left > 0)).sum())
+    untimed = int((~timed & (left > 0)).sum())
+    sources = [f"{stored} configurations timed from their stored runs"] if stored else []
+    if stepped:
+        sources.append(f"{stepped} configurations from a few timed training steps: a lower bound, as evaluation, "
+                       "data and process start are not timed")
+    if untimed:
+        sources.append(f"{untimed} configurations without an estimate")
+    lines = [f"estimated time: about {_duration(seconds)} for the {runs_left} runs to do with {workers} worker(s) "
+             f"({'; '.join(sources)})"]
+    if seconds > LONG_START:
+        if plan.profile is None and "smoke" in plan.matrix.profiles:
+            lines.append(f"a first answer sooner: harness run --matrix {plan.matrix.path} --profile smoke (a store of "
+                         "its own; this command resumes where it stops)")
+        else:
+            lines.append("a first answer sooner: fewer rounds (--rounds 2) or configurations (--only KEY=VALUE); "
+                         "this command resumes where it stops")
+    return lines

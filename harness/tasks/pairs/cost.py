@@ -43,13 +43,15 @@ _STEPS: dict[tuple, float | BaseException] = {}  # step key -> seconds of one tr
 
 
 def step_seconds(config: RunConfig, steps: int = 3) -> float:
-    """The fastest of a few training steps on random data (CPU, this process's threads), timed
+    """The fastest of a few training steps on random data (CPU, one thread, as a worker), timed
     once for all configurations that share the model, its layout and its update (a failure,
     a time limit's included, is raised again for each of them, never timed twice)."""
     key = _step_key(config)
     if key not in _STEPS:
         try:
             _STEPS[key] = _timed_step(config, key[3], steps)
+        except KeyboardInterrupt:  # the user's Ctrl-C says nothing of the model
+            raise
         except BaseException as error:  # noqa: B036 - kept, and raised again at once
             _STEPS[key] = error
             raise
@@ -60,6 +62,17 @@ def step_seconds(config: RunConfig, steps: int = 3) -> float:
 
 
 def _timed_step(config: RunConfig, batch_size: int, steps: int) -> float:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each CPU worker trains
+    try:
+        return _fastest_step(config, batch_size, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fastest_step(config: RunConfig, batch_size: int, steps: int) -> float:
     import torch
 
     from harness.device import CPU
