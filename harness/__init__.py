@@ -3,6 +3,6 @@
 from importlib.metadata import PackageNotFoundError, version
 
 try:
-    __version__ = version("harness")
+    __version__ = version("digit-pairs-harness")  # the distribution's name (`harness` on PyPI is another project)
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"

@@ -315,7 +315,7 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: written by a newer harness (store schema {version}, this harness reads up to "
-                f"{SCHEMA_VERSION}); upgrade harness (pip install -U) or pass another --store"
+                f"{SCHEMA_VERSION}); upgrade this harness (a newer checkout, pip install -e .) or pass another --store"
             )
         if version < SCHEMA_VERSION and "runs" not in tables and (tables or not empty_is_new):
             raise StoreError(f"{self.path}: an SQLite database but not a harness store (no runs table); pass another --store path")
