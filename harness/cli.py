@@ -17,7 +17,11 @@ from harness.results import EFFECT_METRICS
 
 
 def fail(message: str, code: int = 2):
-    """One clear line on stderr and a non-zero exit, no traceback."""
+    """One clear line on stderr, on a line of its own (a progress bar on the terminal is closed
+    first), and a non-zero exit, no traceback."""
+    from harness.progress import stop_live
+
+    stop_live()
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 

@@ -9,10 +9,20 @@ import click
 
 from harness.results import Status
 
+_LIVE: list[Progress] = []  # the bar on the terminal now, which an error line must close first
+
+
+def stop_live() -> None:
+    """Close the bar on the terminal, if one is drawn, so that what is printed next (an error
+    line) stands on a line of its own and is not drawn over."""
+    for progress in list(_LIVE):
+        progress.stop()
+
 
 class Progress:
-    def __init__(self, force_plain: bool = False):
-        self.plain = force_plain or not sys.stdout.isatty()
+    def __init__(self, force_plain: bool = False, console=None):
+        self.plain = force_plain or not (console.is_terminal if console is not None else sys.stdout.isatty())
+        self.console = console  # rich's Console to draw on (default: standard output)
         self.bar = None
         self.count = 0
         self.total = 0
@@ -31,19 +41,25 @@ class Progress:
                 TimeRemainingColumn,
             )
             from rich.progress import Progress as RichProgress
+            from rich.table import Column
 
             self.bar = RichProgress(
                 TextColumn("[bold]runs"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.description}"),
+                BarColumn(bar_width=16),
+                # the counter and the time left never wrap or shrink; the last run's line takes
+                # what width is left, cut with an ellipsis (80 columns keep all the numbers)
+                MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=len(f"{to_run}/{to_run}"))),
+                TimeRemainingColumn(table_column=Column(no_wrap=True, min_width=7)),
+                TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
+                console=self.console,
+                expand=True,
                 # its redraw thread shares the cores with the workers: at rich's default 10 Hz
                 # it took 2 % of a core, at 2 Hz 0.4 % (runs last seconds: 2 Hz is smooth)
                 refresh_per_second=2,
             )
             self.task = self.bar.add_task("", total=to_run)
             self.bar.start()
+            _LIVE.append(self)
 
     def result(self, job, result) -> None:
         self.count += 1
@@ -67,3 +83,5 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+        if self in _LIVE:
+            _LIVE.remove(self)

@@ -20,3 +20,27 @@ def test_progress_shows_the_validation_error_of_a_run_that_holds_pairs_out(capsy
     lines = capsys.readouterr().out.splitlines()
     assert "validation error 4.5%" in lines[1] and "test error" not in lines[1]
     assert "test error 1.2%" in lines[2]
+
+
+def test_the_bar_keeps_its_counter_and_time_left_at_80_columns_and_closes_before_an_error():
+    import io
+
+    from rich.console import Console
+
+    config = run_config(label="a configuration whose name alone is wider than the terminal " * 2)
+    result = protocol.new_result(config, 0, "cpu")
+    result.status, result.seconds, result.metrics = "done", 0.3, {"test_error": 0.1}
+    screen = io.StringIO()
+    console = Console(file=screen, width=80, force_terminal=True, color_system=None)
+    progress = Progress(console=console)
+    progress.start(0, 1520)
+    progress.result(Job(config, 0), result)
+    progress.bar.refresh()
+    drawn = [line for line in screen.getvalue().replace("\r", "\n").splitlines() if "runs" in line]
+    assert drawn and all("1/1520" in line and "…" in line for line in drawn[-1:]), drawn
+    from harness import progress as module
+
+    assert module._LIVE == [progress]
+    module.stop_live()
+    assert module._LIVE == [] and progress.bar is None
+    assert screen.getvalue().replace("\x1b[?25h", "").endswith("\n")  # an error line starts on its own
