@@ -10,3 +10,14 @@ class ConfigError(Exception):
 
 class DataError(Exception):
     """A task's data is missing, corrupt or cannot supply what was asked; the message says how to fix it."""
+
+
+# How a process that ran a user's code ended, in words, for the reasons stored with its runs
+# (a local worker's exit code, a forked check's status): the signal's name, then what it means.
+SIGNAL_MEANINGS = {
+    "SIGKILL": "killed, as the kernel's out-of-memory killer does when memory runs out",
+    "SIGSEGV": "a crash in native code",
+    "SIGABRT": "aborted by native code",
+}
+ENDED_ITSELF = "it ended itself, as os._exit does"
+

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ENDED_ITSELF, SIGNAL_MEANINGS
 from harness.registry import one_line
 
 # the harness's own packages are never a user's module, even when the working directory holds them
@@ -135,10 +136,8 @@ def _ended(status: int) -> str:
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
-        meaning = {"SIGSEGV": "a crash in native code", "SIGKILL": "killed, as the out-of-memory killer does",
-                   "SIGABRT": "aborted by native code"}.get(name, "killed by a signal")
-        return f"its process died of {name} ({meaning})"
-    return f"its process ended itself with exit code {os.WEXITSTATUS(status)} (as os._exit does)"
+        return f"its process died of {name} ({SIGNAL_MEANINGS.get(name, 'killed by a signal')})"
+    return f"its process ended with exit code {os.WEXITSTATUS(status)} ({ENDED_ITSELF})"
 
 
 class PluginError(Exception):

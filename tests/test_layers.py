@@ -60,7 +60,7 @@ GROUPS = {  # the longest prefix decides
     "architectures": "foundation",
     "minidl": "foundation",
 }
-BACKENDS_MAY_IMPORT = {"harness.registry"}  # besides the backends themselves
+BACKENDS_MAY_IMPORT = {"harness.registry", "harness.errors"}  # besides the backends themselves
 # presentation reads DataFrames: it never builds models or trains
 PRESENTATION_MAY_IMPORT = {"harness", "harness.settings", "harness.results", "harness.config", "harness.stats",
                            "harness.tasks", "harness.registry", "harness.errors", "harness.files"}

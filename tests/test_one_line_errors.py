@@ -81,7 +81,7 @@ def test_a_model_that_exits_hangs_or_crashes_when_checked_is_one_line(tmp_path, 
     monkeypatch.setattr("architectures.external.PROBE_SECONDS", 1)
     cases = (("Exits", "the model called sys.exit(0) when built"), ("Waits", "took over 1 s"),
              ("Crashes", "its process died of SIGSEGV (a crash in native code)"),
-             ("Leaves", "its process ended itself with exit code 0 (as os._exit does)"))
+             ("Leaves", "its process ended with exit code 0 (it ended itself, as os._exit does)"))
     for name, said in cases:
         path = tmp_path / f"{name}.toml"
         path.write_text(f'[defaults]\nencoder = "stubborn:{name}"\n')

@@ -104,27 +104,30 @@ def undisturbed(folder, matrix, monkeypatch, checksums, directory):
     return stored(folder / "reference.sqlite")
 
 
+@pytest.mark.timeout(600)  # each death costs a fresh worker (torch imported again), twice: minutes on a loaded machine
 def test_whatever_a_model_does_fails_its_own_runs_and_the_sound_ones_match(tmp_path, synthetic_mnist, monkeypatch):
     """One worker, the default wherever one core is usable: the user's code still runs in a
     worker process, so no fault reaches the driver, and the command ends with one line per
-    failed run and exit 1."""
+    failed run and exit 1. (A SIGKILL is a death like os._exit's, and a hang deaf to its limit
+    is tested in test_backends_local with a short grace: both are left out here for time.)"""
     directory, checksums = synthetic_mnist
-    faults = list(REASONS)
+    faults = [fault for fault in REASONS if fault not in ("killed", "deaf")]
     matrix = study_matrix(tmp_path, faults)
     store = tmp_path / "s.sqlite"
     started = time.monotonic()
     result = harness(["run", "--matrix", matrix, "--store", str(store), "--workers", "1"], checksums, directory)
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
-    assert elapsed < 300, elapsed
+    assert elapsed < 500, elapsed
     runs = stored(store)
     assert len(runs) == len(faults) + 1
     by_fault = {}
     for (config, _), (status, reason, *_) in runs.items():
         fault = json.loads(config)["model_args"]["fault"]
         by_fault[fault] = (status, reason)
-    for fault, expected in REASONS.items():
+    for fault in faults:
         status, reason = by_fault[fault]
+        expected = REASONS[fault]
         assert status == "failed" and expected in reason, (fault, reason)
         assert f"fault={fault} round 0: " in result.stderr  # its one line
     assert by_fault["none"][0] == "done"

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import TaskFailed, WorkerSetupError, first_line, guarded
+from harness.errors import ENDED_ITSELF, SIGNAL_MEANINGS
 
 BROKEN_POOL_TIMEOUT = 60.0  # seconds to wait for the other tasks in flight of a broken pool
 LOCAL_RETRIES = 1  # a task whose worker died is rerun once, alone; dying again, it is the task's doing
@@ -131,7 +132,7 @@ class LocalBackend:
         if self._executor is not None:
             executor, self._executor = self._executor, None
             executor.shutdown(wait=False, kill_workers=True)
-        crashes, self._crashes = getattr(self, "_crashes", None), None
+        crashes, self._crashes = self._crashes, None
         if crashes:
             shutil.rmtree(crashes, ignore_errors=True)
 
@@ -139,7 +140,7 @@ class LocalBackend:
         """What the workers that died wrote on a fatal error (faulthandler's report): its
         first line and the innermost frame, once; '' when none wrote anything."""
         reports = []
-        folder = getattr(self, "_crashes", None)
+        folder = self._crashes
         for path in sorted(os.listdir(folder)) if folder and os.path.isdir(folder) else ():
             try:
                 with open(os.path.join(folder, path), encoding="utf-8", errors="replace") as file:
@@ -202,8 +203,6 @@ class LocalBackend:
                         else:  # it only shared the pool: not its fault, not counted
                             waiting.appendleft(position)
                     continue
-                for future in done:
-                    deadlines.pop(future, None)
                 outcomes = {future: _outcome(future) for future in done}
                 broken = next((o for o in outcomes.values() if isinstance(o, BrokenProcessPool)), None)
                 if broken is not None:
@@ -255,13 +254,8 @@ def _no_limit(task: Any) -> None:
     return None
 
 
-# what an exit code says of how a worker ended, for the reason stored with its task
-EXIT_MEANINGS = {
-    "SIGKILL": "killed, as the kernel's out-of-memory killer does when memory runs out",
-    "SIGSEGV": "a crash in native code",
-    "SIGABRT": "aborted by native code",
-    "EXIT(0)": "it ended itself, as os._exit does",
-}
+# what an exit code in loky's message says of how a worker ended
+EXIT_MEANINGS = {**SIGNAL_MEANINGS, "EXIT(0)": ENDED_ITSELF}
 
 
 def _exit_codes(error: BaseException) -> str:
