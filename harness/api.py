@@ -15,7 +15,6 @@ each with a one-line message.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -153,15 +152,13 @@ def start_estimate(the_plan: Plan, store, policy) -> list[str]:
     from harness.report.plan import start_lines
 
     finished = store.finished_keys()
-    waiting = [config for config in the_plan.configs
-               if any((config.config_id, r) not in finished for r in range(config.rounds))]
-    if not waiting:
+    if all(job.key in finished for job in the_plan.jobs):
         return []
     if policy.kind != "cpu":
         return [f"estimated time: none yet on {policy.device} (steps are timed on the CPU); the progress line "
                 "gives one after the first runs"]
-    subset = dataclasses.replace(the_plan, configs=waiting)
-    return start_lines(cost_frame(subset, stored=store.runs()), the_plan, policy.workers)
+    # a finished configuration costs nothing here (its stored timings), and start_lines counts runs left only
+    return start_lines(cost_frame(the_plan, stored=store.runs()), the_plan, policy.workers)
 
 
 def runs(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None) -> pd.DataFrame:
