@@ -34,6 +34,11 @@ TIMING_BUDGET = 60.0  # the most all of a plan's user configurations' timings ma
 TIMING_CHUNK = 250  # configurations per task of the timing worker (most share their timed step)
 
 
+def budget_spent(budget: float) -> str:
+    """Why a configuration was not timed: the plan's time for timing users' models ran out."""
+    return f"not timed: the {budget:g} s for timing users' models were spent"
+
+
 def timed_in_worker(configs: tuple[RunConfig, ...], context, seconds: float = TIMING_SECONDS,
                     budget: float = TIMING_BUDGET) -> list[float | str | None]:
     """The work function that times users' configurations where their code may do anything:
@@ -46,7 +51,7 @@ def timed_in_worker(configs: tuple[RunConfig, ...], context, seconds: float = TI
     timings: list[float | str | None] = []
     for config in configs:
         if time.monotonic() - started > budget:
-            timings.append(f"not timed: the {budget:g} s for timing users' models were spent")
+            timings.append(budget_spent(budget))
             continue
         try:
             with time_limit(seconds, f"timing its steps took over {seconds:g} s"):
@@ -94,7 +99,7 @@ def user_timings(plan: Plan, configs: list[RunConfig]) -> dict[str, float | str 
             backend.close()
         chunks = retried
     for config in configs:
-        timings.setdefault(config.config_id, f"not timed: the {budget:g} s for timing users' models were spent")
+        timings.setdefault(config.config_id, budget_spent(budget))
     return timings
 
 
