@@ -221,8 +221,104 @@ def table(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None, outpu
     if figures is not None and not Path(figures).is_dir():
         raise ConfigError(f"--figures {figures}: no such folder; draw the figures first (harness plot --out {figures})")
     chosen = filtered(runs(store), only if the_plan is None else None)
-    document = results_document(chosen, store_path=str(store), plan=the_plan, sort=sort, figures=figures, metric=metric)
+    document = results_document(chosen, store_path=str(store), plan=the_plan, sort=sort, figures=figures, metric=metric,
+                                epochs=epochs(store))
     return write(document, output_format)
+
+
+def study_parts(path: str | Path | None = None, *, committed: bool = False) -> list:
+    """Each study a studies file declares (default: studies.toml here), with its runs: from its
+    store where one is here, else (or with `committed`) from its committed archive; None where
+    neither is."""
+    from harness.report.results import StudyPart
+    from harness.results import Status
+    from harness.studies import STUDIES_FILE, load_studies
+
+    parts = []
+    for study in load_studies(path or STUDIES_FILE):
+        the_plan = study_plan(study)
+        source, is_committed = study.source(committed)
+        chosen = runs(study.path(source), the_plan) if study.path(source).is_file() else None
+        if not is_committed and not (chosen["status"] == Status.DONE).any():  # a store here, but of other runs
+            source, is_committed = study.runs, True
+            chosen = runs(study.path(source), the_plan) if study.path(source).is_file() else None
+        parts.append(StudyPart(study, chosen, epochs(study.path(source)) if chosen is not None else None,
+                               the_plan, source, is_committed))
+    return parts
+
+
+def study_plan(study) -> Plan:
+    """The configurations of a study's matrices, in their order."""
+    return Plan.combined([plan(study.path(matrix)) for matrix in study.matrices])
+
+
+def studies_table(path: str | Path | None = None, output_format: str = "markdown", *, committed: bool = False,
+                  notify: Callable[[str], None] | None = None) -> str:
+    """What `harness table` prints with no argument: every study of the studies file, in one
+    document (harness.report.results.studies_document). `notify` hears which studies were read
+    from a store here rather than from their committed runs, and which have no runs."""
+    from harness.report.formats import write
+    from harness.report.results import studies_document
+
+    parts = study_parts(path, committed=committed)
+    say = notify or (lambda line: None)
+    for part in parts:
+        if part.runs is None:
+            say(f"{part.study.title}: no runs here ({part.study.runs} is missing); its section says how to train it")
+        elif not part.committed:
+            say(f"{part.study.title}: from the store {part.source} trained here (--committed: from {part.study.runs})")
+    return write(studies_document(parts), output_format)
+
+
+def export(store: str | Path, target: str | Path, the_plan: Plan | None = None) -> int:
+    """The store's runs (the plan's only, when given) written as an archive at `target`, which
+    every reader takes as a store (`harness table --store target`); the number of runs."""
+    from harness.store import ARCHIVE_SUFFIX, Store, is_archive
+
+    if not is_archive(target):
+        raise ConfigError(f"--out {target}: an archive's name ends in {ARCHIVE_SUFFIX} (e.g. baselines/mine{ARCHIVE_SUFFIX})")
+    from harness.files import output_folder
+
+    output_folder(Path(target).parent, "--out")  # a folder in the way fails before any work
+    with Store.open_readonly(store) as opened:
+        ids = {config.config_id for config in the_plan.configs} if the_plan is not None else None
+        count = opened.export(target, ids)
+    if count == 0:
+        Path(target).unlink(missing_ok=True)
+        raise ConfigError(f"{store}: no run of " + ("this matrix" if the_plan is not None else "any configuration")
+                          + " to export; run `harness run` first")
+    return count
+
+
+def export_studies(path: str | Path | None = None) -> list[tuple[str, str, int, list[str]]]:
+    """Each study whose store is here exported to its committed archive: (store, archive, runs,
+    the code versions of its runs). A code version marked +dirty means runs of uncommitted code,
+    which a committed results file must not rest on: ConfigError before anything is written."""
+    from harness.studies import STUDIES_FILE, load_studies
+
+    studies = [study for study in load_studies(path or STUDIES_FILE) if study.path(study.store).is_file()]
+    if not studies:
+        raise ConfigError(f"{path or STUDIES_FILE}: no study's store is here; train one first (its section of "
+                          "`harness table` gives the commands)")
+    chosen = []
+    for study in studies:
+        the_plan = study_plan(study)
+        stored = runs(study.path(study.store), the_plan)
+        if stored.empty:  # a store of other runs: nothing of this study to commit
+            continue
+        versions = sorted(str(v) for v in stored["code_version"].dropna().unique()) if not stored.empty else []
+        dirty = [v for v in versions if v.endswith("+dirty")]
+        if dirty:
+            raise ConfigError(f"{study.store}: runs of uncommitted code ({', '.join(dirty)}); commit, train them again "
+                              "from the clean tree (harness run --fresh), then export")
+        chosen.append((study, the_plan, versions))
+    if not chosen:
+        raise ConfigError(f"{path or STUDIES_FILE}: no study's store here holds runs of its matrices; train one first")
+    written = []
+    for study, the_plan, versions in chosen:
+        count = export(study.path(study.store), study.path(study.runs), the_plan)
+        written.append((study.store, study.runs, count, versions))
+    return written
 
 
 def check(store: str | Path, results_file: str | Path, the_plan: Plan | None = None) -> list[str]:
@@ -326,16 +422,24 @@ def show(store: str | Path, which: str, *, code: bool = False, output_format: st
     and diff texts it ran with)."""
     from harness.report.formats import write
     from harness.report.show import show_document
+    from harness.stats import labels
     from harness.store import Store
 
     with Store.open_readonly(store) as opened:
         stored, sources = opened.runs(), opened.sources()
-    chosen = stored[stored["config_id"].str.startswith(which) | (stored["name"] == which)] if not stored.empty else stored
-    ids = sorted(set(chosen["config_id"])) if not chosen.empty else []
+    if stored.empty:
+        raise ConfigError(f"{store}: no runs; run `harness run` first")
+    label = labels(stored)  # names as tables print them: `X (epochs=20)` where two share the name X
+    by_id = {i for i in label.index if i.startswith(which)}
+    by_label = set(label.index[label == which])
+    by_name = set(stored.loc[stored["name"] == which, "config_id"])
+    ids = sorted(by_label or by_id or by_name)
     if len(ids) != 1:
-        found = "no configuration" if not ids else f"{len(ids)} configurations ({', '.join(i[:10] for i in ids)})"
-        raise ConfigError(f"{store}: {found} match '{which}'; give more of the id, as `harness table --format csv` "
-                          "lists them")
+        found = "no configuration" if not ids else f"{len(ids)} configurations"
+        listed = "; ".join(f"{label[i]!r} ({i[:10]})" for i in ids[:6]) + ("; ..." if len(ids) > 6 else "")
+        raise ConfigError(f"{store}: {found} match {which!r}" + (f": {listed}; give one of these names or ids" if ids else
+                          "; give a name or id as `harness table` prints it (its id column)"))
+    chosen = stored[stored["config_id"] == ids[0]].assign(name=label[ids[0]])
     return write(show_document(chosen, sources, code=code), output_format)
 
 

@@ -350,14 +350,37 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, frameworks_too
 @click.option("--metric", type=click.Choice(EFFECT_METRICS), default="test_error", show_default=True,
               help="The error effects are measured on: a search matrix's runs, which hold pairs out, are compared "
                    "on validation_error or validation_digit_error.")
+@click.option("--committed", is_flag=True,
+              help="With no store named: every study from its committed runs, even where its store is here.")
 @one_line_errors
-def table(store_path, profile, matrix_path, only, sets, plugins, output_format, figures, sort, check_path, metric):
+def table(store_path, profile, matrix_path, only, sets, plugins, output_format, figures, sort, check_path, metric,
+          committed):
     """Print tables of parameters and error mean ± std per configuration, effects and provenance.
 
-    Example: harness table > RESULTS.md
-    """
-    from harness import api
+    With no store, matrix or profile named, in a folder with a studies.toml (the repository's),
+    it prints every study declared there, each from its store where one is here, else from its
+    committed runs: the repository's RESULTS.md.
 
+    \b
+    Example: harness table > RESULTS.md
+             harness table --store results/mine.sqlite --matrix mine.toml
+    """
+    from pathlib import Path
+
+    from harness import api
+    from harness.studies import STUDIES_FILE
+
+    context = click.get_current_context()
+    chosen = [parameter.opts[0] for parameter in context.command.params  # the options the user gave
+              if parameter.name not in ("output_format", "committed")
+              and context.get_parameter_source(parameter.name) is not click.core.ParameterSource.DEFAULT]
+    if not chosen and Path(STUDIES_FILE).is_file():
+        click.echo(api.studies_table(STUDIES_FILE, output_format, committed=committed,
+                                     notify=lambda line: click.echo(line, err=True)))
+        return
+    if committed:
+        fail(f"--committed reads the studies of {STUDIES_FILE}" + (f"; it does not go with {', '.join(chosen)}" if chosen
+             else ", and there is none here; run it in the repository's folder"))
     store_path = store_path or api.default_store(profile)
     the_plan = plan_of(matrix_path, profile, only=only, sets=sets, plugins=plugins)
     if check_path:
@@ -369,6 +392,39 @@ def table(store_path, profile, matrix_path, only, sets, plugins, output_format, 
         click.echo(f"{check_path}: same configurations and parameter counts as {store_path}")
         return
     click.echo(api.table(store_path, the_plan, output_format, sort=sort, figures=figures, metric=metric, only=only))
+
+
+@main.command()
+@click.option("--store", "store_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="The store to export (with --out); without both, every study of studies.toml whose store is here.")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), metavar="FILE.json.gz",
+              help="The archive to write.")
+@MATRIX_FILTER
+@READ_PLUGIN
+@one_line_errors
+def export(store_path, out_path, matrix_path, plugins):
+    """Write a store's runs, learning curves and sources as a compressed JSON archive, which
+    `table`, `plot`, `show` and `compare` read as a store: results to commit or share.
+
+    With no option: each study of studies.toml whose store is here, to its committed runs.
+
+    \b
+    Example: harness export
+             harness export --store results/mine.sqlite --out mine.json.gz
+    """
+    from harness import api
+    from harness.studies import STUDIES_FILE
+
+    if (store_path is None) != (out_path is None):
+        fail("give --store and --out together (one store to one archive), or neither (the studies of studies.toml)")
+    if store_path is None:
+        if matrix_path or plugins:
+            fail("--matrix and --plugin go with --store and --out; a study's matrices are declared in studies.toml")
+        for store, archive, count, versions in api.export_studies(STUDIES_FILE):
+            click.echo(f"{archive}: {count} runs from {store} (code {', '.join(versions) or 'unknown'})")
+        return
+    count = api.export(store_path, out_path, plan_of(matrix_path, plugins=plugins))
+    click.echo(f"{out_path}: {count} runs from {store_path}")
 
 
 @main.command()

@@ -163,6 +163,18 @@ class Plan:
         return cls(MatrixFile(source, {}, {}, [], [], {}, loaded), None, unique_names(kept), dropped, notes_on(kept))
 
 
+    @classmethod
+    def combined(cls, plans: list[Plan]) -> Plan:
+        """One plan of several plans' configurations, in their order, each once (the first
+        plan's label where two name one configuration); names kept unique across them."""
+        seen: dict[str, RunConfig] = {}
+        for each in plans:
+            for config in each.configs:
+                seen.setdefault(config.config_id, config)
+        return cls(plans[0].matrix, None, unique_names(list(seen.values())),
+                   [d for each in plans for d in each.dropped], [n for each in plans for n in each.notes])
+
+
 SECTIONS = ("plugins", "defaults", "matrix", "profiles")
 
 

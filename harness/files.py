@@ -49,3 +49,8 @@ def output_folder(folder: str | Path, option: str) -> Path:
     except OSError as error:
         raise type(error)(error.errno, f"{option} {folder}: {error.strerror}", str(folder)) from None
     return folder
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """`data` at `path`, whole or not at all."""
+    return write_atomically(path, lambda temporary: temporary.write_bytes(data))

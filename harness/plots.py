@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.files import output_folder, save_figure
 from harness.results import Stage, Status
+from harness.stats import labels
 from harness.tasks import TASKS, factors
 
 CURVES_PER_PAGE = 24
@@ -66,11 +67,12 @@ def box_plot(runs: pd.DataFrame, directory: Path) -> list[Path]:
     done = runs[runs["status"] == Status.DONE]
     errors = {key: 100 * frame["test_error"].to_numpy() for key, frame in done.groupby("config_id")}
     settings = done.drop_duplicates("config_id").set_index("config_id")
+    label = labels(done)  # two configurations of one name are told apart, as tables tell them
     published = settings["reference_test_error"] if "reference_test_error" in settings else pd.Series(dtype=float)
     paths = []
     for number, (title, ids) in enumerate(box_groups(done).items(), 1):
         keys = sorted(ids, key=lambda k: pd.Series(errors[k]).median(), reverse=True)
-        names = [settings.at[k, "name"] for k in keys]
+        names = [label.get(k, k) for k in keys]
         figure, axes = plt.subplots(figsize=(9, 0.28 * len(keys) + 1.2))
         try:
             axes.boxplot([errors[k] for k in keys], orientation="horizontal", tick_labels=names, showmeans=True)
@@ -97,7 +99,7 @@ def learning_curves(runs: pd.DataFrame, epochs: pd.DataFrame, directory: Path) -
     too. Panels follow the ablation factors' order, so a factor's with/without variants sit
     side by side."""
     plt = _pyplot()
-    names = runs.drop_duplicates("config_id").set_index("config_id")["name"]
+    names = labels(runs[runs["status"] == Status.DONE])
     curves = epochs[epochs["test_error"].notna()].copy()
     curves = curves.merge(runs[runs["status"] == Status.DONE][["config_id", "round"]], on=["config_id", "round"])
     pretrain = epochs[epochs["stage"] == Stage.PRETRAIN].groupby("config_id")["epoch"].max()
@@ -153,7 +155,8 @@ def forest_plot(effect_frame: pd.DataFrame, directory: Path) -> list[Path]:
         return []
     plt = _pyplot()
     frame = effect_frame.iloc[::-1]
-    labels = [f"{f}: {c}" for f, c in zip(frame["factor"], frame["change"])]
+    contexts = frame["context"] if "context" in frame else pd.Series("", index=frame.index)
+    labels = [f"{f}: {c}" + (f" ({at})" if at else "") for f, c, at in zip(frame["factor"], frame["change"], contexts)]
     figure, axes = plt.subplots(figsize=(7, 0.4 * len(frame) + 1.2))
     positions = range(len(frame))
     errors = [frame["effect"] - frame["ci_low"], frame["ci_high"] - frame["effect"]]
@@ -180,7 +183,7 @@ def draw(runs: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None
     (reproductions left out), the box plots and, given the epochs, the learning curves; nothing
     (an empty list) without a finished run. ImportError without matplotlib, before anything is
     written."""
-    from harness.stats import effects
+    from harness.stats import split_effects
 
     _pyplot()  # fails here, not halfway through
     done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
@@ -191,7 +194,7 @@ def draw(runs: pd.DataFrame, directory: Path, epochs: pd.DataFrame | None = None
     written = box_plot(done, directory)
     if epochs is not None:
         written += learning_curves(done, epochs, directory)
-    written += forest_plot(effects(ablations), directory)
+    written += forest_plot(split_effects(ablations), directory)  # as the table's answers: never pooled across epochs
     return written + task_figures(done, epochs, directory)
 
 

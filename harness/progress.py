@@ -7,7 +7,11 @@ import time
 
 import click
 
+from harness.report.cells import duration
 from harness.results import Status
+
+PACE_RUNS = 5  # results after the first before the plain display guesses the time left
+PACE_SECONDS = 20.0
 
 _LIVE: list[Progress] = []  # the bar on the terminal now, which an error line must close first
 
@@ -27,7 +31,7 @@ class Progress:
         self.count = 0
         self.total = 0
         self.started = False  # whether training started: the store is open and holds what finishes
-        self.clock = time.perf_counter()
+        self.first = None  # when the first result came, and how many had come then
 
     def start(self, already_done: int, to_run: int) -> None:
         self.started = True
@@ -75,9 +79,20 @@ class Progress:
         if self.bar is not None:
             self.bar.update(self.task, advance=1, description=text)
         else:
-            elapsed = time.perf_counter() - self.clock
-            remaining = elapsed / self.count * (self.total - self.count)
-            click.echo(f"[{self.count}/{self.total}, ~{remaining:.0f} s left] {text}")
+            click.echo(f"[{self.count}/{self.total}{self.time_left()}] {text}")
+
+    def time_left(self) -> str:
+        """", ~N min left" from the pace of the results since the first, once it says something:
+        at least PACE_RUNS results and PACE_SECONDS after the first (the first results carry the
+        workers' start and come together, which made the first guesses hours off); else ""."""
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, self.count)
+            return ""
+        since, counted = now - self.first[0], self.count - self.first[1]
+        if counted < PACE_RUNS or since < PACE_SECONDS:
+            return ""
+        return f", ~{duration(since / counted * (self.total - self.count))} left"
 
     def stop(self) -> None:
         if self.bar is not None:

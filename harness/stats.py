@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.results import METRICS, SUMMARIZED, Status
 from harness.settings import FROM_BASELINE, IN_ORDER, told_apart
-from harness.tasks import chance_errors, declared, effect_factors, identity_keys
+from harness.tasks import chance_errors, declared, effect_factors, factors, identity_keys
 
 CHANCE_MARGIN = 0.02  # a final train error within 2 pp of the majority-class answer learned nothing
 
@@ -30,6 +30,55 @@ def degenerate(runs: pd.DataFrame) -> pd.Series:
     single_class = share.isin([0.0, 1.0])
     at_chance = train >= chance - CHANCE_MARGIN
     return (runs["status"] == Status.DONE) & (single_class | at_chance)
+
+
+STILL_FALLING_PP = 2.0  # a train error that fell this much over the last quarter of the epochs is still learning
+FITTED_PCT = 2.0  # a train error that ends below this has fitted its training set, however it got there
+HIGH_TRAIN_ERROR_PCT = 15.0  # a final train error above this (and not at chance) is far from fitted
+LATE_SHARE = 0.25  # the share of the epochs at the end over which the fall is measured
+
+
+def late_fall(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per run (config_id, round): how much its train error fell (pp) over the last quarter of
+    its epochs (LATE_SHARE), from the learning curve of its last stage, and over how many epochs;
+    runs whose curve has no train error at two epochs that far apart are left out."""
+    columns = ["config_id", "round", "late_fall", "late_epochs"]
+    if epochs is None or epochs.empty or "train_error" not in epochs:
+        return pd.DataFrame(columns=columns)
+    curve = epochs[epochs["train_error"].notna()]
+    rows = []
+    for (config_id, round_index), run in curve.groupby(["config_id", "round"], sort=False):
+        last_stage = run[run["stage"] == run["stage"].iloc[-1]] if "stage" in run else run
+        last_stage = last_stage.sort_values("epoch")
+        final = last_stage.iloc[-1]
+        span = max(1, round(LATE_SHARE * final["epoch"]))
+        earlier = last_stage[last_stage["epoch"] <= final["epoch"] - span]
+        if earlier.empty:
+            continue
+        start = earlier.iloc[-1]
+        rows.append((config_id, round_index, 100 * (start["train_error"] - final["train_error"]),
+                     int(final["epoch"] - start["epoch"])))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def unsettled(summary: pd.DataFrame) -> pd.Series:
+    """Per configuration of a summary: why its answer may not be final, or None. "still
+    learning" when its train error, not yet below FITTED_PCT, fell by STILL_FALLING_PP or more
+    over the last quarter of its epochs (means over rounds); "train error high" when it ends
+    above HIGH_TRAIN_ERROR_PCT without learning nothing (degenerate rounds are flagged as such).
+    More epochs may change either."""
+    def reason(row) -> str | None:
+        fall, train = row.get("late_fall"), row.get("train_error_mean")
+        fitted = train is not None and not pd.isna(train) and train < FITTED_PCT
+        if fall is not None and not pd.isna(fall) and fall >= STILL_FALLING_PP and not fitted:
+            return (f"still learning (train error {train:.1f} %, −{fall:.1f} pp over its last "
+                    f"{int(row['late_epochs'])} epochs)")
+        if (train is not None and not pd.isna(train) and train > HIGH_TRAIN_ERROR_PCT
+                and not row.get("rounds_degenerate")):
+            return f"train error high ({train:.1f} % at the end)"
+        return None
+
+    return pd.Series([reason(row) for row in summary.to_dict("records")], index=summary.index, dtype=object)
 
 
 def verdict(row: dict) -> str | None:
@@ -51,9 +100,12 @@ def verdict(row: dict) -> str | None:
     return text
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per configuration: errors as mean and std over done rounds (in %), rounds done,
-    asked, failed and degenerate, seconds per run, and the configuration's settings."""
+    asked, failed and degenerate, seconds per run, and the configuration's settings. With the
+    learning curves (`epochs`): the train error's fall over the last quarter of the epochs
+    (`late_fall`, pp, mean over rounds; `late_epochs`) and why the configuration may not be
+    final (`unsettled`, harness.stats.unsettled; None when it looks converged)."""
     if runs.empty:
         return pd.DataFrame()
     done = runs[runs["status"] == Status.DONE].assign(degenerate=degenerate)
@@ -77,6 +129,13 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     summary["rounds_degenerate"] = summary["rounds_degenerate"].fillna(0).astype(int)
     if "reference_test_error" in summary:
         summary["verdict"] = [verdict(row) for row in summary.to_dict("records")]
+    if epochs is not None:
+        done_keys = done.set_index(["config_id", "round"]).index
+        falls = late_fall(epochs)
+        falls = falls[falls.set_index(["config_id", "round"]).index.isin(done_keys)]
+        per_config = falls.groupby("config_id").agg(late_fall=("late_fall", "mean"), late_epochs=("late_epochs", "median"))
+        summary = summary.join(per_config, how="left")
+        summary["unsettled"] = unsettled(summary)
     return distinct_names(summary.reset_index())
 
 
@@ -96,6 +155,16 @@ def distinct_names(summary: pd.DataFrame) -> pd.DataFrame:
         summary.loc[group.index, "name"] = [label if not label.endswith(" ()") else f"{name} ({config_id[:10]})"
                                             for label, config_id in zip(labels, group["config_id"])]
     return summary
+
+
+def labels(runs: pd.DataFrame) -> pd.Series:
+    """Each configuration's label by id, as tables show it: its name, with the settings that
+    tell it apart from another configuration of the same name (distinct_names)."""
+    if runs.empty:
+        return pd.Series(dtype=object)
+    configurations = runs.sort_values("finished_at").drop_duplicates("config_id", keep="last") if (
+        "finished_at" in runs) else runs.drop_duplicates("config_id")
+    return distinct_names(configurations.reset_index(drop=True)).set_index("config_id")["name"]
 
 
 # --------------------------------------------------------------------------- the t distribution
@@ -204,18 +273,18 @@ def matched_differences(runs: pd.DataFrame, factor: str, level, baseline, metric
     on = done[done[factor] == level]
     off = done[done[factor] == baseline]
     if on.empty or off.empty:
-        return pd.DataFrame(columns=["match", "round", "difference"])
+        return pd.DataFrame(columns=["match", "round", "difference", "config_id_on", "config_id_off"])
     key = [*others, "round"]
     as_key = lambda frame: frame[key].apply(lambda column: column.map(repr)).agg("|".join, axis=1)  # noqa: E731
     merged = pd.merge(
-        on.assign(match=as_key(on))[["match", "round", metric]],
-        off.assign(match=as_key(off))[["match", metric]],
+        on.assign(match=as_key(on))[["match", "round", metric, "config_id"]],
+        off.assign(match=as_key(off))[["match", metric, "config_id"]],
         on="match",
         suffixes=("_on", "_off"),
     )
     merged["difference"] = 100 * (merged[f"{metric}_on"] - merged[f"{metric}_off"])
     merged = merged[merged["difference"].notna()]  # runs without that metric (no validation pairs) pair with nothing
-    return merged[["match", "round", "difference"]]
+    return merged[["match", "round", "difference", "config_id_on", "config_id_off"]]
 
 
 SPREAD_TOLERANCE = 1e-9  # relative: a spread this small is rounding, not variation between rounds
@@ -240,18 +309,24 @@ def t_summary(per_round: pd.Series) -> dict:
     return result
 
 
-def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str = "test_error") -> dict | None:
+def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str = "test_error",
+                  flagged: frozenset = frozenset()) -> dict | None:
     """Mean change in `metric` (percentage points; test error unless said) when `factor` goes from `baseline` to
     `level`, everything else and the round held equal. Differences are averaged over the matched
-    configurations within each round; the rounds (independent data draws) give the interval."""
+    configurations within each round; the rounds (independent data draws) give the interval.
+    `behind`: the configurations the effect is measured on; `unsettled`: how many of them are
+    in `flagged` (configurations whose answer may not be final, harness.stats.unsettled)."""
     merged = matched_differences(runs, factor, level, baseline, metric)
     if merged.empty:
         return None
+    behind = set(merged["config_id_on"]) | set(merged["config_id_off"])
     return {
         "factor": factor,
         "change": f"{_level_text(baseline)} -> {_level_text(level)}",
         "pairs": len(merged),
         "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
+        "behind": len(behind),
+        "unsettled": len(behind & flagged),
         **t_summary(merged.groupby("round")["difference"].mean()),
     }
 
@@ -305,9 +380,10 @@ def _conditional_rows(done, factor, level, baseline, condition, condition_base, 
     return rows
 
 
-def effects(runs: pd.DataFrame, factors=None, metric: str = "test_error") -> pd.DataFrame:
+def effects(runs: pd.DataFrame, factors=None, metric: str = "test_error", flagged=frozenset()) -> pd.DataFrame:
     """Every factor level's paired effect on `metric` (test error unless said), with
-    BH-adjusted p-values. `factors`: the settings to look at (default: every effect_factors())."""
+    BH-adjusted p-values. `factors`: the settings to look at (default: every effect_factors());
+    `flagged`: configuration ids whose answer may not be final, counted per effect."""
     rows = []
     done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
     for factor in factors or effect_factors():
@@ -318,13 +394,95 @@ def effects(runs: pd.DataFrame, factors=None, metric: str = "test_error") -> pd.
             continue
         baseline, others = levels
         for level in others:
-            row = paired_effect(done, factor, level, baseline, metric)
+            row = paired_effect(done, factor, level, baseline, metric, frozenset(flagged))
             if row is not None:
                 rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
         tested = frame["p"].notna()
         frame.loc[tested, "p_adjusted"] = benjamini_hochberg(frame.loc[tested, "p"].tolist())
+    return frame
+
+
+def context_settings(runs: pd.DataFrame) -> list[str]:
+    """The settings, other than the ablation factors, that vary among the done runs and that
+    no ablation factor explains (a setting meaningful at one level of a factor only, constant
+    within each level, is explained by it): runs of a matrix made again with other epochs, say.
+    An ablation factor's answer is never pooled across their levels (split_effects)."""
+    done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
+    if done.empty:
+        return []
+    known, answers = declared(), factors()
+    text = lambda column: done[column].map(repr)  # noqa: E731  (tables and None compare as their repr)
+    varying = [key for key in identity_keys() if key not in answers and key in done and text(key).nunique() > 1]
+
+    def explained(key: str) -> bool:
+        return any(key in known[factor].meta.dependent and factor in done
+                   and all(group.nunique() <= 1 for _, group in text(key).groupby(text(factor)))
+                   for factor in answers)
+
+    return [key for key in varying if not explained(key)]
+
+
+def _by_context(runs: pd.DataFrame, context: list[str]):
+    """(label, runs) for each combination of the context settings' values among the done runs."""
+    done = runs[runs["status"] == Status.DONE]
+    keyed = done[context].apply(lambda column: column.map(repr))
+    for _, group in done.groupby([keyed[key] for key in context], sort=True):
+        first = group.iloc[0]
+        yield ", ".join(f"{key} = {_level_text(first[key])}" for key in context), group
+
+
+def split_interactions(runs: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
+    """interactions(), with the ablation factors' interactions with one another measured apart
+    at each combination of the context settings (context_settings), as split_effects does for
+    their effects; an interaction with a context setting (aux loss given epochs = 20) is
+    measured over every run. Column `context` ("" when there is one); BH across every row."""
+    context = context_settings(runs)
+    if not context:
+        frame = interactions(runs, metric=metric)
+        return frame.assign(context="") if not frame.empty else frame
+    answers = set(factors())
+    every = interactions(runs, metric=metric)
+    parts = [every[~(every["factor"].isin(answers) & every["given"].str.split(" = ").str[0].isin(answers))]
+             .assign(context="")] if not every.empty else []
+    measured = [part.assign(context=label) for label, group in _by_context(runs, context)
+                if not (part := interactions(group, list(answers & set(group.columns)), metric)).empty]
+    if len(measured) == 1:
+        measured[0]["context"] = ""
+    frame = pd.concat([part for part in [*parts, *measured] if not part.empty], ignore_index=True) if (
+        parts or measured) else pd.DataFrame()
+    if frame.empty:
+        return frame
+    tested = frame["p_difference"].notna()
+    frame["p_difference_adjusted"] = float("nan")
+    frame.loc[tested, "p_difference_adjusted"] = benjamini_hochberg(frame.loc[tested, "p_difference"].tolist())
+    return frame
+
+
+def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozenset()) -> pd.DataFrame:
+    """effects(), with each ablation factor's effect measured apart at each combination of the
+    context settings (context_settings: other settings that vary, epochs say), never pooled
+    across them; column `context` names the combination ("" when there is one). The other
+    factors' effects (epochs itself, say) are measured over every run, as effects() does.
+    Benjamini-Hochberg adjusts across every row."""
+    context = context_settings(runs)
+    answers = factors()
+    if not context:
+        return effects(runs, metric=metric, flagged=flagged).assign(context="") if not runs.empty else pd.DataFrame()
+    parts = [effects(runs, [f for f in effect_factors() if f not in answers], metric, flagged).assign(context="")]
+    measured = [part.assign(context=label) for label, group in _by_context(runs, context)
+                if not (part := effects(group, answers, metric, flagged)).empty]
+    if len(measured) == 1:  # one combination holds every pair: nothing was pooled, nothing to name
+        measured[0]["context"] = ""
+    frame = pd.concat([part for part in [*parts, *measured] if not part.empty], ignore_index=True)
+    if frame.empty:
+        return frame
+    position = {factor: index for index, factor in enumerate(effect_factors())}
+    frame = frame.sort_values("factor", key=lambda column: column.map(position), kind="stable").reset_index(drop=True)
+    tested = frame["p"].notna()
+    frame["p_adjusted"] = float("nan")
+    frame.loc[tested, "p_adjusted"] = benjamini_hochberg(frame.loc[tested, "p"].tolist())
     return frame
 
 

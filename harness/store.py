@@ -8,6 +8,11 @@ released by the kernel when its process ends, even by `kill -9`) for as long as 
 second writer is refused with a line naming the holder. Readers (`Store.open_readonly`) take no
 lock, never write, and work on read-only media. Every SQLite or file-system failure becomes a
 StoreError whose one-line message says what happened, where, and how to fix it.
+
+An archive (`*.json.gz`, written by `Store.export`, `harness export`) is a store's runs, learning
+curves and source texts as compressed JSON: the form results are committed in (baselines/).
+`Store.open_readonly` reads one as it reads a store, so every reader (tables, plots, compare,
+show) takes either.
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ TABLES = (
     ("sources", SOURCE_COLUMNS, "sha256"),
 )
 SQLITE_HEADER = b"SQLite format 3\x00"
+GZIP_HEADER = b"\x1f\x8b"
+ARCHIVE_SUFFIX = ".json.gz"
+ARCHIVE_KIND = "harness runs"  # an archive's "kind": what tells it from any other compressed JSON
 DEFAULT_TIMEOUT = 30.0  # seconds a write waits for another program's lock on the file
 
 
@@ -179,12 +187,24 @@ class WriterLock:
             self.handle = None
 
 
+def _rows_where(table: dict[str, list], keep) -> dict[str, list]:
+    """The rows (by index) of a table held as columns for which `keep(index)` is true."""
+    count = len(next(iter(table.values()), []))
+    chosen = [index for index in range(count) if keep(index)]
+    return {name: [values[index] for index in chosen] for name, values in table.items()}
+
+
 def _describe_holder(text: str) -> str:
     try:
         holder = json.loads(text)
         return f"pid {holder['pid']} on {holder['host']} since {holder['since']}: {holder['command']}"
     except (ValueError, KeyError, TypeError):
         return "a process that left no description"
+
+
+def is_archive(path: str | Path) -> bool:
+    """Whether `path` names an archive (by its suffix): what `Store.open_readonly` reads as one."""
+    return str(path).endswith(ARCHIVE_SUFFIX)
 
 
 def _check_file(path: Path) -> None:
@@ -198,7 +218,7 @@ def _check_file(path: Path) -> None:
         return
     except OSError as error:
         raise _explain(path, error, "read it") from None
-    if header and header != SQLITE_HEADER:
+    if header and header != SQLITE_HEADER and not is_archive(path):
         raise StoreError(f"{path}: not a harness store (not an SQLite database); pass another --store path")
 
 
@@ -248,6 +268,9 @@ class Store:
             raise StoreError(f"{self.path}: no store here; run `harness run` first or pass --store")
         if self.path.stat().st_size == 0:
             raise StoreError(f"{self.path}: an empty file (0 bytes) holds no runs; run `harness run` first or pass --store")
+        if is_archive(self.path):
+            self._open_archive()
+            return
         real = self.path.resolve()
         uri = real.as_uri()
         pending = [side for side in (Path(f"{real}-wal"), Path(f"{real}-journal")) if side.is_file() and side.stat().st_size]
@@ -295,6 +318,79 @@ class Store:
             raise StoreError(f"{self.path}: cannot read it with {sides} (its latest writes), which need a writable "
                              f"folder ({getattr(error, 'strerror', None) or error}); copy the store with {sides} to "
                              "a writable folder and pass that --store") from None
+
+    def _open_archive(self) -> None:
+        """An archive loaded into a private in-memory store (tables as `Store` writes them), or
+        a StoreError in one line: not gzip, not JSON, not an archive, or of a newer harness."""
+        import gzip
+
+        fix = f"write it again with `harness export --store STORE --out {self.path}`"
+        try:
+            with gzip.open(self.path, "rt", encoding="utf-8") as handle:
+                document = json.load(handle)
+        except (OSError, EOFError, ValueError) as error:
+            raise StoreError(f"{self.path}: not a harness archive ({type(error).__name__}: {error}); {fix}") from None
+        if not isinstance(document, dict) or document.get("kind") != ARCHIVE_KIND:
+            raise StoreError(f"{self.path}: compressed JSON but not a harness archive (no \"kind\": "
+                             f"\"{ARCHIVE_KIND}\"); {fix}")
+        version = document.get("schema")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: an archive of store schema {version!r}, this harness reads up to "
+                             f"{SCHEMA_VERSION}; upgrade this harness (a newer checkout, pip install -e .)")
+        self.connection = sqlite3.connect(":memory:")
+        try:
+            with self.connection:
+                for table, columns, key in TABLES:
+                    self.connection.execute(_create_table(table, columns, key))
+                    given = document.get(table) or {}
+                    if not isinstance(given, dict) or not all(isinstance(v, list) for v in given.values()):
+                        raise ValueError(f"{table}: not columns of values")
+                    names = [name for name in given if name in columns]  # a column of a later schema is not read
+                    lengths = {len(given[name]) for name in names}
+                    if len(lengths) > 1:
+                        raise ValueError(f"{table}: columns of different lengths")
+                    if names:
+                        self.connection.executemany(
+                            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                            zip(*(given[name] for name in names)))
+        except (sqlite3.Error, ValueError, TypeError) as error:
+            self.connection.close()
+            self.connection = None
+            raise StoreError(f"{self.path}: a damaged harness archive ({error}); {fix}") from None
+
+    def export(self, target: str | Path, config_ids: set[str] | None = None) -> int:
+        """Write the store's runs (only those of `config_ids` when given), their learning curves
+        and the source texts they refer to as an archive at `target` (atomically); the number
+        of runs written. Columns are written as lists, which keeps the file small and exact
+        (floats as JSON writes them, which reads back to the same float)."""
+        import gzip
+
+        from harness.files import write_bytes
+
+        def columns(table: str, where: str = "", arguments: tuple = ()) -> dict[str, list]:
+            cursor = self.connection.execute(f"SELECT * FROM {table}{where}", arguments)
+            names = [description[0] for description in cursor.description]
+            rows = cursor.fetchall()
+            return {name: [row[index] for row in rows] for index, name in enumerate(names)}
+
+        try:
+            runs = columns("runs", " ORDER BY config_id, round")
+            epochs = columns("epochs", " ORDER BY config_id, round, stage, epoch")
+            sources = columns("sources", " ORDER BY sha256")
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "read it") from None
+        if config_ids is not None:
+            runs = _rows_where(runs, lambda index: runs["config_id"][index] in config_ids)
+            epochs = _rows_where(epochs, lambda index: epochs["config_id"][index] in config_ids)
+        referred = {value for value in runs.get("code_diff", []) if value}
+        for text in runs.get("plugins", []):
+            referred |= {plugin.get("sha256") for plugin in json.loads(text or "[]") if isinstance(plugin, dict)}
+        sources = _rows_where(sources, lambda index: sources["sha256"][index] in referred)
+        document = {"kind": ARCHIVE_KIND, "schema": SCHEMA_VERSION, "runs": runs, "epochs": epochs, "sources": sources}
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+        # mtime 0: the same runs give the same bytes, so a committed archive changes only with its runs
+        write_bytes(Path(target), gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
+        return len(runs.get("config_id", []))
 
     def _check_integrity(self) -> None:
         rows = self.connection.execute("PRAGMA quick_check").fetchall()

@@ -4,7 +4,7 @@ the lazy ones inside functions too, and so does a module named in a string (a re
 `module:attribute` reference, `import_module("...")`): naming what is above is knowing it.
 
     cli -> orchestration (api, runner, bench, estimate) -> presentation (report, plots, progress)
-        -> backends -> study (config, store, stats) -> tasks (harness.tasks and each task's package)
+        -> backends -> study (config, studies, store, stats) -> tasks (harness.tasks and each task's package)
         -> training (the protocol) -> foundation (settings, registry, results, device, mnist,
            plugins, errors; each task's settings; architectures, minidl)
 
@@ -44,6 +44,7 @@ GROUPS = {  # the longest prefix decides
     "harness.backends": "backends",
     "harness.config": "study",
     "harness.store": "study",
+    "harness.studies": "study",
     "harness.stats": "study",
     "harness.tasks": "tasks",
     "harness.tasks.pairs.settings": "foundation",
@@ -63,6 +64,7 @@ GROUPS = {  # the longest prefix decides
 BACKENDS_MAY_IMPORT = {"harness.registry", "harness.errors"}  # besides the backends themselves
 # presentation reads DataFrames: it never builds models or trains
 PRESENTATION_MAY_IMPORT = {"harness", "harness.settings", "harness.results", "harness.config", "harness.stats",
+                           "harness.studies",
                            "harness.tasks", "harness.registry", "harness.errors", "harness.files"}
 # modules that are about one task (the benchmark of the pairs task's reference configuration);
 # every other module outside harness/tasks names none

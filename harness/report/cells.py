@@ -23,3 +23,12 @@ def with_intervals(estimates, lows, highs) -> list[str]:
 
 def p_value(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.2g}"
+
+
+def duration(seconds: float) -> str:
+    """A time as people read it: seconds under 2 min, minutes under 2 h, then hours."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # the command line imports this module for the names: pandas 
 @dataclass(frozen=True)
 class Heading:
     text: str
+    level: int = 2  # 1: a document's title (`#`); 2: its sections (`##`), the default; 3: their parts
+
+
+def nested(blocks: list[Block], by: int) -> list[Block]:
+    """`blocks` with every heading `by` levels deeper: a document made a part of another."""
+    return [Heading(block.text, block.level + by) if isinstance(block, Heading) else block for block in blocks]
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ class BlockFormat(Format):
 
     def block(self, block: Block) -> str:
         if isinstance(block, Heading):
-            return self.heading(block.text)
+            return self.heading(block.text, block.level)
         if isinstance(block, Paragraph):
             return self.paragraph(block.text)
         if isinstance(block, Table):
@@ -117,7 +123,7 @@ class BlockFormat(Format):
     def page(self, document: Document, body: str) -> str:
         return body
 
-    def heading(self, text: str) -> str:
+    def heading(self, text: str, level: int = 2) -> str:
         raise NotImplementedError
 
     def paragraph(self, text: str) -> str:
@@ -148,8 +154,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
 class Markdown(BlockFormat):
     name, help = "markdown", "GitHub markdown (a results file: `harness table > RESULTS.md`)"
 
-    def heading(self, text: str) -> str:
-        return f"## {text}"
+    def heading(self, text: str, level: int = 2) -> str:
+        return f"{'#' * level} {text}"
 
     def table(self, frame: pd.DataFrame, folded: str | None) -> str:
         table = markdown_table(frame)
@@ -162,8 +168,8 @@ class Markdown(BlockFormat):
 class Text(BlockFormat):
     name, help = "text", "plain text for a terminal"
 
-    def heading(self, text: str) -> str:
-        return f"{text}\n{'=' * len(text)}"
+    def heading(self, text: str, level: int = 2) -> str:
+        return f"{text}\n{('=' if level <= 2 else '-') * len(text)}"
 
     def table(self, frame: pd.DataFrame, folded: str | None) -> str:
         from tabulate import tabulate
@@ -204,8 +210,8 @@ class Html(BlockFormat):
                 f"<title>{html.escape(document.title)}</title><style>{HTML_STYLE}</style></head><body>\n"
                 f"<h1>{html.escape(document.title)}</h1>\n{body}\n</body></html>")
 
-    def heading(self, text: str) -> str:
-        return f"<h2>{_html_inline(text)}</h2>"
+    def heading(self, text: str, level: int = 2) -> str:
+        return f"<h{min(level, 6)}>{_html_inline(text)}</h{min(level, 6)}>"
 
     def paragraph(self, text: str) -> str:
         return f"<p>{_html_inline(text)}</p>"
@@ -264,8 +270,10 @@ class Latex(BlockFormat):
     def preamble(self) -> str:
         return "% harness table --format latex: \\input it into a document that loads booktabs and longtable"
 
-    def heading(self, text: str) -> str:
-        return rf"\section*{{{latex_escape(text)}}}"
+    def heading(self, text: str, level: int = 2) -> str:
+        # a table is \input into a document: its sections are the reader's sections, a study's title above them
+        command = {1: "section", 2: "section", 3: "subsection"}.get(level, "subsubsection")
+        return rf"\{command}*{{{latex_escape(text)}}}"
 
     def paragraph(self, text: str) -> str:
         return _inline_code(text, lambda code: rf"\texttt{{{latex_escape(code)}}}")

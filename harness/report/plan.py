@@ -9,6 +9,7 @@ import os
 import pandas as pd
 
 from harness.config import Plan
+from harness.report.cells import duration
 from harness.report.formats import Document, Paragraph, Table, records
 from harness.tasks import declared, factors
 
@@ -17,14 +18,6 @@ def _varying(frame: pd.DataFrame, keys) -> list[str]:
     """The factor columns, plus any other setting that differs between configurations."""
     columns = [k for k in keys if k in frame and frame[k].astype(str).nunique() > 1]
     return columns or [k for k in factors() if k in frame][:1]
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None, estimate: bool = True) -> Document:
@@ -46,7 +39,7 @@ def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None
         left = float((frame["s/run"] * remaining).sum()) / workers
         stored_count = int((frame["timing"] == "stored").sum())
         lines.append(
-            f"estimated time with {workers} worker(s): {_duration(total)} in all, {_duration(left)} for what is not done "
+            f"estimated time with {workers} worker(s): {duration(total)} in all, {duration(left)} for what is not done "
             f"({stored_count} configurations timed from stored runs, {len(frame) - stored_count} from a few timed "
             "training steps on this CPU: a lower bound, as evaluation, data and process overheads are not timed)"
         )
@@ -98,7 +91,7 @@ def start_lines(frame: pd.DataFrame, plan: Plan, workers: int) -> list[str]:
                        "data and process start are not timed")
     if untimed:
         sources.append(f"{untimed} configurations without an estimate")
-    lines = [f"estimated time: about {_duration(seconds)} for the {runs_left} runs to do with {workers} worker(s) "
+    lines = [f"estimated time: about {duration(seconds)} for the {runs_left} runs to do with {workers} worker(s) "
              f"({'; '.join(sources)})"]
     if seconds > LONG_START:
         if plan.profile is None and "smoke" in plan.matrix.profiles:

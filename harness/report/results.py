@@ -4,6 +4,7 @@ configurations, provenance; for machines, the configurations (CSV) or every tabl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +19,19 @@ from harness.report.formats import (
     Items,
     Paragraph,
     Table,
+    nested,
     records,
 )
 from harness.results import METRICS, Status, metric_words
-from harness.stats import effects, interactions, summarize
+from harness.stats import (
+    FITTED_PCT,
+    HIGH_TRAIN_ERROR_PCT,
+    STILL_FALLING_PP,
+    split_effects,
+    split_interactions,
+    summarize,
+)
+from harness.studies import Study
 from harness.tasks import TASKS, declared, factors
 
 
@@ -68,10 +78,14 @@ def _flag(row) -> str:
         notes.append(f"{row['rounds_failed']} failed")
     if row.get("rounds_degenerate"):
         notes.append(f"{DEGENERATE} {row['rounds_degenerate']} degenerate")
+    if isinstance(row.get("unsettled"), str):
+        notes.append(f"{UNSETTLED} {row['unsettled']}")
     return "; ".join(notes)
 
 
 DEGENERATE = "⚠"  # marks a configuration with rounds that learned nothing (stats.degenerate)
+ID_SHOWN = 10  # characters of a configuration id a table shows: `harness show` takes them back
+UNSETTLED = "⏳"  # marks a configuration far from converged (stats.unsettled): more epochs may change it
 
 
 def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.DataFrame:
@@ -116,16 +130,27 @@ def configuration_rows(summary: pd.DataFrame, *, with_reference: bool) -> pd.Dat
     flags = summary.apply(_flag, axis=1)
     if flags.any():
         table["note"] = flags
+    # what `harness show` takes back, beside the name it also takes
+    table["id"] = summary["config_id"].str[:ID_SHOWN]
     return table
+
+
+def _unsettled_share(row) -> str:
+    """"⏳ k of n configurations" behind an effect that are far from converged, or ""."""
+    count = row.get("unsettled")
+    if count is None or pd.isna(count) or not count:
+        return ""
+    return f"{UNSETTLED} {int(count)} of {int(row['behind'])}"
 
 
 def effect_rows(frame: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
     if frame.empty:
         return frame
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "factor": frame["factor"],
             "change": frame["change"],
+            **({"at": frame["context"]} if "context" in frame and frame["context"].astype(bool).any() else {}),
             f"Δ {metric_words(metric)} (pp)": frame["effect"].map(lambda v: f"{v:+.2f}"),
             "95% CI": [interval(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"])],
             "p": frame["p"].map(p_value),
@@ -134,6 +159,9 @@ def effect_rows(frame: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame
             "rounds": frame["rounds"],
         }
     )
+    if "unsettled" in frame and frame["unsettled"].fillna(0).any():
+        rows["far from converged"] = [_unsettled_share(row) for row in frame.to_dict("records")]
+    return rows
 
 
 def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error") -> list[str]:
@@ -144,12 +172,29 @@ def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error") -> list
             significant = not pd.isna(row.get("p_adjusted")) and row["p_adjusted"] < 0.05
             verdict = (("lowers " if row["effect"] < 0 else "raises ") + metric_words(metric) if significant
                        else "no detectable effect")
+            share = _unsettled_share(row)
+            at = f" at {row['context']}" if row.get("context") else ""
             lines.append(
-                f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}): "
+                f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}){at}: "
                 f"{row['effect']:+.2f} pp {interval(row['ci_low'], row['ci_high'])}, p (BH) {p_value(row.get('p_adjusted'))}: "
                 f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds)"
+                + (f"; {share} configurations behind it far from converged" if share else "")
             )
     return lines
+
+
+def _split_words(effect_frame: pd.DataFrame) -> str:
+    """What the answers say when settings other than the factors vary among the runs."""
+    if "context" not in effect_frame or not effect_frame["context"].astype(bool).any():
+        return ""
+    varying = context_settings_named(effect_frame)
+    return (f" Other settings vary among these runs ({varying}): each answer is measured at each of their values "
+            "apart, never pooled across them.")
+
+
+def context_settings_named(effect_frame: pd.DataFrame) -> str:
+    names = dict.fromkeys(part.split(" = ")[0] for text in effect_frame["context"] if text for part in text.split(", "))
+    return ", ".join(names)
 
 
 def interaction_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -157,11 +202,15 @@ def interaction_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     compared = frame[frame["difference"].notna()]
-    at_base = frame[frame["difference"].isna()].set_index(["factor", "change", "condition"])
-    base = [at_base.loc[(r.factor, r.change, r.condition)] for r in compared.itertuples()]
+    if "context" not in frame:
+        frame = frame.assign(context="")
+        compared = compared.assign(context="")
+    at_base = frame[frame["difference"].isna()].set_index(["factor", "change", "condition", "context"])
+    base = [at_base.loc[(r.factor, r.change, r.condition, r.context)] for r in compared.itertuples()]
     return pd.DataFrame({
         "factor": compared["factor"],
         "change": compared["change"],
+        **({"at": compared["context"]} if "context" in compared and compared["context"].astype(bool).any() else {}),
         "given": compared["given"],
         "effect there (pp)": with_intervals(compared["effect"], compared["ci_low"], compared["ci_high"]),
         "effect at its baseline (pp)": [f"{b['effect']:+.2f} ({b['given'].split(' = ')[1]})" for b in base],
@@ -206,20 +255,26 @@ RUN_COLUMNS = ["config_id", "round", "name", "status", *(metric.name for metric 
 
 
 def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None = None, sort: str = "matrix",
-                     figures: str | None = None, metric: str = "test_error") -> Document:
+                     figures: str | None = None, metric: str = "test_error",
+                     epochs: pd.DataFrame | None = None) -> Document:
     """What `harness table` prints, answers first: each ablation factor's effect in one line
     (with the forest plot from `figures`, a folder, when given), interactions, every effect,
     the reproductions beside the published figures, the configurations (folded where a format
-    folds), provenance. Its CSV is the configurations; its JSON every table and run."""
+    folds), provenance. With the learning curves (`epochs`), configurations far from converged
+    are marked, and so are the answers resting on them. Its CSV is the configurations; its JSON
+    every table and run."""
     runs = select(runs, plan)
     if runs.empty or not (runs["status"] == Status.DONE).any():
         raise ReportError(f"{store_path}: no finished runs" + (" of this matrix" if plan else "") + "; run `harness run` first")
-    summary = order(summarize(runs), plan, sort)
+    summary = order(summarize(runs, epochs), plan, sort)
     reproductions = summary[summary["report"].notna()] if "report" in summary else summary.iloc[0:0]
     ablations = summary.drop(reproductions.index)
     ablation_runs = runs[runs["config_id"].isin(ablations["config_id"])]
-    effect_frame = effects(ablation_runs, metric=metric) if not ablations.empty else pd.DataFrame()
-    interaction_frame = interactions(ablation_runs, metric=metric) if not ablations.empty else pd.DataFrame()
+    flagged = set(ablations.loc[ablations["unsettled"].notna(), "config_id"]) if "unsettled" in ablations else set()
+    marked = f"; {UNSETTLED}: far from converged at the last epoch" if "unsettled" in summary and summary[
+        "unsettled"].notna().any() else ""
+    effect_frame = split_effects(ablation_runs, metric, flagged) if not ablations.empty else pd.DataFrame()
+    interaction_frame = split_interactions(ablation_runs, metric) if not ablations.empty else pd.DataFrame()
     words = metric_words(metric)
     figures = figures if metric == "test_error" else None  # the forest plot shows test error
     blocks = []
@@ -227,7 +282,12 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     if answers:
         blocks += [Heading("Answers"), Paragraph(
             f"Each factor's paired effect on {words} (percentage points, 95% interval over rounds, "
-            "Benjamini–Hochberg adjusted p), every other setting and the round held equal."), Items(answers)]
+            "Benjamini–Hochberg adjusted p), every other setting and the round held equal."
+            + (f" {UNSETTLED}: configurations far from converged at their last epoch (a train error of "
+               f"{FITTED_PCT:g} % or more still falling by {STILL_FALLING_PP:g} pp or more over the last quarter of "
+               f"the epochs, or above {HIGH_TRAIN_ERROR_PCT:g} %), "
+               "whose answers more epochs may change; train longer (`--set epochs=N`) before reading them."
+               if flagged else "") + _split_words(effect_frame)), Items(answers)]
         if figures:
             blocks.append(Figure(Path(figures) / "effects_forest.svg", "Paired effects on test error with 95% intervals"))
     rows = interaction_rows(interaction_frame)
@@ -247,13 +307,13 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
             "|ours − published| ≤ 2 × max(our std, the published std) and no round of ours is degenerate "
             f"({DEGENERATE}: every test pair given one answer, or a train error at chance); otherwise by "
             "how much ours is better or worse. Evidence: the matrix whose results show why the preset "
-            "reads its report as it does, or what the gap comes from."),
+            f"reads its report as it does, or what the gap comes from{marked.replace('; ', '. ', 1)}."),
             Table(configuration_rows(reproductions, with_reference=True))]
     if not ablations.empty:
         blocks += [Heading("Configurations"), Paragraph(
             "Errors in %, mean ± std over rounds; range: the lowest and highest test error of a round; "
             f"{DEGENERATE}: rounds that learned nothing (every test pair given one answer, or a train "
-            "error at chance), counted in the note."),
+            f"error at chance), counted in the note{marked}."),
             Table(configuration_rows(ablations, with_reference=False), folded=f"{len(ablations)} configurations")]
     if figures:
         blocks.append(Gallery("Figures", sorted(p for p in Path(figures).glob("*.svg") if p.name != "effects_forest.svg")))
@@ -268,3 +328,64 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     }
     return Document("harness results", blocks, table=summary[summary_columns(summary)], records=machine,
                     float_format="%.4g")
+
+
+@dataclass(frozen=True)
+class StudyPart:
+    """A study of a studies file, ready to write: its runs (None where none are here), the plan
+    of its matrices, where the runs were read (as the file names it) and whether that is the
+    committed archive."""
+
+    study: Study
+    runs: pd.DataFrame | None
+    epochs: pd.DataFrame | None
+    plan: Plan
+    source: str
+    committed: bool
+
+
+def training_commands(study: Study) -> str:
+    """The commands that train a study, as a reader types them."""
+    return ", ".join(f"`harness run --matrix {matrix} --store {study.store}`" for matrix in study.matrices)
+
+
+def origin_line(part: StudyPart) -> str:
+    """Where a study's numbers come from, and how to make them again."""
+    study = part.study
+    trained = training_commands(study)
+    if part.runs is None:
+        return f"No runs of it here: train it with {trained}, then `harness export` commits them as `{study.runs}`."
+    if part.committed:
+        return f"Runs: `{study.runs}` (committed), trained by {trained}, then `harness export`."
+    return (f"Runs: the store `{study.store}`, trained here by {trained}; `harness table --committed` prints the "
+            f"committed runs `{study.runs}` instead.")
+
+
+def studies_document(parts: list[StudyPart]) -> Document:
+    """Every study of a studies file in one document, in its order: each study's title (a part
+    of the study above at level 2), its paragraph, where its runs come from, then `harness
+    table`'s sections for its configurations one level below its title. A study without runs
+    says how to make them. CSV: every study's configurations, a column naming the study; JSON:
+    each study's records."""
+    blocks, tables, machine = [], [], []
+    for part in parts:
+        study = part.study
+        blocks.append(Heading(study.title, study.level))
+        if study.about:
+            blocks.append(Paragraph(study.about))
+        blocks.append(Paragraph(origin_line(part)))
+        if part.runs is None:
+            continue
+        if study.image:
+            blocks.append(Figure(Path(study.image), study.caption))
+        inner = results_document(part.runs, store_path=part.source, plan=part.plan, sort=study.sort,
+                                 figures=study.figures, metric=study.metric, epochs=part.epochs)
+        blocks += nested(inner.blocks, study.level - 1)
+        tables.append(inner.table.assign(study=study.title))
+        machine.append({"study": study.title, "source": part.source, **inner.records})
+    if not tables:
+        raise ReportError("no study has runs here: train one (`harness run --matrix ... --store ...`), or restore "
+                          "the committed runs (`git checkout baselines`)")
+    table = pd.concat(tables, ignore_index=True)
+    return Document("harness results", blocks, table=table[["study", *(c for c in table if c != "study")]],
+                    records={"studies": machine}, float_format="%.4g")
