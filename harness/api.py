@@ -82,6 +82,41 @@ def costs(the_plan: Plan, *, store: str | Path | None = None, estimate: bool = T
     return cost_frame(the_plan, estimate=estimate, stored=stored)
 
 
+MIN_PILOT_ROUNDS = 2  # a round-to-round spread needs two rounds
+
+
+def power(the_plan: Plan, store: str | Path, *, mde: float | None = None, alpha: float = 0.05,
+          target: float = 0.8) -> tuple[pd.DataFrame, str]:
+    """Each factor's minimum detectable effect at the plan's rounds, and with `mde` the rounds
+    needed to detect it (harness.stats.power_frame), from the round-to-round spread of its
+    effect in a store (a pilot or an earlier study): the plan's own configurations where the
+    store holds runs of them, else every run it holds. The frame, and which runs it read.
+    ConfigError in one line when the store cannot give a spread."""
+    import pandas as pd
+
+    from harness.report.results import select
+    from harness.stats import power_frame, split_effects
+    from harness.store import Store
+
+    if not Path(store).is_file():
+        raise ConfigError(f"--power: {store}: no store here; it needs a pilot's runs: harness run --matrix "
+                          f"{the_plan.matrix.path} --rounds {MIN_PILOT_ROUNDS + 1} --store pilot.sqlite, then "
+                          "--store pilot.sqlite")
+    with Store.open_readonly(store) as opened:
+        stored = opened.runs()
+    own = select(stored, the_plan) if not stored.empty else stored
+    done = own[own["status"] == "done"] if not own.empty else own
+    pilot, which = (own, "its runs of this matrix") if not done.empty else (stored, "all its runs (none of this matrix)")
+    effect_frame = split_effects(pilot) if not pilot.empty else pd.DataFrame()
+    usable = effect_frame[effect_frame["spread"].notna()] if "spread" in effect_frame else effect_frame
+    if usable.empty:
+        raise ConfigError(f"--power: {store} holds no effect measured over {MIN_PILOT_ROUNDS} or more rounds "
+                          f"({which}); run a pilot: harness run --matrix {the_plan.matrix.path} --rounds "
+                          f"{MIN_PILOT_ROUNDS + 1} --store pilot.sqlite")
+    rounds = max(config.rounds for config in the_plan.configs)
+    return power_frame(usable, rounds, mde=mde, alpha=alpha, power=target), f"{store}: {which}"
+
+
 def run(
     the_plan: Plan,
     store: str | Path = DEFAULT_STORE,
@@ -213,8 +248,10 @@ def filtered(frame: pd.DataFrame, only: Mapping[str, Any] | Sequence[str] | None
 
 def table(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None, output_format: str = "markdown", *,
           sort: str = "matrix", figures: str | None = None, metric: str = "test_error",
-          only: Mapping[str, Any] | Sequence[str] | None = None) -> str:
-    """What `harness table` prints, in any registered format (harness.report.formats)."""
+          only: Mapping[str, Any] | Sequence[str] | None = None, interval: str = "t",
+          equivalence: float | None = None) -> str:
+    """What `harness table` prints, in any registered format (harness.report.formats).
+    `interval`: t or wilcoxon; `equivalence`: a margin in pp for TOST verdicts."""
     from harness.report.formats import write
     from harness.report.results import results_document
 
@@ -222,7 +259,7 @@ def table(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None, outpu
         raise ConfigError(f"--figures {figures}: no such folder; draw the figures first (harness plot --out {figures})")
     chosen = filtered(runs(store), only if the_plan is None else None)
     document = results_document(chosen, store_path=str(store), plan=the_plan, sort=sort, figures=figures, metric=metric,
-                                epochs=epochs(store))
+                                epochs=epochs(store), interval=interval, equivalence=equivalence)
     return write(document, output_format)
 
 

@@ -192,20 +192,34 @@ def data(data_dir):
 @click.option("--workers", type=int, default=None, help="Worker processes for the time estimate (default: CPU cores).")
 @click.option("--estimate/--no-estimate", default=True, show_default=True, help="Estimate the time it takes.")
 @STORE
+@click.option("--power", "power_wanted", is_flag=True,
+              help="Instead: each effect's minimum detectable size at the planned rounds, from the round-to-round "
+                   "spread of its effect in --store (a pilot, or an earlier study).")
+@click.option("--mde", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PP",
+              help="With --power: the rounds each effect needs to detect PP percentage points.")
 @one_line_errors
-def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, workers, estimate, store_path):
+def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, workers, estimate, store_path,
+         power_wanted, mde):
     """List the configurations a matrix expands to, what was dropped and why, and the cost.
 
     Runs already in the store are counted, and their mean time replaces the estimate.
     `harness settings` lists every setting a matrix may give.
 
+    \b
     Example: harness plan --matrix ablations.toml --profile smoke
+             harness plan --matrix ablations.toml --store pilot.sqlite --power --mde 1
     """
     from harness import api
     from harness.report.formats import write
-    from harness.report.plan import plan_document
+    from harness.report.plan import plan_document, power_document
 
+    if mde is not None and not power_wanted:
+        fail("--mde goes with --power (the rounds an effect of that size needs)")
     the_plan = plan_of(matrix_path, profile, only=only, sets=sets, plugins=plugins, max_configs=max_configs)
+    if power_wanted:
+        frame, source = api.power(the_plan, store_path or api.default_store(profile), mde=mde)
+        click.echo(write(power_document(frame, the_plan, source, mde=mde), output_format))
+        return
     frame = api.costs(the_plan, store=store_path or api.default_store(profile), estimate=estimate)
     click.echo(write(plan_document(frame, the_plan, workers=workers, estimate=estimate), output_format))
 
@@ -350,11 +364,17 @@ def bench(device, rounds, epochs, paths, workers, project_matrix, frameworks_too
 @click.option("--metric", type=click.Choice(EFFECT_METRICS), default="test_error", show_default=True,
               help="The error effects are measured on: a search matrix's runs, which hold pairs out, are compared "
                    "on validation_error or validation_digit_error.")
+@click.option("--interval", type=click.Choice(["t", "wilcoxon"]), default="t", show_default=True,
+              help="How effects get their interval and p: t (means), or wilcoxon (Hodges-Lehmann estimates, exact "
+                   "signed-rank intervals: no normality assumed).")
+@click.option("--equivalence", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PP",
+              help="Also test each effect for equivalence within ±PP percentage points (TOST): answers say "
+                   "equivalent, undecided, or how it changes.")
 @click.option("--committed", is_flag=True,
               help="With no store named: every study from its committed runs, even where its store is here.")
 @one_line_errors
 def table(store_path, profile, matrix_path, only, sets, plugins, output_format, figures, sort, check_path, metric,
-          committed):
+          interval, equivalence, committed):
     """Print tables of parameters and error mean ± std per configuration, effects and provenance.
 
     With no store, matrix or profile named, in a folder with a studies.toml (the repository's),
@@ -391,7 +411,8 @@ def table(store_path, profile, matrix_path, only, sets, plugins, output_format, 
             sys.exit(1)
         click.echo(f"{check_path}: same configurations and parameter counts as {store_path}")
         return
-    click.echo(api.table(store_path, the_plan, output_format, sort=sort, figures=figures, metric=metric, only=only))
+    click.echo(api.table(store_path, the_plan, output_format, sort=sort, figures=figures, metric=metric, only=only,
+                         interval=interval, equivalence=equivalence))
 
 
 @main.command()

@@ -221,6 +221,152 @@ def t_quantile(probability: float, df: int) -> float:
     return (low + high) / 2
 
 
+def t_upper_p(t: float, df: int) -> float:
+    """P(T >= t) for Student's t with `df` degrees of freedom."""
+    half = t_two_sided_p(t, df) / 2
+    return half if t >= 0 else 1 - half
+
+
+def _normal_upper(x: float) -> float:
+    return 0.5 * math.erfc(x / math.sqrt(2))
+
+
+def t_power(shift: float, rounds: int, alpha: float) -> float:
+    """The power of the two-sided one-sample (paired) t test at level `alpha` over `rounds`
+    rounds when the true mean is `shift` standard deviations of a round's value: the noncentral
+    t's tails beyond the critical value, integrated over the chi distribution of the sample
+    spread (exact up to the quadrature; statsmodels' TTestPower gives the same)."""
+    df = rounds - 1
+    critical = t_quantile(1 - alpha / 2, df)
+    noncentrality = shift * math.sqrt(rounds)
+    steps, top = 4000, 1 + 12 / math.sqrt(df)
+    width = top / steps
+    total = 0.0
+    log_norm = (df / 2) * math.log(df / 2) - math.lgamma(df / 2) + math.log(2)
+    for index in range(1, steps + 1):
+        scale = index * width  # sqrt(V / df), V ~ chi-square(df)
+        density = math.exp(log_norm + (df - 1) * math.log(scale) - df * scale * scale / 2)
+        tails = _normal_upper(critical * scale - noncentrality) + _normal_upper(critical * scale + noncentrality)
+        total += density * tails * (0.5 if index == steps else 1.0)
+    return min(1.0, total * width)
+
+
+def detectable_shift(rounds: int, alpha: float, power: float) -> float:
+    """The smallest true mean, in standard deviations of a round's value, that the two-sided
+    paired t test at `alpha` over `rounds` rounds detects with probability `power`."""
+    low, high = 0.0, 1.0
+    while t_power(high, rounds, alpha) < power:
+        high *= 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if t_power(middle, rounds, alpha) < power else (low, middle)
+    return high
+
+
+def rounds_needed(spread: float, effect: float, alpha: float, power: float, most: int = 1000) -> int | None:
+    """The fewest rounds (at least 2) at which the paired t test detects a true effect of
+    `effect` (pp) given a round-to-round spread `spread` (pp), or None beyond `most`."""
+    if spread <= 0:
+        return 2
+    shift = abs(effect) / spread
+    low, high = 2, 2
+    while t_power(shift, high, alpha) < power:
+        if high >= most:
+            return None
+        low, high = high, min(most, high * 2)
+    while low < high:  # power grows with the rounds: the first that reaches it
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if t_power(shift, middle, alpha) < power else (low, middle)
+    return high
+
+
+def tost_p(per_round: pd.Series, margin: float) -> float:
+    """The two one-sided tests' p (TOST) that the mean of the per-round values lies within
+    (-margin, +margin): the larger of the t tests of mean <= -margin and mean >= +margin (NaN
+    under two rounds). Rounds that all differ alike give the exact sign test's 0.5^n."""
+    rounds = len(per_round)
+    if rounds < 2:
+        return math.nan
+    mean, std = float(per_round.mean()), float(per_round.std(ddof=1))
+    if std <= SPREAD_TOLERANCE * max(1.0, abs(mean)):
+        return 0.5**rounds if abs(mean) < margin else 1.0
+    error = std / math.sqrt(rounds)
+    return max(t_upper_p((mean + margin) / error, rounds - 1), t_upper_p((margin - mean) / error, rounds - 1))
+
+
+def _signed_rank_counts(doubled_ranks: list[int]) -> list[int]:
+    """How many of the 2^n sign choices give each sum of the positive (doubled) ranks."""
+    counts = [1] + [0] * sum(doubled_ranks)
+    for rank in doubled_ranks:
+        for total in range(len(counts) - 1, rank - 1, -1):
+            counts[total] += counts[total - rank]
+    return counts
+
+
+def signed_rank_summary(per_round: pd.Series) -> dict:
+    """Wilcoxon's signed-rank answer for the per-round values, assuming no normality: the
+    Hodges-Lehmann estimate (median of the Walsh averages), its exact 95 % interval (the Walsh
+    averages' order statistics at the signed-rank distribution's 2.5 % quantile, as R's
+    wilcox.test gives it) and the exact two-sided p (zeros dropped, ties at mid-ranks: the exact
+    conditional distribution, as scipy's exact method gives it without ties)."""
+    values = [float(v) for v in per_round]
+    rounds = len(values)
+    result = {"rounds": rounds, "effect": values[0] if rounds == 1 else math.nan, "ci_low": math.nan,
+              "ci_high": math.nan, "p": math.nan}
+    if rounds < 2:
+        return result
+    walsh = sorted((values[i] + values[j]) / 2 for i in range(rounds) for j in range(i, rounds))
+    result["effect"] = float(pd.Series(walsh).median())
+    null = _signed_rank_counts(list(range(2, 2 * rounds + 1, 2)))  # no ties: ranks 1..n, doubled
+    cumulative, quantile = 0, 0
+    for total, count in enumerate(null[::2]):  # sums of undoubled ranks
+        cumulative += count
+        if cumulative / 2**rounds >= 0.025:
+            quantile = total
+            break
+    lower = max(quantile, 1)  # R: qsignrank(alpha / 2, n), at least 1
+    result["ci_low"], result["ci_high"] = walsh[lower - 1], walsh[len(walsh) - lower]
+    nonzero = [v for v in values if abs(v) > SPREAD_TOLERANCE * max(1.0, max(map(abs, values)))]
+    if not nonzero:
+        result["p"] = 1.0
+        return result
+    ranks = pd.Series([abs(v) for v in nonzero]).rank(method="average")
+    doubled = [int(round(2 * r)) for r in ranks]
+    counts = _signed_rank_counts(doubled)
+    observed = sum(d for d, v in zip(doubled, nonzero) if v > 0)
+    centre = sum(doubled) / 2
+    extreme = sum(c for total, c in enumerate(counts) if abs(total - centre) >= abs(observed - centre) - 1e-9)
+    result["p"] = min(1.0, extreme / 2 ** len(nonzero))
+    return result
+
+
+def power_frame(effect_frame: pd.DataFrame, rounds: int, *, mde: float | None = None, alpha: float = 0.05,
+                power: float = 0.8) -> pd.DataFrame:
+    """For each effect of a pilot (effects() rows with their round-to-round `spread`): the
+    minimum detectable effect (pp) of the two-sided paired t test at `rounds` rounds with
+    `power`, within the Benjamini-Hochberg family of every row: from `mde_first` (the threshold
+    alpha / m the first-ranked p must pass, a conservative bound) to `mde_last` (alpha, met
+    when every effect of the family is real); with `mde`, the rounds needed to detect it at
+    the conservative threshold (`rounds_needed`; None beyond 1000)."""
+    frame = effect_frame[effect_frame["spread"].notna()].copy()
+    family = max(1, len(frame))
+    first = detectable_shift(rounds, alpha / family, power)
+    last = detectable_shift(rounds, alpha, power)
+    frame["mde_first"] = frame["spread"] * first
+    frame["mde_last"] = frame["spread"] * last
+    if mde is not None:
+        frame["rounds_needed"] = [rounds_needed(spread, mde, alpha / family, power) for spread in frame["spread"]]
+    return frame
+
+
+INTERVALS = ("t", "wilcoxon")  # how a per-round mean change gets its interval and p
+
+
+def round_summary(per_round: pd.Series, interval: str = "t") -> dict:
+    """t_summary (the default) or signed_rank_summary, as `interval` names it."""
+    return signed_rank_summary(per_round) if interval == "wilcoxon" else t_summary(per_round)
+
+
 def benjamini_hochberg(p_values: list[float]) -> list[float]:
     """Benjamini-Hochberg adjusted p-values (false discovery rate), in the input order."""
     count = len(p_values)
@@ -310,16 +456,19 @@ def t_summary(per_round: pd.Series) -> dict:
 
 
 def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str = "test_error",
-                  flagged: frozenset = frozenset()) -> dict | None:
+                  flagged: frozenset = frozenset(), interval: str = "t", margin: float | None = None) -> dict | None:
     """Mean change in `metric` (percentage points; test error unless said) when `factor` goes from `baseline` to
     `level`, everything else and the round held equal. Differences are averaged over the matched
     configurations within each round; the rounds (independent data draws) give the interval.
     `behind`: the configurations the effect is measured on; `unsettled`: how many of them are
-    in `flagged` (configurations whose answer may not be final, harness.stats.unsettled)."""
+    in `flagged` (configurations whose answer may not be final, harness.stats.unsettled).
+    `interval`: t (mean, t interval) or wilcoxon (Hodges-Lehmann, exact signed-rank interval);
+    `margin` (pp): also the TOST p that the effect lies within ±margin (`p_equivalence`)."""
     merged = matched_differences(runs, factor, level, baseline, metric)
     if merged.empty:
         return None
     behind = set(merged["config_id_on"]) | set(merged["config_id_off"])
+    per_round = merged.groupby("round")["difference"].mean()
     return {
         "factor": factor,
         "change": f"{_level_text(baseline)} -> {_level_text(level)}",
@@ -327,17 +476,20 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str 
         "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
         "behind": len(behind),
         "unsettled": len(behind & flagged),
-        **t_summary(merged.groupby("round")["difference"].mean()),
+        **round_summary(per_round, interval),
+        "spread": float(per_round.std(ddof=1)) if len(per_round) > 1 else math.nan,  # round to round, pp
+        **({"p_equivalence": tost_p(per_round, margin)} if margin is not None else {}),
     }
 
 
-def interactions(runs: pd.DataFrame, factors=None, metric: str = "test_error") -> pd.DataFrame:
+def interactions(runs: pd.DataFrame, factors=None, metric: str = "test_error", interval: str = "t") -> pd.DataFrame:
     """For each pair of factors (A, B) that both vary: A's paired effect at each level of B, and
     whether it differs between B's baseline and another level: the per-round difference of the
     two conditional effects, t-tested over rounds and BH-adjusted across every comparison.
     A row per (A change, B level): factor, change, given, effect and interval at that level,
     and, for B's non-baseline levels, difference from the effect at B's baseline with its p.
-    `factors`: the settings to look at (default: every effect_factors())."""
+    `factors`: the settings to look at (default: every effect_factors()); `interval`: t or
+    wilcoxon (round_summary)."""
     done = runs[runs["status"] == Status.DONE] if not runs.empty else runs
     known = declared()
     varying = {f: _levels(done, f) for f in (factors or effect_factors()) if f in done and not done.empty}
@@ -349,7 +501,7 @@ def interactions(runs: pd.DataFrame, factors=None, metric: str = "test_error") -
                 continue
             for level in levels:
                 rows += _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels,
-                                          metric)
+                                          metric, interval)
     frame = pd.DataFrame(rows)
     if not frame.empty:
         tested = frame["p_difference"].notna()
@@ -358,7 +510,7 @@ def interactions(runs: pd.DataFrame, factors=None, metric: str = "test_error") -
 
 
 def _conditional_rows(done, factor, level, baseline, condition, condition_base, condition_levels,
-                      metric: str = "test_error") -> list[dict]:
+                      metric: str = "test_error", interval: str = "t") -> list[dict]:
     per_level = {}
     for value in (condition_base, *condition_levels):
         merged = matched_differences(done[done[condition] == value], factor, level, baseline, metric)
@@ -369,18 +521,19 @@ def _conditional_rows(done, factor, level, baseline, condition, condition_base, 
     rows = []
     for value, per_round in per_level.items():
         row = {"factor": factor, "change": f"{_level_text(baseline)} -> {_level_text(level)}",
-               "given": f"{condition} = {_level_text(value)}", "condition": condition, **t_summary(per_round),
+               "given": f"{condition} = {_level_text(value)}", "condition": condition, **round_summary(per_round, interval),
                "difference": math.nan, "diff_low": math.nan, "diff_high": math.nan, "p_difference": math.nan}
         if value != condition_base:
             paired = (per_round - per_level[condition_base]).dropna()  # the same rounds at both levels
-            test = t_summary(paired)
+            test = round_summary(paired, interval)
             row.update(difference=test["effect"], diff_low=test["ci_low"], diff_high=test["ci_high"],
                        p_difference=test["p"])
         rows.append(row)
     return rows
 
 
-def effects(runs: pd.DataFrame, factors=None, metric: str = "test_error", flagged=frozenset()) -> pd.DataFrame:
+def effects(runs: pd.DataFrame, factors=None, metric: str = "test_error", flagged=frozenset(), interval: str = "t",
+            margin: float | None = None) -> pd.DataFrame:
     """Every factor level's paired effect on `metric` (test error unless said), with
     BH-adjusted p-values. `factors`: the settings to look at (default: every effect_factors());
     `flagged`: configuration ids whose answer may not be final, counted per effect."""
@@ -394,13 +547,22 @@ def effects(runs: pd.DataFrame, factors=None, metric: str = "test_error", flagge
             continue
         baseline, others = levels
         for level in others:
-            row = paired_effect(done, factor, level, baseline, metric, frozenset(flagged))
+            row = paired_effect(done, factor, level, baseline, metric, frozenset(flagged), interval, margin)
             if row is not None:
                 rows.append(row)
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        tested = frame["p"].notna()
-        frame.loc[tested, "p_adjusted"] = benjamini_hochberg(frame.loc[tested, "p"].tolist())
+    return adjusted(pd.DataFrame(rows))
+
+
+def adjusted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with Benjamini-Hochberg adjusted p-values across its rows: `p_adjusted` from
+    `p`, and `p_equivalence_adjusted` from `p_equivalence` where the rows have one."""
+    for column in ("p", "p_equivalence"):
+        if frame.empty or column not in frame:
+            continue
+        target = "p_adjusted" if column == "p" else f"{column}_adjusted"
+        tested = frame[column].notna()
+        frame[target] = float("nan")
+        frame.loc[tested, target] = benjamini_hochberg(frame.loc[tested, column].tolist())
     return frame
 
 
@@ -433,21 +595,21 @@ def _by_context(runs: pd.DataFrame, context: list[str]):
         yield ", ".join(f"{key} = {_level_text(first[key])}" for key in context), group
 
 
-def split_interactions(runs: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
+def split_interactions(runs: pd.DataFrame, metric: str = "test_error", interval: str = "t") -> pd.DataFrame:
     """interactions(), with the ablation factors' interactions with one another measured apart
     at each combination of the context settings (context_settings), as split_effects does for
     their effects; an interaction with a context setting (aux loss given epochs = 20) is
     measured over every run. Column `context` ("" when there is one); BH across every row."""
     context = context_settings(runs)
     if not context:
-        frame = interactions(runs, metric=metric)
+        frame = interactions(runs, metric=metric, interval=interval)
         return frame.assign(context="") if not frame.empty else frame
     answers = set(factors())
-    every = interactions(runs, metric=metric)
+    every = interactions(runs, metric=metric, interval=interval)
     parts = [every[~(every["factor"].isin(answers) & every["given"].str.split(" = ").str[0].isin(answers))]
              .assign(context="")] if not every.empty else []
     measured = [part.assign(context=label) for label, group in _by_context(runs, context)
-                if not (part := interactions(group, list(answers & set(group.columns)), metric)).empty]
+                if not (part := interactions(group, list(answers & set(group.columns)), metric, interval)).empty]
     if len(measured) == 1:
         measured[0]["context"] = ""
     frame = pd.concat([part for part in [*parts, *measured] if not part.empty], ignore_index=True) if (
@@ -460,7 +622,8 @@ def split_interactions(runs: pd.DataFrame, metric: str = "test_error") -> pd.Dat
     return frame
 
 
-def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozenset()) -> pd.DataFrame:
+def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozenset(), interval: str = "t",
+                  margin: float | None = None) -> pd.DataFrame:
     """effects(), with each ablation factor's effect measured apart at each combination of the
     context settings (context_settings: other settings that vary, epochs say), never pooled
     across them; column `context` names the combination ("" when there is one). The other
@@ -469,10 +632,12 @@ def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozen
     context = context_settings(runs)
     answers = factors()
     if not context:
-        return effects(runs, metric=metric, flagged=flagged).assign(context="") if not runs.empty else pd.DataFrame()
-    parts = [effects(runs, [f for f in effect_factors() if f not in answers], metric, flagged).assign(context="")]
+        frame = effects(runs, metric=metric, flagged=flagged, interval=interval, margin=margin)
+        return frame.assign(context="") if not frame.empty else frame
+    parts = [effects(runs, [f for f in effect_factors() if f not in answers], metric, flagged, interval, margin)
+             .assign(context="")]
     measured = [part.assign(context=label) for label, group in _by_context(runs, context)
-                if not (part := effects(group, answers, metric, flagged)).empty]
+                if not (part := effects(group, answers, metric, flagged, interval, margin)).empty]
     if len(measured) == 1:  # one combination holds every pair: nothing was pooled, nothing to name
         measured[0]["context"] = ""
     frame = pd.concat([part for part in [*parts, *measured] if not part.empty], ignore_index=True)
@@ -480,10 +645,7 @@ def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozen
         return frame
     position = {factor: index for index, factor in enumerate(effect_factors())}
     frame = frame.sort_values("factor", key=lambda column: column.map(position), kind="stable").reset_index(drop=True)
-    tested = frame["p"].notna()
-    frame["p_adjusted"] = float("nan")
-    frame.loc[tested, "p_adjusted"] = benjamini_hochberg(frame.loc[tested, "p"].tolist())
-    return frame
+    return adjusted(frame)
 
 
 # --------------------------------------------------------------------------- comparing result sets

@@ -27,6 +27,8 @@ from harness.errors import ConfigError
 from harness.registry import suggest
 from harness.results import EFFECT_METRICS
 
+INTERVALS = ("t", "wilcoxon")  # harness.stats.INTERVALS: how an effect's interval and p are found
+
 STUDIES_FILE = "studies.toml"
 ARCHIVE_SUFFIX = ".json.gz"  # harness.store reads a file of this suffix as an archive
 SORTS = ("matrix", "test_error", "validation_error", "name", "params")
@@ -54,6 +56,9 @@ FIELDS: dict[str, Field] = {
     "metric": Field(EFFECT_METRICS, "the error its effects are measured on (a search: a validation error)",
                     default="test_error"),
     "sort": Field(SORTS, "the configurations' order", default="matrix"),
+    "equivalence": Field(float, "a margin (pp): each answer also tested for equivalence within ± it (TOST)",
+                         default=None),
+    "interval": Field(INTERVALS, "t, or wilcoxon: intervals that do not assume normal differences", default="t"),
     "figures": Field(str, "a folder of `harness plot --out` figures: the forest plot under the answers", default=None),
     "image": Field(str, "an SVG shown under the paragraph (a figure the study's text refers to)", default=None),
     "caption": Field(str, "the image's caption", default=""),
@@ -74,6 +79,8 @@ class Study:
     level: int = 1
     metric: str = "test_error"
     sort: str = "matrix"
+    equivalence: float | None = None
+    interval: str = "t"
     figures: str | None = None
     image: str | None = None
     caption: str = ""
@@ -96,8 +103,12 @@ def _checked(value: Any, name: str, spec: Field, where: str) -> Any:
             choices = ", ".join(map(repr, spec.kind))
             raise ConfigError(f"{where}: {name} = {value!r} is not one of {choices}{suggest(value, spec.kind)}")
         return value
+    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
     if not isinstance(value, spec.kind) or isinstance(value, bool):
         raise ConfigError(f"{where}: {name} must be a {spec.kind.__name__}, got {value!r}")
+    if spec.kind is float and not value > 0:
+        raise ConfigError(f"{where}: {name} must be above 0, got {value!r}")
     if spec.kind is list:
         if not value or not all(isinstance(item, str) and item for item in value):
             raise ConfigError(f"{where}: {name} must list matrix files, e.g. {name} = [\"ablations.toml\"]")

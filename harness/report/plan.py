@@ -101,3 +101,33 @@ def start_lines(frame: pd.DataFrame, plan: Plan, workers: int) -> list[str]:
             lines.append("a first answer sooner: fewer rounds (--rounds 2) or configurations (--only KEY=VALUE); "
                          "this command resumes where it stops")
     return lines
+
+
+def power_document(frame: pd.DataFrame, plan: Plan, source: str, *, mde: float | None = None, alpha: float = 0.05,
+                   power: float = 0.8) -> Document:
+    """`harness plan --power`: per effect, the pilot's round-to-round spread, the minimum
+    detectable effect at the plan's rounds (the range between the conservative and the
+    lenient Benjamini-Hochberg thresholds) and, with `mde`, the rounds it needs."""
+    rounds = max(config.rounds for config in plan.configs)
+    table = pd.DataFrame({
+        "factor": frame["factor"],
+        "change": frame["change"],
+        **({"at": frame["context"]} if "context" in frame and frame["context"].astype(bool).any() else {}),
+        "pilot rounds": frame["rounds"],
+        "spread (pp)": frame["spread"].map(lambda v: f"{v:.2f}"),
+        f"detectable at {rounds} rounds (pp)": [f"{first:.2f} ({last:.2f})" for first, last in
+                                                zip(frame["mde_first"], frame["mde_last"])],
+    })
+    if mde is not None:
+        table[f"rounds for {mde:g} pp"] = frame["rounds_needed"].map(lambda v: "over 1000" if v is None or pd.isna(v)
+                                                                      else str(int(v)))
+    family = len(frame)
+    words = (f"Power of the paired effects at {rounds} rounds, from the round-to-round spread of each effect in "
+             f"{source}: the smallest true effect the two-sided paired t test detects with probability {power:g}, at "
+             f"alpha {alpha:g}/{family} (the Benjamini–Hochberg threshold the first-ranked of the {family} effects must "
+             f"pass, a conservative bound) and, in brackets, at alpha {alpha:g} (met when every effect of the family "
+             "is real).")
+    if mde is not None:
+        words += f" Rounds for {mde:g} pp: the fewest that detect it at the conservative threshold."
+    return Document("harness plan --power", [Paragraph(words), Table(table)], table=table,
+                    records={"rounds": rounds, "source": source, "effects": records(frame)})

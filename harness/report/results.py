@@ -143,7 +143,7 @@ def _unsettled_share(row) -> str:
     return f"{UNSETTLED} {int(count)} of {int(row['behind'])}"
 
 
-def effect_rows(frame: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
+def effect_rows(frame: pd.DataFrame, metric: str = "test_error", margin: float | None = None) -> pd.DataFrame:
     if frame.empty:
         return frame
     rows = pd.DataFrame(
@@ -159,25 +159,58 @@ def effect_rows(frame: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame
             "rounds": frame["rounds"],
         }
     )
+    if margin is not None and "p_equivalence_adjusted" in frame:
+        rows["TOST p (BH)"] = frame["p_equivalence_adjusted"].map(p_value)
+        rows[f"within ±{margin:g} pp"] = [equivalence_verdict(row) for row in frame.to_dict("records")]
     if "unsettled" in frame and frame["unsettled"].fillna(0).any():
         rows["far from converged"] = [_unsettled_share(row) for row in frame.to_dict("records")]
     return rows
 
 
-def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error") -> list[str]:
-    """One line per ablation factor's change: its paired effect with the 95 % interval."""
+FEW_ROUNDS = 5  # an answer on fewer rounds is marked: its interval leans on its assumptions
+
+
+def verdict_words(row, metric: str, margin: float | None) -> str:
+    """What an effect row answers: lowers or raises the error (p (BH) < 0.05), or, with an
+    equivalence margin, equivalent within it (TOST p (BH) < 0.05), both, or undecided; without
+    one, "no detectable effect"."""
+    significant = not pd.isna(row.get("p_adjusted")) and row["p_adjusted"] < 0.05
+    direction = ("lowers " if row["effect"] < 0 else "raises ") + metric_words(metric)
+    if margin is None:
+        return direction if significant else "no detectable effect"
+    equivalent = not pd.isna(row.get("p_equivalence_adjusted")) and row["p_equivalence_adjusted"] < 0.05
+    if significant:
+        return f"{direction}, by less than ±{margin:g} pp" if equivalent else direction
+    if equivalent:
+        return f"equivalent within ±{margin:g} pp (TOST p (BH) {p_value(row['p_equivalence_adjusted'])})"
+    return f"undecided: neither a change nor equivalence within ±{margin:g} pp is shown"
+
+
+def equivalence_verdict(row) -> str:
+    """The TOST verdict in a word: equivalent, differs, differs (by less), or undecided."""
+    significant = not pd.isna(row.get("p_adjusted")) and row["p_adjusted"] < 0.05
+    equivalent = not pd.isna(row.get("p_equivalence_adjusted")) and row["p_equivalence_adjusted"] < 0.05
+    return {(True, True): "differs, by less", (True, False): "differs", (False, True): "equivalent"}.get(
+        (significant, equivalent), "undecided")
+
+
+def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error", margin: float | None = None) -> list[str]:
+    """One line per ablation factor's change: its paired effect with the 95 % interval and
+    what it answers (verdict_words); marked when it rests on fewer than FEW_ROUNDS rounds or on
+    configurations far from converged."""
     lines, known = [], declared()
     for factor in factors():
         for _, row in effect_frame[effect_frame["factor"] == factor].iterrows():
-            significant = not pd.isna(row.get("p_adjusted")) and row["p_adjusted"] < 0.05
-            verdict = (("lowers " if row["effect"] < 0 else "raises ") + metric_words(metric) if significant
-                       else "no detectable effect")
+            verdict = verdict_words(row, metric, margin)
+            few = (f"; {DEGENERATE} rests on {row['rounds']} round{'s' if row['rounds'] != 1 else ''} (fewer than "
+                   f"{FEW_ROUNDS})"
+                   if row["rounds"] < FEW_ROUNDS else "")
             share = _unsettled_share(row)
             at = f" at {row['context']}" if row.get("context") else ""
             lines.append(
                 f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}){at}: "
                 f"{row['effect']:+.2f} pp {interval(row['ci_low'], row['ci_high'])}, p (BH) {p_value(row.get('p_adjusted'))}: "
-                f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds)"
+                f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds){few}"
                 + (f"; {share} configurations behind it far from converged" if share else "")
             )
     return lines
@@ -256,13 +289,17 @@ RUN_COLUMNS = ["config_id", "round", "name", "status", *(metric.name for metric 
 
 def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None = None, sort: str = "matrix",
                      figures: str | None = None, metric: str = "test_error",
-                     epochs: pd.DataFrame | None = None) -> Document:
+                     epochs: pd.DataFrame | None = None, interval: str = "t",
+                     equivalence: float | None = None) -> Document:
     """What `harness table` prints, answers first: each ablation factor's effect in one line
     (with the forest plot from `figures`, a folder, when given), interactions, every effect,
     the reproductions beside the published figures, the configurations (folded where a format
     folds), provenance. With the learning curves (`epochs`), configurations far from converged
-    are marked, and so are the answers resting on them. Its CSV is the configurations; its JSON
-    every table and run."""
+    are marked, and so are the answers resting on them. `interval`: t (means, t intervals) or
+    wilcoxon (Hodges-Lehmann estimates, exact signed-rank intervals and p); `equivalence` (pp):
+    each effect also tested for equivalence within ±that margin (TOST), and the answers say
+    "equivalent", "undecided" or how it changes. Its CSV is the configurations; its JSON every
+    table and run."""
     runs = select(runs, plan)
     if runs.empty or not (runs["status"] == Status.DONE).any():
         raise ReportError(f"{store_path}: no finished runs" + (" of this matrix" if plan else "") + "; run `harness run` first")
@@ -273,16 +310,26 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     flagged = set(ablations.loc[ablations["unsettled"].notna(), "config_id"]) if "unsettled" in ablations else set()
     marked = f"; {UNSETTLED}: far from converged at the last epoch" if "unsettled" in summary and summary[
         "unsettled"].notna().any() else ""
-    effect_frame = split_effects(ablation_runs, metric, flagged) if not ablations.empty else pd.DataFrame()
-    interaction_frame = split_interactions(ablation_runs, metric) if not ablations.empty else pd.DataFrame()
+    effect_frame = (split_effects(ablation_runs, metric, flagged, interval, equivalence) if not ablations.empty
+                    else pd.DataFrame())
+    interaction_frame = split_interactions(ablation_runs, metric, interval) if not ablations.empty else pd.DataFrame()
     words = metric_words(metric)
     figures = figures if metric == "test_error" else None  # the forest plot shows test error
     blocks = []
-    answers = answer_lines(effect_frame, metric) if not effect_frame.empty else []
+    answers = answer_lines(effect_frame, metric, equivalence) if not effect_frame.empty else []
+    how = ("Hodges–Lehmann estimate, exact Wilcoxon signed-rank 95% interval over rounds and p, Benjamini–Hochberg "
+           "adjusted" if interval == "wilcoxon" else
+           "percentage points, 95% interval over rounds, Benjamini–Hochberg adjusted p")
+    few = (f" {DEGENERATE} rests on fewer than {FEW_ROUNDS} rounds: an interval from so few leans on its assumptions "
+           "(normal differences for t; an exact Wilcoxon interval that wide says little); train more rounds."
+           if not effect_frame.empty and (effect_frame["rounds"] < FEW_ROUNDS).any() else "")
+    margin_words = (f" Equivalence: two one-sided t tests (TOST) that the effect lies within ±{equivalence:g} pp, "
+                    "Benjamini–Hochberg adjusted; \"no detectable effect\" is not equivalence."
+                    if equivalence is not None else "")
     if answers:
         blocks += [Heading("Answers"), Paragraph(
-            f"Each factor's paired effect on {words} (percentage points, 95% interval over rounds, "
-            "Benjamini–Hochberg adjusted p), every other setting and the round held equal."
+            f"Each factor's paired effect on {words} ({how}), every other setting and the round held equal."
+            + margin_words + few
             + (f" {UNSETTLED}: configurations far from converged at their last epoch (a train error of "
                f"{FITTED_PCT:g} % or more still falling by {STILL_FALLING_PP:g} pp or more over the last quarter of "
                f"the epochs, or above {HIGH_TRAIN_ERROR_PCT:g} %), "
@@ -299,8 +346,10 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     if not effect_frame.empty:
         blocks += [Heading("Effects"), Paragraph(
             f"Change in {words} (percentage points) when a factor leaves its baseline, paired on every "
-            "other setting and on the round; 95% CI and p from a t-test over rounds; p (BH): "
-            "Benjamini–Hochberg adjusted across the rows."), Table(effect_rows(effect_frame, metric))]
+            "other setting and on the round; "
+            + ("Hodges–Lehmann estimate, 95% CI and p from the exact Wilcoxon signed-rank test over rounds; "
+               if interval == "wilcoxon" else "95% CI and p from a t-test over rounds; ") + "p (BH): "
+            "Benjamini–Hochberg adjusted across the rows."), Table(effect_rows(effect_frame, metric, equivalence))]
     if not reproductions.empty:
         blocks += [Heading("Reproductions of the reports"), Paragraph(
             "Ours beside the published figures (test error in %, mean ± std). Verdict: reproduced when "
@@ -379,7 +428,8 @@ def studies_document(parts: list[StudyPart]) -> Document:
         if study.image:
             blocks.append(Figure(Path(study.image), study.caption))
         inner = results_document(part.runs, store_path=part.source, plan=part.plan, sort=study.sort,
-                                 figures=study.figures, metric=study.metric, epochs=part.epochs)
+                                 figures=study.figures, metric=study.metric, epochs=part.epochs,
+                                 interval=study.interval, equivalence=study.equivalence)
         blocks += nested(inner.blocks, study.level - 1)
         tables.append(inner.table.assign(study=study.title))
         machine.append({"study": study.title, "source": part.source, **inner.records})
