@@ -194,6 +194,24 @@ def load_plugins(specs, where: str, base: Path | None = None) -> tuple[Any, ...]
     return tuple(loaded)
 
 
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file's document; ConfigError in one line naming the file when it cannot be read
+    (`what` it is names the fix: "save the matrix file as UTF-8")."""
+    where = str(path)
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {error.start}); save {what} as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read it ({error.strerror or error}); check its permissions") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: TOML syntax error: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: its arrays or tables nest too deeply to read") from None
+
+
 def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
     """Parse and check a matrix file, after importing `plugins` (--plugin) and the file's own
     `plugins = [...]`. Raises ConfigError naming the file, key and fix."""
@@ -203,16 +221,7 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
         example = ("run from the repository's folder, where it is, or pass --matrix FILE" if path.name == "ablations.toml"
                    else "see the repository's ablations.toml for an example")
         raise ConfigError(f"{where}: no such file ({example})")
-    try:
-        document = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{where}: not UTF-8 text (byte {error.start}); save the matrix file as UTF-8") from None
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read it ({error.strerror or error}); check its permissions") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{where}: TOML syntax error: {error}") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: its arrays or tables nest too deeply to read; a matrix needs a few levels") from None
+    document = read_toml(path, "the matrix file")
     for section in document:
         if section not in SECTIONS:
             raise ConfigError(f"{where}: unknown section [{section}]{suggest(section, SECTIONS)}; sections are {', '.join(SECTIONS)}")

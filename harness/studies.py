@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
+from harness.config import read_toml
 from harness.errors import ConfigError
 from harness.registry import suggest
 from harness.results import EFFECT_METRICS
@@ -123,16 +119,9 @@ def load_studies(path: str | Path = STUDIES_FILE) -> list[Study]:
     read, an unknown or missing key, a value of the wrong kind, or a runs file that is no archive."""
     path = Path(path)
     where = str(path)
-    try:
-        document = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file; declare the studies there ([[study]] tables) or pass --store") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{where}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read it ({error.strerror or error}); check its permissions") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{where}: TOML syntax error: {error}") from None
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such file; declare the studies there ([[study]] tables) or pass --store")
+    document = read_toml(path, "the studies file")
     unknown = [key for key in document if key != "study"]
     if unknown:
         raise ConfigError(f"{where}: unknown section [{unknown[0]}]{suggest(unknown[0], ['study'])}; "
