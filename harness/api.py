@@ -95,7 +95,7 @@ def power(the_plan: Plan, store: str | Path, *, mde: float | None = None, alpha:
     import pandas as pd
 
     from harness.report.results import select
-    from harness.stats import power_frame, split_effects
+    from harness.stats import design_effects, power_frame
     from harness.store import Store
 
     if not Path(store).is_file():
@@ -107,7 +107,7 @@ def power(the_plan: Plan, store: str | Path, *, mde: float | None = None, alpha:
     own = select(stored, the_plan) if not stored.empty else stored
     done = own[own["status"] == "done"] if not own.empty else own
     pilot, which = (own, "its runs of this matrix") if not done.empty else (stored, "all its runs (none of this matrix)")
-    effect_frame = split_effects(pilot) if not pilot.empty else pd.DataFrame()
+    effect_frame = design_effects(pilot, the_plan.design if not done.empty else None) if not pilot.empty else pd.DataFrame()
     usable = effect_frame[effect_frame["spread"].notna()] if "spread" in effect_frame else effect_frame
     if usable.empty:
         raise ConfigError(f"--power: {store} holds no effect measured over {MIN_PILOT_ROUNDS} or more rounds "
@@ -337,18 +337,23 @@ def export_studies(path: str | Path | None = None) -> list[tuple[str, str, int, 
     if not studies:
         raise ConfigError(f"{path or STUDIES_FILE}: no study's store is here; train one first (its section of "
                           "`harness table` gives the commands)")
-    chosen = []
+    # studies that share their committed runs (a fraction read from the full study's) are written together
+    groups: dict[tuple[Path, Path], list] = {}
     for study in studies:
-        the_plan = study_plan(study)
-        stored = runs(study.path(study.store), the_plan)
-        if stored.empty:  # a store of other runs: nothing of this study to commit
+        groups.setdefault((study.path(study.store), study.path(study.runs)), []).append(study)
+    chosen = []
+    for (store, archive), members in groups.items():
+        configs = {config.config_id: config for study in members for config in study_plan(study).configs}
+        the_plan = Plan.from_configs(list(configs.values()), source=str(archive)) if configs else None
+        stored = runs(store, the_plan)
+        if stored.empty:  # a store of other runs: nothing of these studies to commit
             continue
-        versions = sorted(str(v) for v in stored["code_version"].dropna().unique()) if not stored.empty else []
+        versions = sorted(str(v) for v in stored["code_version"].dropna().unique())
         dirty = [v for v in versions if v.endswith("+dirty")]
         if dirty:
-            raise ConfigError(f"{study.store}: runs of uncommitted code ({', '.join(dirty)}); commit, train them again "
-                              "from the clean tree (harness run --fresh), then export")
-        chosen.append((study, the_plan, versions))
+            raise ConfigError(f"{members[0].store}: runs of uncommitted code ({', '.join(dirty)}); commit, train them "
+                              "again from the clean tree (harness run --fresh), then export")
+        chosen.append((members[0], the_plan, versions))
     if not chosen:
         raise ConfigError(f"{path or STUDIES_FILE}: no study's store here holds runs of its matrices; train one first")
     written = []

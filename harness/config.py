@@ -103,6 +103,7 @@ class MatrixFile:
     plugins: tuple[Any, ...] = ()  # harness.plugins.PluginSource, in import order
     sets: tuple[str, ...] = ()  # the --set assignments applied to the file
     crossed: dict[str, list[Any]] = field(default_factory=dict)  # --set lists crossing every entry
+    design: dict[str, Any] = field(default_factory=dict)  # the [design] table (harness.designs)
 
     def describe(self, profile: str | None = None) -> str:
         """How the plan was asked for: the file, its profile and --set assignments."""
@@ -133,6 +134,7 @@ class Plan:
     configs: list[RunConfig]
     dropped: list[Dropped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the plan says about its configurations (their tasks' notes)
+    design: Any = None  # harness.designs.Design of a fractional plan; None for the full factorial
 
     @property
     def jobs(self) -> list[Job]:
@@ -171,11 +173,15 @@ class Plan:
         for each in plans:
             for config in each.configs:
                 seen.setdefault(config.config_id, config)
+        if len(plans) > 1 and any(each.design is not None for each in plans):
+            raise ConfigError(f"{', '.join(each.matrix.path for each in plans)}: a fractional design is a study of its "
+                              "own; declare it with its one matrix")
         return cls(plans[0].matrix, None, unique_names(list(seen.values())),
-                   [d for each in plans for d in each.dropped], [n for each in plans for n in each.notes])
+                   [d for each in plans for d in each.dropped], [n for each in plans for n in each.notes],
+                   plans[0].design)
 
 
-SECTIONS = ("plugins", "defaults", "matrix", "profiles")
+SECTIONS = ("plugins", "defaults", "matrix", "profiles", "design")
 
 
 def load_plugins(specs, where: str, base: Path | None = None) -> tuple[Any, ...]:
@@ -271,7 +277,21 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
         for key, value in profile.items():
             check_anywhere(key, value, f"{where} [profiles.{name}]")
         profiles[name] = profile
-    return MatrixFile(where, defaults, factors, exclude, include, profiles, loaded)
+    design = _table(document.get("design", {}), f"{where} [design]")
+    matrix_file = MatrixFile(where, defaults, factors, exclude, include, profiles, loaded, design=design)
+    design_of(matrix_file)  # a bad [design] is refused with the file, before any plan
+    return matrix_file
+
+
+def design_of(matrix: MatrixFile):
+    """The fractional design a matrix asks for (harness.designs.Design), or None for the full
+    factorial; ConfigError in one line for one it cannot run."""
+    from harness.designs import fractional
+
+    if not matrix.design:
+        return None
+    return fractional(matrix.design, matrix.factors, excluded=bool(matrix.exclude), included=bool(matrix.include),
+                      where=matrix.path)
 
 
 def dotted(table: dict[str, Any], keep: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -456,8 +476,13 @@ def expand(
         raise ConfigError(f"{matrix.path}: unknown profile '{profile}'{suggest(profile, matrix.profiles)} (profiles: {known})")
     profile_settings = matrix.profiles.get(profile, {}) if profile else {}
 
+    design = design_of(matrix)
+    fixed = {name: values[0] for name, values in matrix.factors.items() if len(values) == 1}
+    entries = ([{**fixed, **entry} for entry in design.entries()] if design is not None
+               else combinations(matrix) if matrix.factors or matrix.include else [{}])  # no [matrix]: the defaults
+
     def candidates():
-        for entry in combinations(matrix) if matrix.factors or matrix.include else [{}]:  # no [matrix]: the defaults
+        for entry in entries:
             for values in itertools.product(*matrix.crossed.values()):
                 combo = {**entry, **dict(zip(matrix.crossed, values))}
                 settings = {}
@@ -466,6 +491,10 @@ def expand(
                 yield make_config(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
 
     configs, dropped = admit(candidates())
+    if design is not None and dropped:
+        raise ConfigError(f"{matrix.path} [design]: the fraction holds a combination the harness drops "
+                          f"({dropped[0].reason}: {dropped[0].settings}); a fraction needs every one of its runs: "
+                          "fix that setting in [defaults], or run a full factorial")
     if only:
         configs = [c for c in configs if all(value_of(c.settings(), k, _ABSENT) == v for k, v in only.items())]
     configs = unique_names(configs)
@@ -475,7 +504,7 @@ def expand(
             raise ConfigError(f"{matrix.path}: the matrix expands to no job{what}; check [matrix.exclude] and the "
                               "dropped list of `harness plan`")
         raise ConfigError(f"{matrix.path}: the matrix expands to no job: {why_none(dropped)}")
-    return Plan(matrix, profile, configs, dropped, notes_on(configs))
+    return Plan(matrix, profile, configs, dropped, notes_on(configs), design)
 
 
 def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixFile, dict[str, Any]]:

@@ -622,6 +622,56 @@ def split_interactions(runs: pd.DataFrame, metric: str = "test_error", interval:
     return frame
 
 
+def contrast_effects(runs: pd.DataFrame, design, metric: str = "test_error", flagged=frozenset(), interval: str = "t",
+                     margin: float | None = None) -> pd.DataFrame:
+    """The effects a fractional design estimates (harness.designs.Design.estimable): in each
+    round, the least-squares fit of `metric` (pp) on the runs' coded factors (-1 baseline, +1
+    other level) and one column per chain of two-factor interactions, an effect being twice its
+    coefficient (the mean at +1 minus the mean at -1, as a full factorial's main effect averages
+    over every other factor); the rounds then give the interval and p (round_summary), paired
+    as every effect is, and Benjamini-Hochberg adjusts across the rows. Each row names what it
+    is aliased with (`aliases`; words of up to two factors)."""
+    import numpy as np
+
+    done = runs[runs["status"] == Status.DONE]
+    if done.empty:
+        return pd.DataFrame()
+    coded = pd.DataFrame({factor: done[factor].map(lambda value, f=factor: -1 if value == design.levels[f][0] else
+                                                    1 if value == design.levels[f][1] else 0)
+                          for factor in design.factors}, index=done.index)
+    columns = design.estimable()
+    design_matrix = pd.DataFrame({"intercept": 1.0}, index=done.index)
+    for word in columns:
+        design_matrix[word] = np.prod([coded[factor] for factor in word.split("×")], axis=0)
+    per_round: dict[str, dict[int, float]] = {word: {} for word in columns}
+    for round_index, rows in done.groupby("round"):
+        target = 100 * rows[metric].to_numpy(dtype=float)
+        matrix = design_matrix.loc[rows.index].to_numpy(dtype=float)
+        if len(rows) < matrix.shape[1] or np.linalg.matrix_rank(matrix) < matrix.shape[1]:
+            continue  # a round missing runs (failed ones) cannot estimate every contrast apart
+        coefficients = np.linalg.lstsq(matrix, target, rcond=None)[0]
+        for word, coefficient in zip(columns, coefficients[1:]):
+            per_round[word][round_index] = 2 * coefficient
+    behind = set(done["config_id"])
+    result = []
+    for word in columns:
+        values = pd.Series(per_round[word], dtype=float)
+        if values.empty:
+            continue
+        main = "×" not in word
+        low, high = design.levels[word] if main else ("-", "+")
+        result.append({
+            "factor": word, "change": f"{_level_text(low)} -> {_level_text(high)}" if main else "interaction",
+            "pairs": int(len(done[done["round"].isin(values.index)])), "configurations": len(behind),
+            "behind": len(behind), "unsettled": len(behind & set(flagged)),
+            **round_summary(values, interval),
+            "spread": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+            **({"p_equivalence": tost_p(values, margin)} if margin is not None else {}),
+            "aliases": " = ".join(design.aliases_of(word)), "context": "",
+        })
+    return adjusted(pd.DataFrame(result))
+
+
 def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozenset(), interval: str = "t",
                   margin: float | None = None) -> pd.DataFrame:
     """effects(), with each ablation factor's effect measured apart at each combination of the
@@ -742,3 +792,12 @@ def compare_effects(before: pd.DataFrame, after: pd.DataFrame, metric: str = "te
     known = merged[["ci_low_before", "ci_low_after"]].notna().all(axis=1)
     merged["agree"] = [bool(o) if k else None for o, k in zip(overlap, known)]
     return merged
+
+
+def design_effects(runs: pd.DataFrame, design=None, metric: str = "test_error", flagged=frozenset(),
+                   interval: str = "t", margin: float | None = None) -> pd.DataFrame:
+    """The effects a study's design estimates: a fractional design's contrasts
+    (contrast_effects), else the paired effects of the full factorial (split_effects)."""
+    if design is not None:
+        return contrast_effects(runs, design, metric, flagged, interval, margin)
+    return split_effects(runs, metric, flagged, interval, margin)

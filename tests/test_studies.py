@@ -343,3 +343,15 @@ def test_interactions_among_the_factors_are_not_pooled_across_a_setting_that_var
     rows = [line for line in interactions.splitlines() if line.startswith("| aux_loss") and "encoder = " in line]
     assert {"epochs = 5" in row for row in rows} == {True, False}  # one row at each epochs, none pooled
     assert any("epochs = 20" in row for row in rows)
+
+
+def test_studies_that_share_their_committed_runs_are_exported_together(project):
+    """A fraction read from the full study's runs: one archive holds both studies' runs."""
+    (project / "cnn.toml").write_text('[defaults]\nrounds = 3\nencoder = "cnn"\naux_loss = true\n')
+    (project / "studies.toml").write_text(STUDIES.replace('matrices = ["m.toml"]', 'matrices = ["cnn.toml"]')
+                                          .replace("baselines/mlp.json.gz", "baselines/s.json.gz"))
+    result = invoke("export")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("baselines/s.json.gz: 9 runs") == 1  # cnn with aux (3) and the mlp pair (6)
+    text = table_here("--committed").stdout
+    assert "# Aux loss" in text and "## The same, MLP only" in text

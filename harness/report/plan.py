@@ -49,6 +49,8 @@ def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None
             for timing, rows in missing.groupby("timing", sort=False):
                 why = timing.removeprefix("no estimate").strip().removeprefix("(").removesuffix(")") or "its task gives none"
                 lines.append(f"  {len(rows):4d} x {why} (e.g. {rows['name'].iloc[0]})")
+    if plan.design is not None:
+        lines += plan.design.lines()
     blocks = [Table(frame[shown]), Paragraph("\n".join(lines))]
     if plan.dropped:
         dropped = [f"{len(plan.dropped)} combinations dropped:"]

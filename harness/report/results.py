@@ -27,7 +27,7 @@ from harness.stats import (
     FITTED_PCT,
     HIGH_TRAIN_ERROR_PCT,
     STILL_FALLING_PP,
-    split_effects,
+    design_effects,
     split_interactions,
     summarize,
 )
@@ -159,6 +159,8 @@ def effect_rows(frame: pd.DataFrame, metric: str = "test_error", margin: float |
             "rounds": frame["rounds"],
         }
     )
+    if "aliases" in frame and frame["aliases"].fillna("").astype(bool).any():
+        rows["aliased with"] = frame["aliases"].fillna("")
     if margin is not None and "p_equivalence_adjusted" in frame:
         rows["TOST p (BH)"] = frame["p_equivalence_adjusted"].map(p_value)
         rows[f"within ±{margin:g} pp"] = [equivalence_verdict(row) for row in frame.to_dict("records")]
@@ -202,13 +204,14 @@ def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error", margin:
     for factor in factors():
         for _, row in effect_frame[effect_frame["factor"] == factor].iterrows():
             verdict = verdict_words(row, metric, margin)
+            aliased = f" (aliased with {row['aliases']})" if isinstance(row.get("aliases"), str) and row["aliases"] else ""
             few = (f"; {DEGENERATE} rests on {row['rounds']} round{'s' if row['rounds'] != 1 else ''} (fewer than "
                    f"{FEW_ROUNDS})"
                    if row["rounds"] < FEW_ROUNDS else "")
             share = _unsettled_share(row)
             at = f" at {row['context']}" if row.get("context") else ""
             lines.append(
-                f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}){at}: "
+                f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}){at}{aliased}: "
                 f"{row['effect']:+.2f} pp {interval(row['ci_low'], row['ci_high'])}, p (BH) {p_value(row.get('p_adjusted'))}: "
                 f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds){few}"
                 + (f"; {share} configurations behind it far from converged" if share else "")
@@ -310,9 +313,11 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     flagged = set(ablations.loc[ablations["unsettled"].notna(), "config_id"]) if "unsettled" in ablations else set()
     marked = f"; {UNSETTLED}: far from converged at the last epoch" if "unsettled" in summary and summary[
         "unsettled"].notna().any() else ""
-    effect_frame = (split_effects(ablation_runs, metric, flagged, interval, equivalence) if not ablations.empty
-                    else pd.DataFrame())
-    interaction_frame = split_interactions(ablation_runs, metric, interval) if not ablations.empty else pd.DataFrame()
+    design = plan.design if plan is not None else None
+    effect_frame = (design_effects(ablation_runs, design, metric, flagged, interval, equivalence)
+                    if not ablations.empty else pd.DataFrame())
+    interaction_frame = (split_interactions(ablation_runs, metric, interval) if not ablations.empty and design is None
+                         else pd.DataFrame())  # a fraction's interactions are its aliased contrasts, in the effects
     words = metric_words(metric)
     figures = figures if metric == "test_error" else None  # the forest plot shows test error
     blocks = []
@@ -328,7 +333,11 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
                     if equivalence is not None else "")
     if answers:
         blocks += [Heading("Answers"), Paragraph(
-            f"Each factor's paired effect on {words} ({how}), every other setting and the round held equal."
+            (f"Each factor's paired effect on {words} ({how}), every other setting and the round held equal."
+             if design is None else
+             f"A fractional design ({'; '.join(design.lines()[:1])[len('design: '):]}): each factor's effect on "
+             f"{words} ({how}) is a contrast of the design's runs, fitted in each round and paired on the rounds; "
+             "an effect also holds the interactions it is aliased with, named beside it.")
             + margin_words + few
             + (f" {UNSETTLED}: configurations far from converged at their last epoch (a train error of "
                f"{FITTED_PCT:g} % or more still falling by {STILL_FALLING_PP:g} pp or more over the last quarter of "
@@ -345,8 +354,11 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
             Table(rows)]
     if not effect_frame.empty:
         blocks += [Heading("Effects"), Paragraph(
-            f"Change in {words} (percentage points) when a factor leaves its baseline, paired on every "
-            "other setting and on the round; "
+            (f"Change in {words} (percentage points) when a factor leaves its baseline, paired on every "
+             "other setting and on the round; " if design is None else
+             f"Change in {words} (percentage points) when a factor leaves its baseline, a contrast of the "
+             "fractional design fitted in each round (an interaction: the change of one factor's effect with the "
+             "other's level), with what it is aliased with; matched pairs: the runs behind it; ")
             + ("Hodges–Lehmann estimate, 95% CI and p from the exact Wilcoxon signed-rank test over rounds; "
                if interval == "wilcoxon" else "95% CI and p from a t-test over rounds; ") + "p (BH): "
             "Benjamini–Hochberg adjusted across the rows."), Table(effect_rows(effect_frame, metric, equivalence))]
