@@ -117,6 +117,29 @@ def power(the_plan: Plan, store: str | Path, *, mde: float | None = None, alpha:
     return power_frame(usable, rounds, mde=mde, alpha=alpha, power=target), f"{store}: {which}"
 
 
+def adaptive_rounds(the_plan: Plan, stored: pd.DataFrame) -> tuple[int, pd.DataFrame] | None:
+    """An adaptive plan's rounds by Stein's two-stage rule, from its pilot rounds in `stored`
+    (a store's runs): the most any effect needs, at most the plan's max_rounds; and per effect
+    the rounds it needs. None while the pilot is not complete (or the plan is not adaptive)."""
+    from harness.report.results import select
+    from harness.stats import design_effects, stein_needed
+
+    rule = the_plan.adaptive
+    if rule is None or stored.empty:
+        return None
+    pilot_plan = the_plan.with_rounds(rule.pilot)
+    pilot = select(stored, pilot_plan)
+    done = pilot[pilot["status"] == "done"]
+    if len(done) < sum(config.rounds for config in pilot_plan.configs):
+        return None
+    frame = design_effects(done, the_plan.design)
+    if frame.empty:
+        return None
+    frame = frame.assign(needed=[min(rule.max_rounds, stein_needed(spread, rule.pilot, rule.halfwidth))
+                                 for spread in frame["spread"].fillna(0.0)])
+    return int(frame["needed"].max()), frame
+
+
 def run(
     the_plan: Plan,
     store: str | Path = DEFAULT_STORE,
@@ -144,7 +167,7 @@ def run(
     summary of what ran."""
     from harness import backends
     from harness.device import resolve
-    from harness.runner import load_sources, run_plan
+    from harness.runner import Summary, load_sources, run_plan
     from harness.store import Store
 
     say = notify or (lambda line: None)
@@ -171,8 +194,20 @@ def run(
         if estimate and chosen.name == "local":  # another backend's workers are not this machine's cores
             for line in start_estimate(the_plan, opened, policy):
                 say(line)
-        return run_plan(the_plan, opened, policy=policy, sources=sources, backend=chosen, on_start=on_start,
-                        on_result=on_result)
+        summary = run_plan(the_plan, opened, policy=policy, sources=sources, backend=chosen, on_start=on_start,
+                           on_result=on_result)
+        decided = adaptive_rounds(the_plan, opened.runs()) if the_plan.adaptive is not None else None
+        if decided is not None and decided[0] > the_plan.adaptive.pilot:
+            rounds, frame = decided
+            widest = frame.loc[frame["needed"].idxmax()]
+            say(f"pilot done: {rounds} rounds for a 95% interval of ±{the_plan.adaptive.halfwidth:g} pp (Stein's "
+                f"two-stage rule; the widest answer, {widest['factor']} {widest['change']}, needs {int(widest['needed'])}"
+                + (f", at most {the_plan.adaptive.max_rounds}" if rounds == the_plan.adaptive.max_rounds else "") + ")")
+            second = run_plan(the_plan.with_rounds(rounds), opened, policy=policy, sources=sources, backend=chosen,
+                              on_start=on_start, on_result=on_result)
+            summary = Summary(second.total, summary.already_done, summary.finished + second.finished,
+                              summary.failed + second.failed, summary.seconds + second.seconds)
+        return summary
     finally:
         chosen.close()
         if opened is not None:
@@ -257,7 +292,9 @@ def table(store: str | Path = DEFAULT_STORE, the_plan: Plan | None = None, outpu
 
     if figures is not None and not Path(figures).is_dir():
         raise ConfigError(f"--figures {figures}: no such folder; draw the figures first (harness plot --out {figures})")
-    chosen = filtered(runs(store), only if the_plan is None else None)
+    stored = runs(store)
+    the_plan = decided_plan(the_plan, stored)
+    chosen = filtered(stored, only if the_plan is None else None)
     document = results_document(chosen, store_path=str(store), plan=the_plan, sort=sort, figures=figures, metric=metric,
                                 epochs=epochs(store), interval=interval, equivalence=equivalence)
     return write(document, output_format)
@@ -267,21 +304,37 @@ def study_parts(path: str | Path | None = None, *, committed: bool = False) -> l
     """Each study a studies file declares (default: studies.toml here), with its runs: from its
     store where one is here, else (or with `committed`) from its committed archive; None where
     neither is."""
-    from harness.report.results import StudyPart
+    from harness.report.results import StudyPart, select
     from harness.results import Status
     from harness.studies import STUDIES_FILE, load_studies
 
+    def read(source: str, the_plan: Plan):
+        """The study's runs in `source` (None where it is not here), and its plan as they decide it."""
+        if not study.path(source).is_file():
+            return None, the_plan
+        stored = runs(study.path(source))
+        the_plan = decided_plan(the_plan, stored)
+        return select(stored, the_plan), the_plan
+
     parts = []
     for study in load_studies(path or STUDIES_FILE):
-        the_plan = study_plan(study)
         source, is_committed = study.source(committed)
-        chosen = runs(study.path(source), the_plan) if study.path(source).is_file() else None
+        chosen, the_plan = read(source, study_plan(study))
         if not is_committed and not (chosen["status"] == Status.DONE).any():  # a store here, but of other runs
             source, is_committed = study.runs, True
-            chosen = runs(study.path(source), the_plan) if study.path(source).is_file() else None
+            chosen, the_plan = read(source, study_plan(study))
         parts.append(StudyPart(study, chosen, epochs(study.path(source)) if chosen is not None else None,
                                the_plan, source, is_committed))
     return parts
+
+
+def decided_plan(the_plan: Plan | None, stored: pd.DataFrame) -> Plan | None:
+    """An adaptive plan with the rounds its pilot decided (adaptive_rounds), which tables read;
+    any other plan as it is."""
+    if the_plan is None or the_plan.adaptive is None:
+        return the_plan
+    decided = adaptive_rounds(the_plan, stored)
+    return the_plan.with_rounds(decided[0]) if decided is not None else the_plan
 
 
 def study_plan(study) -> Plan:

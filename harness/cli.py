@@ -220,8 +220,17 @@ def plan(matrix_path, profile, only, sets, plugins, max_configs, output_format, 
         frame, source = api.power(the_plan, store_path or api.default_store(profile), mde=mde)
         click.echo(write(power_document(frame, the_plan, source, mde=mde), output_format))
         return
-    frame = api.costs(the_plan, store=store_path or api.default_store(profile), estimate=estimate)
+    store_path = store_path or api.default_store(profile)
+    frame = api.costs(the_plan, store=store_path, estimate=estimate)
     click.echo(write(plan_document(frame, the_plan, workers=workers, estimate=estimate), output_format))
+    if the_plan.adaptive is not None:
+        from pathlib import Path
+
+        decided = api.adaptive_rounds(the_plan, api.runs(store_path)) if Path(store_path).is_file() else None
+        click.echo(f"rounds decided by the pilot in {store_path}: {decided[0]}" if decided is not None else
+                   f"rounds: {the_plan.adaptive.pilot} now (the pilot), then what its spread asks, at most "
+                   f"{the_plan.adaptive.max_rounds}; `harness plan --power --store PILOT` gives each effect's from "
+                   "an earlier study")
 
 
 class Terminated(KeyboardInterrupt):

@@ -135,6 +135,11 @@ class Plan:
     dropped: list[Dropped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the plan says about its configurations (their tasks' notes)
     design: Any = None  # harness.designs.Design of a fractional plan; None for the full factorial
+    adaptive: Any = None  # harness.designs.Adaptive: rounds chosen by Stein's two-stage rule; None: as given
+
+    def with_rounds(self, rounds: int) -> Plan:
+        """The plan with every configuration asking for `rounds` rounds (an adaptive plan's second stage)."""
+        return replace(self, configs=[replace(config, rounds=rounds) for config in self.configs])
 
     @property
     def jobs(self) -> list[Job]:
@@ -178,7 +183,7 @@ class Plan:
                               "own; declare it with its one matrix")
         return cls(plans[0].matrix, None, unique_names(list(seen.values())),
                    [d for each in plans for d in each.dropped], [n for each in plans for n in each.notes],
-                   plans[0].design)
+                   plans[0].design, plans[0].adaptive if len(plans) == 1 else None)
 
 
 SECTIONS = ("plugins", "defaults", "matrix", "profiles", "design")
@@ -280,6 +285,7 @@ def load_matrix(path: str | Path, plugins: tuple[str, ...] = ()) -> MatrixFile:
     design = _table(document.get("design", {}), f"{where} [design]")
     matrix_file = MatrixFile(where, defaults, factors, exclude, include, profiles, loaded, design=design)
     design_of(matrix_file)  # a bad [design] is refused with the file, before any plan
+    adaptive_of(matrix_file)
     return matrix_file
 
 
@@ -292,6 +298,13 @@ def design_of(matrix: MatrixFile):
         return None
     return fractional(matrix.design, matrix.factors, excluded=bool(matrix.exclude), included=bool(matrix.include),
                       where=matrix.path)
+
+
+def adaptive_of(matrix: MatrixFile):
+    """The adaptive rounds a matrix asks for (harness.designs.Adaptive), or None."""
+    from harness.designs import adaptive
+
+    return adaptive(matrix.design, matrix.path) if matrix.design else None
 
 
 def dotted(table: dict[str, Any], keep: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -476,7 +489,9 @@ def expand(
         raise ConfigError(f"{matrix.path}: unknown profile '{profile}'{suggest(profile, matrix.profiles)} (profiles: {known})")
     profile_settings = matrix.profiles.get(profile, {}) if profile else {}
 
-    design = design_of(matrix)
+    design, rounds_rule = design_of(matrix), adaptive_of(matrix)
+    if rounds_rule is not None:  # the pilot first: harness run adds the rounds the answers need
+        overrides = {**(overrides or {}), "rounds": rounds_rule.pilot}
     fixed = {name: values[0] for name, values in matrix.factors.items() if len(values) == 1}
     entries = ([{**fixed, **entry} for entry in design.entries()] if design is not None
                else combinations(matrix) if matrix.factors or matrix.include else [{}])  # no [matrix]: the defaults
@@ -504,7 +519,7 @@ def expand(
             raise ConfigError(f"{matrix.path}: the matrix expands to no job{what}; check [matrix.exclude] and the "
                               "dropped list of `harness plan`")
         raise ConfigError(f"{matrix.path}: the matrix expands to no job: {why_none(dropped)}")
-    return Plan(matrix, profile, configs, dropped, notes_on(configs), design)
+    return Plan(matrix, profile, configs, dropped, notes_on(configs), design, rounds_rule)
 
 
 def with_sets(matrix: MatrixFile, assignments: tuple[str, ...]) -> tuple[MatrixFile, dict[str, Any]]:

@@ -24,7 +24,53 @@ from harness.registry import suggest
 
 KINDS = ("full", "fractional")
 RESOLUTIONS = (3, 4, 5)
-KEYS = ("kind", "resolution", "fold_over")
+KEYS = ("kind", "resolution", "fold_over", "rounds", "halfwidth", "max_rounds", "pilot_rounds")
+ADAPTIVE_KEYS = ("halfwidth", "max_rounds", "pilot_rounds")
+PILOT_ROUNDS = 5  # the first stage: enough rounds for a spread (4 degrees of freedom), few enough to be cheap
+MAX_ROUNDS = 30
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """Adaptive rounds by Stein's two-stage rule: `pilot` rounds first; from each effect's
+    round-to-round spread s in them, the rounds its 95 % interval needs to be at most
+    ±`halfwidth` pp, (t(0.975, pilot - 1) s / halfwidth)^2, the study taking the most any effect
+    needs, at most `max_rounds`. The interval over all the rounds then uses the pilot's spread
+    and its t quantile, which keeps its 95 % coverage whatever the rounds chosen (they depend on
+    the pilot's spreads alone, which normal rounds keep independent of the means)."""
+
+    halfwidth: float
+    max_rounds: int = MAX_ROUNDS
+    pilot: int = PILOT_ROUNDS
+
+    def lines(self) -> list[str]:
+        return [f"rounds: adaptive (Stein's two-stage rule): a pilot of {self.pilot} rounds, then as many as the "
+                f"widest answer needs for a 95% interval of ±{self.halfwidth:g} pp, at most {self.max_rounds}"]
+
+
+def adaptive(section: dict[str, Any], where: str) -> Adaptive | None:
+    """The adaptive rounds a [design] table asks for (`rounds = "auto"`), or None; ConfigError
+    in one line for a bad one."""
+    where = f"{where} [design]"
+    rounds = section.get("rounds")
+    given = [key for key in ADAPTIVE_KEYS if key in section]
+    if rounds is None:
+        if given:
+            raise ConfigError(f"{where}: {given[0]} goes with rounds = \"auto\" (adaptive rounds)")
+        return None
+    if rounds != "auto":
+        raise ConfigError(f"{where}: rounds = {rounds!r}: \"auto\" is the one value here (a number of rounds goes in "
+                          "[defaults])")
+    halfwidth = section.get("halfwidth")
+    if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not halfwidth > 0:
+        raise ConfigError(f"{where}: rounds = \"auto\" needs halfwidth = PP, the 95% interval's half-width (pp) "
+                          f"every answer should reach, e.g. halfwidth = 0.5; got {halfwidth!r}")
+    pilot = section.get("pilot_rounds", PILOT_ROUNDS)
+    most = section.get("max_rounds", MAX_ROUNDS)
+    for name, value, low in (("pilot_rounds", pilot, 3), ("max_rounds", most, pilot)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 1000:
+            raise ConfigError(f"{where}: {name} = {value!r}: give a whole number from {low} to 1000")
+    return Adaptive(float(halfwidth), most, pilot)
 
 
 @dataclass(frozen=True)
@@ -88,7 +134,7 @@ def fractional(section: dict[str, Any], factors: dict[str, list[Any]], *, exclud
     if kind not in KINDS:
         raise ConfigError(f"{where}: kind = {kind!r}{suggest(kind, KINDS)}; kinds are {', '.join(KINDS)}")
     if kind == "full":
-        if set(section) - {"kind"}:
+        if {"resolution", "fold_over"} & set(section):
             raise ConfigError(f"{where}: resolution and fold_over go with kind = \"fractional\"")
         return None
     resolution = section.get("resolution")

@@ -34,6 +34,9 @@ class Progress:
         self.first = None  # when the first result came, and how many had come then
 
     def start(self, already_done: int, to_run: int) -> None:
+        """A stage of training begins (an adaptive study has two): its counts, and a bar."""
+        self.stop()  # the previous stage's bar, if any
+        self.count, self.first = 0, None
         self.started = True
         click.echo(f"{already_done} done, {to_run} to run")
         self.total = to_run

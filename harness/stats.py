@@ -362,8 +362,40 @@ def power_frame(effect_frame: pd.DataFrame, rounds: int, *, mde: float | None = 
 INTERVALS = ("t", "wilcoxon")  # how a per-round mean change gets its interval and p
 
 
-def round_summary(per_round: pd.Series, interval: str = "t") -> dict:
-    """t_summary (the default) or signed_rank_summary, as `interval` names it."""
+def stein_needed(spread: float, pilot: int, halfwidth: float, alpha: float = 0.05) -> int:
+    """Stein's second-stage size: the rounds (at least the pilot's) whose mean, with the pilot's
+    spread and its t quantile, has a 95 % interval no wider than ±halfwidth."""
+    if not spread > 0:
+        return pilot
+    return max(pilot, math.ceil((t_quantile(1 - alpha / 2, pilot - 1) * spread / halfwidth) ** 2))
+
+
+def stein_summary(per_round: pd.Series, pilot: int, alpha: float = 0.05) -> dict:
+    """Stein's two-stage interval: the mean over every round, its half-width and p from the
+    spread of the first `pilot` rounds (the per-round values are indexed by round) and the t
+    distribution with pilot - 1 degrees of freedom, which stays valid when the number of rounds
+    was chosen from that spread."""
+    rounds = len(per_round)
+    first = per_round[per_round.index < pilot]
+    result = {"rounds": rounds, "effect": float(per_round.mean()) if rounds else math.nan, "ci_low": math.nan,
+              "ci_high": math.nan, "p": math.nan}
+    if len(first) < 2:
+        return result
+    spread = float(first.std(ddof=1))
+    if spread <= SPREAD_TOLERANCE * max(1.0, abs(result["effect"])):
+        return t_summary(per_round)  # no spread to work with: the exact sign test, as t_summary gives
+    error = spread / math.sqrt(rounds)
+    half = t_quantile(1 - alpha / 2, pilot - 1) * error
+    result.update(ci_low=result["effect"] - half, ci_high=result["effect"] + half,
+                  p=t_two_sided_p(result["effect"] / error, pilot - 1))
+    return result
+
+
+def round_summary(per_round: pd.Series, interval="t") -> dict:
+    """t_summary (the default) or signed_rank_summary, as `interval` names it; a callable
+    `interval` is the summary itself (stein_summary with its pilot, say)."""
+    if callable(interval):
+        return interval(per_round)
     return signed_rank_summary(per_round) if interval == "wilcoxon" else t_summary(per_round)
 
 

@@ -51,6 +51,8 @@ def plan_document(frame: pd.DataFrame, plan: Plan, *, workers: int | None = None
                 lines.append(f"  {len(rows):4d} x {why} (e.g. {rows['name'].iloc[0]})")
     if plan.design is not None:
         lines += plan.design.lines()
+    if plan.adaptive is not None:
+        lines += plan.adaptive.lines()
     blocks = [Table(frame[shown]), Paragraph("\n".join(lines))]
     if plan.dropped:
         dropped = [f"{len(plan.dropped)} combinations dropped:"]

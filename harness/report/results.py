@@ -4,6 +4,7 @@ configurations, provenance; for machines, the configurations (CSV) or every tabl
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from harness.stats import (
     STILL_FALLING_PP,
     design_effects,
     split_interactions,
+    stein_summary,
     summarize,
 )
 from harness.studies import Study
@@ -196,7 +198,8 @@ def equivalence_verdict(row) -> str:
         (significant, equivalent), "undecided")
 
 
-def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error", margin: float | None = None) -> list[str]:
+def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error", margin: float | None = None,
+                 rule=None) -> list[str]:
     """One line per ablation factor's change: its paired effect with the 95 % interval and
     what it answers (verdict_words); marked when it rests on fewer than FEW_ROUNDS rounds or on
     configurations far from converged."""
@@ -209,6 +212,10 @@ def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error", margin:
                    f"{FEW_ROUNDS})"
                    if row["rounds"] < FEW_ROUNDS else "")
             share = _unsettled_share(row)
+            half = (row["ci_high"] - row["ci_low"]) / 2
+            if rule is not None and not pd.isna(half):
+                few += (f"; ±{half:.2f} pp, the ±{rule.halfwidth:g} pp asked" if half <= rule.halfwidth + 1e-9 else
+                        f"; ±{half:.2f} pp: {rule.max_rounds} rounds (max_rounds) did not reach ±{rule.halfwidth:g}")
             at = f" at {row['context']}" if row.get("context") else ""
             lines.append(
                 f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}){at}{aliased}: "
@@ -314,6 +321,12 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     marked = f"; {UNSETTLED}: far from converged at the last epoch" if "unsettled" in summary and summary[
         "unsettled"].notna().any() else ""
     design = plan.design if plan is not None else None
+    rule = plan.adaptive if plan is not None else None
+    if rule is not None:  # rounds chosen from the pilot's spreads: Stein's interval keeps its coverage
+        if interval == "wilcoxon":
+            raise ReportError(f"{store_path}: an adaptive study's intervals are Stein's (its rounds were chosen from "
+                              "its pilot's spread); drop --interval wilcoxon")
+        interval = functools.partial(stein_summary, pilot=rule.pilot)
     effect_frame = (design_effects(ablation_runs, design, metric, flagged, interval, equivalence)
                     if not ablations.empty else pd.DataFrame())
     interaction_frame = (split_interactions(ablation_runs, metric, interval) if not ablations.empty and design is None
@@ -321,9 +334,12 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     words = metric_words(metric)
     figures = figures if metric == "test_error" else None  # the forest plot shows test error
     blocks = []
-    answers = answer_lines(effect_frame, metric, equivalence) if not effect_frame.empty else []
+    answers = answer_lines(effect_frame, metric, equivalence, rule) if not effect_frame.empty else []
     how = ("Hodges–Lehmann estimate, exact Wilcoxon signed-rank 95% interval over rounds and p, Benjamini–Hochberg "
            "adjusted" if interval == "wilcoxon" else
+           f"percentage points; rounds chosen by Stein's two-stage rule from a {rule.pilot}-round pilot for a 95% "
+           f"interval of ±{rule.halfwidth:g} pp, at most {rule.max_rounds}, the interval and p from the pilot's spread "
+           "(t with its degrees of freedom), Benjamini–Hochberg adjusted p" if rule is not None else
            "percentage points, 95% interval over rounds, Benjamini–Hochberg adjusted p")
     few = (f" {DEGENERATE} rests on fewer than {FEW_ROUNDS} rounds: an interval from so few leans on its assumptions "
            "(normal differences for t; an exact Wilcoxon interval that wide says little); train more rounds."
