@@ -28,6 +28,7 @@ INTERVALS = ("t", "wilcoxon")  # harness.stats.INTERVALS: how an effect's interv
 STUDIES_FILE = "studies.toml"
 ARCHIVE_SUFFIX = ".json.gz"  # harness.store reads a file of this suffix as an archive
 SORTS = ("matrix", "test_error", "validation_error", "name", "params")
+SECTIONS = ("Answers", "Interactions", "Effects", "Reproductions of the reports", "Configurations", "Provenance")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ FIELDS: dict[str, Field] = {
     "equivalence": Field(float, "a margin (pp): each answer also tested for equivalence within ± it (TOST)",
                          default=None),
     "interval": Field(INTERVALS, "t, or wilcoxon: intervals that do not assume normal differences", default="t"),
+    "sections": Field(list, "the sections to show (default: all), e.g. [\"Answers\", \"Effects\"]", default=None),
     "figures": Field(str, "a folder of `harness plot --out` figures: the forest plot under the answers", default=None),
     "image": Field(str, "an SVG shown under the paragraph (a figure the study's text refers to)", default=None),
     "caption": Field(str, "the image's caption", default=""),
@@ -77,6 +79,7 @@ class Study:
     sort: str = "matrix"
     equivalence: float | None = None
     interval: str = "t"
+    sections: tuple[str, ...] | None = None
     figures: str | None = None
     image: str | None = None
     caption: str = ""
@@ -106,6 +109,12 @@ def _checked(value: Any, name: str, spec: Field, where: str) -> Any:
     if spec.kind is float and not value > 0:
         raise ConfigError(f"{where}: {name} must be above 0, got {value!r}")
     if spec.kind is list:
+        if name == "sections":
+            unknown = [item for item in value if item not in SECTIONS]
+            if not value or unknown:
+                raise ConfigError(f"{where}: sections = {value!r}: name some of {', '.join(SECTIONS)}"
+                                  + (suggest(unknown[0], SECTIONS) if unknown else ""))
+            return tuple(value)
         if not value or not all(isinstance(item, str) and item for item in value):
             raise ConfigError(f"{where}: {name} must list matrix files, e.g. {name} = [\"ablations.toml\"]")
         return tuple(value)

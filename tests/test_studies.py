@@ -355,3 +355,13 @@ def test_studies_that_share_their_committed_runs_are_exported_together(project):
     assert result.output.count("baselines/s.json.gz: 9 runs") == 1  # cnn with aux (3) and the mlp pair (6)
     text = table_here("--committed").stdout
     assert "# Aux loss" in text and "## The same, MLP only" in text
+
+
+def test_a_study_may_show_some_sections_only(project):
+    invoke("export")
+    (project / "studies.toml").write_text(STUDIES.replace('level = 2', 'level = 2\nsections = ["Answers", "Provenance"]'))
+    text = table_here("--committed").stdout
+    part = text.split("## The same, MLP only")[1]
+    assert "### Answers" in part and "### Provenance" in part and "### Configurations" not in part
+    (project / "studies.toml").write_text(STUDIES.replace('level = 2', 'level = 2\nsections = ["Answer"]'))
+    one_line_exit_2(invoke("table"), "did you mean 'Answers'?")

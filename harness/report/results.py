@@ -438,6 +438,19 @@ def origin_line(part: StudyPart) -> str:
             f"committed runs `{study.runs}` instead.")
 
 
+def chosen_sections(blocks: list, sections: tuple[str, ...] | None) -> list:
+    """The blocks under the headings named (all blocks when none are), in their order."""
+    if sections is None:
+        return blocks
+    kept, keeping = [], False
+    for block in blocks:
+        if isinstance(block, Heading):
+            keeping = block.text in sections
+        if keeping:
+            kept.append(block)
+    return kept
+
+
 def studies_document(parts: list[StudyPart]) -> Document:
     """Every study of a studies file in one document, in its order: each study's title (a part
     of the study above at level 2), its paragraph, where its runs come from, then `harness
@@ -458,7 +471,7 @@ def studies_document(parts: list[StudyPart]) -> Document:
         inner = results_document(part.runs, store_path=part.source, plan=part.plan, sort=study.sort,
                                  figures=study.figures, metric=study.metric, epochs=part.epochs,
                                  interval=study.interval, equivalence=study.equivalence)
-        blocks += nested(inner.blocks, study.level - 1)
+        blocks += nested(chosen_sections(inner.blocks, study.sections), study.level - 1)
         tables.append(inner.table.assign(study=study.title))
         machine.append({"study": study.title, "source": part.source, **inner.records})
     if not tables:
