@@ -376,7 +376,9 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
              "fractional design fitted in each round (an interaction: the change of one factor's effect with the "
              "other's level), with what it is aliased with; matched pairs: the runs behind it; ")
             + ("Hodges–Lehmann estimate, 95% CI and p from the exact Wilcoxon signed-rank test over rounds; "
-               if interval == "wilcoxon" else "95% CI and p from a t-test over rounds; ") + "p (BH): "
+               if interval == "wilcoxon" else
+               f"95% CI and p from Stein's two-stage t (the {rule.pilot}-round pilot's spread); " if rule is not None
+               else "95% CI and p from a t-test over rounds; ") + "p (BH): "
             "Benjamini–Hochberg adjusted across the rows."), Table(effect_rows(effect_frame, metric, equivalence))]
     if not reproductions.empty:
         blocks += [Heading("Reproductions of the reports"), Paragraph(
