@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from harness.results import METRICS, SUMMARIZED, Status
+from harness.results import METRICS, SUMMARIZED, Stage, Status
 from harness.settings import FROM_BASELINE, IN_ORDER, told_apart
 from harness.tasks import chance_errors, declared, effect_factors, factors, identity_keys
 
@@ -40,25 +40,28 @@ LATE_SHARE = 0.25  # the share of the epochs at the end over which the fall is m
 
 def late_fall(epochs: pd.DataFrame) -> pd.DataFrame:
     """Per run (config_id, round): how much its train error fell (pp) over the last quarter of
-    its epochs (LATE_SHARE), from the learning curve of its last stage, and over how many epochs;
-    runs whose curve has no train error at two epochs that far apart are left out."""
+    its epochs (LATE_SHARE), from the learning curve of its main stage (the pair stage, not a
+    transfer variant's pretraining), and over how many epochs; runs whose curve has no train
+    error at two epochs that far apart are left out."""
     columns = ["config_id", "round", "late_fall", "late_epochs"]
     if epochs is None or epochs.empty or "train_error" not in epochs:
         return pd.DataFrame(columns=columns)
-    curve = epochs[epochs["train_error"].notna()]
-    rows = []
-    for (config_id, round_index), run in curve.groupby(["config_id", "round"], sort=False):
-        last_stage = run[run["stage"] == run["stage"].iloc[-1]] if "stage" in run else run
-        last_stage = last_stage.sort_values("epoch")
-        final = last_stage.iloc[-1]
-        span = max(1, round(LATE_SHARE * final["epoch"]))
-        earlier = last_stage[last_stage["epoch"] <= final["epoch"] - span]
-        if earlier.empty:
-            continue
-        start = earlier.iloc[-1]
-        rows.append((config_id, round_index, 100 * (start["train_error"] - final["train_error"]),
-                     int(final["epoch"] - start["epoch"])))
-    return pd.DataFrame(rows, columns=columns)
+    curve = epochs[epochs["train_error"].notna() & (epochs["stage"] == Stage.MAIN.value)]
+    if curve.empty:
+        return pd.DataFrame(columns=columns)
+    curve = curve[["config_id", "round", "epoch", "train_error"]].astype({"epoch": "int64"})
+    final = curve.sort_values("epoch").groupby(["config_id", "round"], sort=False).last().reset_index()
+    final["target"] = final["epoch"] - (LATE_SHARE * final["epoch"]).round().clip(lower=1).astype("int64")
+    # the last evaluated epoch at or before the target, run by run
+    earlier = pd.merge_asof(final.sort_values("target"), curve.sort_values("epoch"), left_on="target",
+                            right_on="epoch", by=["config_id", "round"], suffixes=("", "_start"),
+                            direction="backward")
+    earlier = earlier[earlier["epoch_start"].notna()]
+    return pd.DataFrame({
+        "config_id": earlier["config_id"], "round": earlier["round"],
+        "late_fall": 100 * (earlier["train_error_start"] - earlier["train_error"]),
+        "late_epochs": (earlier["epoch"] - earlier["epoch_start"]).astype("int64"),
+    }).reset_index(drop=True)
 
 
 def unsettled(summary: pd.DataFrame) -> pd.Series:
@@ -453,7 +456,14 @@ def matched_differences(runs: pd.DataFrame, factor: str, level, baseline, metric
     if on.empty or off.empty:
         return pd.DataFrame(columns=["match", "round", "difference", "config_id_on", "config_id_off"])
     key = [*others, "round"]
-    as_key = lambda frame: frame[key].apply(lambda column: column.map(repr)).agg("|".join, axis=1)  # noqa: E731
+
+    def as_key(frame: pd.DataFrame) -> pd.Series:
+        """The matched settings and round as one text per run (column by column: row-wise joins were the slow part)."""
+        text = frame[key[0]].map(repr)
+        for column in key[1:]:
+            text = text + "|" + frame[column].map(repr)
+        return text
+
     merged = pd.merge(
         on.assign(match=as_key(on))[["match", "round", metric, "config_id"]],
         off.assign(match=as_key(off))[["match", metric, "config_id"]],

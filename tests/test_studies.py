@@ -365,3 +365,13 @@ def test_a_study_may_show_some_sections_only(project):
     assert "### Answers" in part and "### Provenance" in part and "### Configurations" not in part
     (project / "studies.toml").write_text(STUDIES.replace('level = 2', 'level = 2\nsections = ["Answer"]'))
     one_line_exit_2(invoke("table"), "did you mean 'Answers'?")
+
+
+def test_a_transfer_variants_fall_is_read_on_its_pair_stage_not_its_pretraining():
+    epochs = pd.DataFrame({
+        "config_id": ["a"] * 6, "round": [0] * 6,
+        "stage": ["pairs", "pairs", "pairs", "pretrain", "pretrain", "pretrain"],
+        "epoch": [10, 15, 20, 5, 10, 15], "train_error": [0.30, 0.20, 0.10, 0.5, 0.4, 0.39],
+    })
+    falls = late_fall(epochs)
+    assert falls["late_fall"].tolist() == pytest.approx([10.0]) and falls["late_epochs"].tolist() == [5]
