@@ -232,6 +232,9 @@ class Store:
         self.lock = None
         self.connection = None
         _check_file(self.path)
+        if not readonly and is_archive(self.path):
+            raise StoreError(f"{self.path}: an archive is read only (tables, plots, compare and show read it); train "
+                             "into a store (--store results/NAME.sqlite) and `harness export` it")
         try:
             if readonly:
                 self._open_readonly()

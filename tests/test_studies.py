@@ -375,3 +375,13 @@ def test_a_transfer_variants_fall_is_read_on_its_pair_stage_not_its_pretraining(
     })
     falls = late_fall(epochs)
     assert falls["late_fall"].tolist() == pytest.approx([10.0]) and falls["late_epochs"].tolist() == [5]
+
+
+def test_an_archive_is_never_trained_into(tmp_path, fake_mnist):
+    small_store(tmp_path / "s.sqlite")
+    api.export(tmp_path / "s.sqlite", tmp_path / "s.json.gz")
+    before = (tmp_path / "s.json.gz").read_bytes()
+    (tmp_path / "m.toml").write_text('[defaults]\nrounds = 1\nepochs = 1\npairs = 50\nencoder = "linear"\n')
+    one_line_exit_2(invoke("run", "--matrix", tmp_path / "m.toml", "--store", tmp_path / "s.json.gz", "--device", "cpu"),
+                    "an archive is read only")
+    assert (tmp_path / "s.json.gz").read_bytes() == before
