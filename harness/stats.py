@@ -516,10 +516,20 @@ def paired_effect(runs: pd.DataFrame, factor: str, level, baseline, metric: str 
         "change": f"{_level_text(baseline)} -> {_level_text(level)}",
         "pairs": len(merged),
         "configurations": merged["match"].str.rsplit("|", n=1).str[0].nunique(),
+        **effect_summary(per_round, behind, flagged, interval, margin),
+    }
+
+
+def effect_summary(per_round: pd.Series, behind: set, flagged, interval="t", margin: float | None = None) -> dict:
+    """What every effect row holds, however it was measured (matched pairs, a design's
+    contrast): the configurations behind it and how many of them are `flagged`, its estimate,
+    interval and p (round_summary), its round-to-round spread (pp) and, with a `margin`, its
+    TOST p."""
+    return {
         "behind": len(behind),
-        "unsettled": len(behind & flagged),
+        "unsettled": len(behind & set(flagged)),
         **round_summary(per_round, interval),
-        "spread": float(per_round.std(ddof=1)) if len(per_round) > 1 else math.nan,  # round to round, pp
+        "spread": float(per_round.std(ddof=1)) if len(per_round) > 1 else math.nan,
         **({"p_equivalence": tost_p(per_round, margin)} if margin is not None else {}),
     }
 
@@ -637,6 +647,17 @@ def _by_context(runs: pd.DataFrame, context: list[str]):
         yield ", ".join(f"{key} = {_level_text(first[key])}" for key in context), group
 
 
+def _apart(runs: pd.DataFrame, context: list[str], measure) -> list[pd.DataFrame]:
+    """`measure(runs)` at each combination of the context settings' values, each frame naming
+    its combination (`context`); "" where one combination holds everything measured (nothing
+    was pooled, nothing to name)."""
+    measured = [part.assign(context=label) for label, group in _by_context(runs, context)
+                if not (part := measure(group)).empty]
+    if len(measured) == 1:
+        measured[0]["context"] = ""
+    return measured
+
+
 def split_interactions(runs: pd.DataFrame, metric: str = "test_error", interval: str = "t") -> pd.DataFrame:
     """interactions(), with the ablation factors' interactions with one another measured apart
     at each combination of the context settings (context_settings), as split_effects does for
@@ -650,10 +671,8 @@ def split_interactions(runs: pd.DataFrame, metric: str = "test_error", interval:
     every = interactions(runs, metric=metric, interval=interval)
     parts = [every[~(every["factor"].isin(answers) & every["given"].str.split(" = ").str[0].isin(answers))]
              .assign(context="")] if not every.empty else []
-    measured = [part.assign(context=label) for label, group in _by_context(runs, context)
-                if not (part := interactions(group, list(answers & set(group.columns)), metric, interval)).empty]
-    if len(measured) == 1:
-        measured[0]["context"] = ""
+    measured = _apart(runs, context, lambda group: interactions(group, list(answers & set(group.columns)), metric,
+                                                                interval))
     frame = pd.concat([part for part in [*parts, *measured] if not part.empty], ignore_index=True) if (
         parts or measured) else pd.DataFrame()
     if frame.empty:
@@ -705,10 +724,7 @@ def contrast_effects(runs: pd.DataFrame, design, metric: str = "test_error", fla
         result.append({
             "factor": word, "change": f"{_level_text(low)} -> {_level_text(high)}" if main else "interaction",
             "pairs": int(len(done[done["round"].isin(values.index)])), "configurations": len(behind),
-            "behind": len(behind), "unsettled": len(behind & set(flagged)),
-            **round_summary(values, interval),
-            "spread": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
-            **({"p_equivalence": tost_p(values, margin)} if margin is not None else {}),
+            **effect_summary(values, behind, flagged, interval, margin),
             "aliases": " = ".join(design.aliases_of(word)), "context": "",
         })
     return adjusted(pd.DataFrame(result))
@@ -728,10 +744,7 @@ def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozen
         return frame.assign(context="") if not frame.empty else frame
     parts = [effects(runs, [f for f in effect_factors() if f not in answers], metric, flagged, interval, margin)
              .assign(context="")]
-    measured = [part.assign(context=label) for label, group in _by_context(runs, context)
-                if not (part := effects(group, answers, metric, flagged, interval, margin)).empty]
-    if len(measured) == 1:  # one combination holds every pair: nothing was pooled, nothing to name
-        measured[0]["context"] = ""
+    measured = _apart(runs, context, lambda group: effects(group, answers, metric, flagged, interval, margin))
     frame = pd.concat([part for part in [*parts, *measured] if not part.empty], ignore_index=True)
     if frame.empty:
         return frame
