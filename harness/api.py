@@ -308,11 +308,18 @@ def study_parts(path: str | Path | None = None, *, committed: bool = False) -> l
     from harness.results import Status
     from harness.studies import STUDIES_FILE, load_studies
 
+    loaded: dict[Path, tuple] = {}  # studies that share a store or archive read it once
+
+    def stored_at(found: Path) -> tuple:
+        if found not in loaded:
+            loaded[found] = (runs(found), epochs(found))
+        return loaded[found]
+
     def read(source: str, the_plan: Plan):
         """The study's runs in `source` (None where it is not here), and its plan as they decide it."""
         if not study.path(source).is_file():
             return None, the_plan
-        stored = runs(study.path(source))
+        stored = stored_at(study.path(source))[0]
         the_plan = decided_plan(the_plan, stored)
         return select(stored, the_plan), the_plan
 
@@ -323,7 +330,7 @@ def study_parts(path: str | Path | None = None, *, committed: bool = False) -> l
         if not is_committed and not (chosen["status"] == Status.DONE).any():  # a store here, but of other runs
             source, is_committed = study.runs, True
             chosen, the_plan = read(source, study_plan(study))
-        parts.append(StudyPart(study, chosen, epochs(study.path(source)) if chosen is not None else None,
+        parts.append(StudyPart(study, chosen, stored_at(study.path(source))[1] if chosen is not None else None,
                                the_plan, source, is_committed))
     return parts
 
