@@ -22,11 +22,10 @@ from harness.config import read_toml
 from harness.errors import ConfigError
 from harness.registry import suggest
 from harness.results import EFFECT_METRICS
-
-INTERVALS = ("t", "wilcoxon")  # harness.stats.INTERVALS: how an effect's interval and p are found
+from harness.stats import INTERVALS  # how an effect's interval and p are found
+from harness.store import ARCHIVE_SUFFIX  # what harness.store reads as an archive
 
 STUDIES_FILE = "studies.toml"
-ARCHIVE_SUFFIX = ".json.gz"  # harness.store reads a file of this suffix as an archive
 SORTS = ("matrix", "test_error", "validation_error", "name", "params")
 SECTIONS = ("Answers", "Interactions", "Effects", "Reproductions of the reports", "Configurations", "Provenance")
 
