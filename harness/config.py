@@ -493,8 +493,14 @@ def expand(
     if rounds_rule is not None:  # the pilot first: harness run adds the rounds the answers need
         overrides = {**(overrides or {}), "rounds": rounds_rule.pilot}
     fixed = {name: values[0] for name, values in matrix.factors.items() if len(values) == 1}
-    entries = ([{**fixed, **entry} for entry in design.entries()] if design is not None
-               else combinations(matrix) if matrix.factors or matrix.include else [{}])  # no [matrix]: the defaults
+    if design is not None:  # each row of the fraction at every combination of the factors crossed with it
+        rest = [dict(zip(design.crossed, values))
+                for values in itertools.product(*(matrix.factors[name] for name in design.crossed))]
+        entries = [{**fixed, **other, **row} for other in rest for row in design.entries()]
+        entries = [entry for entry in entries
+                   if not any(all(entry.get(k, _ABSENT) == v for k, v in e.items()) for e in matrix.exclude)]
+    else:
+        entries = combinations(matrix) if matrix.factors or matrix.include else [{}]  # no [matrix]: the defaults
 
     def candidates():
         for entry in entries:
@@ -506,10 +512,17 @@ def expand(
                 yield make_config(settings, f"{matrix.path} (entry {combo})" if combo else matrix.path), combo
 
     configs, dropped = admit(candidates())
-    if design is not None and dropped:
+    if design is not None and not design.crossed and dropped:
         raise ConfigError(f"{matrix.path} [design]: the fraction holds a combination the harness drops "
                           f"({dropped[0].reason}: {dropped[0].settings}); a fraction needs every one of its runs: "
-                          "fix that setting in [defaults], or run a full factorial")
+                          "fix that setting in [defaults], name the fraction's factors (factors = [...]) to cross "
+                          "the others in full, or run a full factorial")
+    if design is not None and design.crossed and not design.estimable_on(
+            [{name: value_of(c.settings(), name, _ABSENT) for name in (*design.factors, *design.crossed)}
+             for c in configs]):
+        raise ConfigError(f"{matrix.path} [design]: the runs its exclusions and dropped combinations leave cannot "
+                          "estimate every contrast of the fraction apart; exclude fewer combinations, raise the "
+                          "resolution, or run a full factorial")
     if only:
         configs = [c for c in configs if all(value_of(c.settings(), k, _ABSENT) == v for k, v in only.items())]
     configs = unique_names(configs)

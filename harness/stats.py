@@ -687,32 +687,29 @@ def contrast_effects(runs: pd.DataFrame, design, metric: str = "test_error", fla
                      margin: float | None = None) -> pd.DataFrame:
     """The effects a fractional design estimates (harness.designs.Design.estimable): in each
     round, the least-squares fit of `metric` (pp) on the runs' coded factors (-1 baseline, +1
-    other level) and one column per chain of two-factor interactions, an effect being twice its
-    coefficient (the mean at +1 minus the mean at -1, as a full factorial's main effect averages
-    over every other factor); the rounds then give the interval and p (round_summary), paired
-    as every effect is, and Benjamini-Hochberg adjusts across the rows. Each row names what it
-    is aliased with (`aliases`; words of up to two factors)."""
+    other level), one column per chain of two-factor interactions and, for a fraction crossed
+    with other factors, one indicator per combination of those (Design.coded), an effect being
+    twice its coefficient (the mean at +1 minus the mean at -1, as a full factorial's main effect
+    averages over every other factor); the rounds then give the interval and p (round_summary),
+    paired as every effect is, and Benjamini-Hochberg adjusts across the rows. Each row names
+    what it is aliased with (`aliases`; words of up to two factors)."""
     import numpy as np
 
     done = runs[runs["status"] == Status.DONE]
     if done.empty:
         return pd.DataFrame()
-    coded = pd.DataFrame({factor: done[factor].map(lambda value, f=factor: -1 if value == design.levels[f][0] else
-                                                    1 if value == design.levels[f][1] else 0)
-                          for factor in design.factors}, index=done.index)
     columns = design.estimable()
-    design_matrix = pd.DataFrame({"intercept": 1.0}, index=done.index)
-    for word in columns:
-        design_matrix[word] = np.prod([coded[factor] for factor in word.split("×")], axis=0)
     per_round: dict[str, dict[int, float]] = {word: {} for word in columns}
+    used: set[int] = set()
     for round_index, rows in done.groupby("round"):
         target = 100 * rows[metric].to_numpy(dtype=float)
-        matrix = design_matrix.loc[rows.index].to_numpy(dtype=float)
-        if len(rows) < matrix.shape[1] or np.linalg.matrix_rank(matrix) < matrix.shape[1]:
+        names, matrix = design.coded(rows.to_dict("records"))
+        if len(rows) < len(names) or np.linalg.matrix_rank(matrix) < len(names):
             continue  # a round missing runs (failed ones) cannot estimate every contrast apart
         coefficients = np.linalg.lstsq(matrix, target, rcond=None)[0]
         for word, coefficient in zip(columns, coefficients[1:]):
             per_round[word][round_index] = 2 * coefficient
+        used.add(round_index)
     behind = set(done["config_id"])
     result = []
     for word in columns:
@@ -723,9 +720,9 @@ def contrast_effects(runs: pd.DataFrame, design, metric: str = "test_error", fla
         low, high = design.levels[word] if main else ("-", "+")
         result.append({
             "factor": word, "change": f"{_level_text(low)} -> {_level_text(high)}" if main else "interaction",
-            "pairs": int(len(done[done["round"].isin(values.index)])), "configurations": len(behind),
+            "pairs": int(done["round"].isin(used).sum()), "configurations": len(behind),
             **effect_summary(values, behind, flagged, interval, margin),
-            "aliases": " = ".join(design.aliases_of(word)), "context": "",
+            "aliases": " = ".join(design.aliases_of(word)), "context": "", "measured": "contrast",
         })
     return adjusted(pd.DataFrame(result))
 
@@ -852,7 +849,19 @@ def compare_effects(before: pd.DataFrame, after: pd.DataFrame, metric: str = "te
 def design_effects(runs: pd.DataFrame, design=None, metric: str = "test_error", flagged=frozenset(),
                    interval: str = "t", margin: float | None = None) -> pd.DataFrame:
     """The effects a study's design estimates: a fractional design's contrasts
-    (contrast_effects), else the paired effects of the full factorial (split_effects)."""
-    if design is not None:
-        return contrast_effects(runs, design, metric, flagged, interval, margin)
-    return split_effects(runs, metric, flagged, interval, margin)
+    (contrast_effects) and, for the factors it crosses in full, their matched pairs (effects);
+    else the paired effects of the full factorial (split_effects). BH across every row."""
+    if design is None:
+        return split_effects(runs, metric, flagged, interval, margin)
+    frame = contrast_effects(runs, design, metric, flagged, interval, margin)
+    if not design.crossed:
+        return frame
+    # every row of the fraction runs at each combination of the crossed factors: theirs are matched pairs
+    paired = effects(runs, [f for f in effect_factors() if f in design.crossed], metric, flagged, interval, margin)
+    if paired.empty:
+        return frame
+    frame = pd.concat([frame, paired.assign(aliases="", context="")], ignore_index=True)
+    position = {factor: index for index, factor in enumerate(effect_factors())}
+    frame = frame.sort_values("factor", key=lambda column: column.map(lambda f: position.get(f, len(position))),
+                              kind="stable").reset_index(drop=True)
+    return adjusted(frame)

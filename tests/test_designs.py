@@ -3,6 +3,7 @@ alias structure listed by `harness plan`, their effects estimated from the desig
 and paired on the rounds, and what a fraction cannot hold refused in one line."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_a_fold_over_de_aliases_its_factor(tmp_path):
 
 @pytest.mark.parametrize("change, fragment", [
     (lambda text: text.replace('swap_augment = [false, true]', 'swap_augment = [false, true]\ntransfer = ["none", "rule", "frozen"]'),
-     "transfer has 3 levels (none, rule, frozen); a fractional design takes two-level factors"),
+     "transfer has 3 levels (none, rule, frozen); a fraction is of two-level factors"),
     (lambda text: text + "[[matrix.exclude]]\naux_loss = true\nbatch_norm = true\n", "takes no [[matrix.exclude]]"),
     (lambda text: text.replace("resolution = 4", "resolution = 6"), "resolution = 6: give 3, 4 or 5"),
     (lambda text: text.replace('kind = "fractional"', 'kind = "fractionnal"'), "did you mean 'fractional'?"),
@@ -157,3 +158,196 @@ def test_the_repositorys_fraction_is_inside_the_full_factorial():
     fraction, full = api.plan("matrices/ablations-fraction.toml"), api.plan("ablations.toml")
     assert {c.config_id for c in fraction.configs} <= {c.config_id for c in full.configs}
     assert len(fraction.configs) == 16
+
+
+# ------------------------------------------------------------------ a fraction crossed with other factors
+
+FRACTION = {"aux_loss": [False, True], "batch_norm": [False, True], "dropout": [0.0, 0.25],
+            "swap_augment": [False, True]}
+CROSSED = {"encoder": ["linear", "mlp", "cnn"], "pairing": ["joint", "siamese"], "weight_sharing": [False, True]}
+EXCLUDE = {"encoder": "mlp", "aux_loss": False, "swap_augment": True}  # an exclusion inside the fraction's factors
+
+
+def crossed_text(resolution=4, factors=tuple(FRACTION), exclude=True, rounds=4):
+    def toml(values):
+        return json.dumps(values)
+
+    lines = ["[defaults]", f"rounds = {rounds}", "[matrix]"]
+    lines += [f"{name} = {toml(values)}" for name, values in {**CROSSED, **FRACTION}.items()]
+    if exclude:
+        lines += ["[[matrix.exclude]]", *(f"{name} = {toml(value)}" for name, value in EXCLUDE.items())]
+    lines += ["[design]", 'kind = "fractional"', f"resolution = {resolution}", f"factors = {toml(list(factors))}"]
+    return "\n".join(lines) + "\n"
+
+
+def crossed_error(settings, round_index, noise):
+    """Known truth: fixed main effects of the fraction's factors, dropout helping more with
+    weight sharing (an interaction with a crossed factor), one arm effect per crossed level."""
+    coded = {name: (1 if settings[name] == values[1] else -1) for name, values in FRACTION.items()}
+    value = 20.0 - 2.0 * coded["aux_loss"] + 0.0 * coded["batch_norm"] - 1.0 * coded["swap_augment"]
+    value += (-0.8 if settings["weight_sharing"] else -0.2) * coded["dropout"]
+    value += {"linear": 4.0, "mlp": 1.0, "cnn": 0.0}[settings["encoder"]] - (1.5 if settings["pairing"] == "siamese" else 0)
+    value -= 1.0 if settings["weight_sharing"] else 0.0
+    return (value + 0.3 * round_index + noise) / 100
+
+
+def test_a_fraction_crossed_with_other_factors_runs_each_row_at_each_of_their_combinations(tmp_path):
+    """factors = [...] fractions those; the rest (a three-level one among them) is crossed in
+    full, with [[matrix.exclude]] and the harness's dropped combinations applied after."""
+    from harness.designs import smallest_fraction
+
+    (tmp_path / "m.toml").write_text(crossed_text(exclude=False))
+    plan = api.plan(tmp_path / "m.toml")
+    rows = {tuple(int(v) for v in row) for row in smallest_fraction(4, 4)}
+    arms = [combo for combo in itertools.product(*CROSSED.values())
+            if not (combo[1] == "joint" and combo[2])]  # weight sharing needs siamese pairing: dropped
+    # a linear encoder has no hidden layer for batch norm or dropout: those rows are dropped in its arms
+    plain = {row for row in rows if row[1] == -1 and row[2] == -1}
+    expected = {arm: plain if arm[0] == "linear" else rows for arm in arms}
+    by_arm: dict = {}
+    for config in plan.configs:
+        settings = config.settings()
+        arm = tuple(settings[name] for name in CROSSED)
+        by_arm.setdefault(arm, set()).add(tuple(1 if settings[n] == v[1] else -1 for n, v in FRACTION.items()))
+    assert by_arm == expected and len(plan.configs) == 6 * 8 + 3 * len(plain)
+    assert plan.design.crossed == tuple(CROSSED)
+    (tmp_path / "x.toml").write_text(crossed_text())
+    excluded = api.plan(tmp_path / "x.toml")
+    gone = [c for c in plan.configs if all(c.settings()[k] == v for k, v in EXCLUDE.items())]
+    assert gone and len(excluded.configs) == len(plan.configs) - len(gone)
+    result = invoke("plan", "--matrix", tmp_path / "x.toml", "--no-estimate")
+    assert result.exit_code == 0, result.output
+    assert "8 of the 16 combinations of 4 two-level factors (aux_loss, batch_norm, dropout, swap_augment), each " \
+           "crossed with the combinations of encoder, pairing, weight_sharing" in result.stdout
+
+
+def test_a_crossed_fractions_contrasts_match_ols_with_the_crossed_combinations_as_blocks(tmp_path):
+    """Per round: statsmodels' OLS of the error on the coded factors, their two-factor chains
+    and C(crossed combination); effects twice the coefficients. The crossed factors' effects are
+    matched pairs, the same as effects() gives on the same runs. Known truth recovered."""
+    (tmp_path / "m.toml").write_text(crossed_text(resolution=4))
+    plan = api.plan(tmp_path / "m.toml")
+    rng = np.random.default_rng(3)
+    with Store(tmp_path / "s.sqlite") as store:
+        for config in plan.configs:
+            for round_index in range(4):
+                data_seed, model_seed = seeds(config, round_index)
+                error = crossed_error(config.settings(), round_index, 0.2 * rng.standard_normal())
+                store.write(RunResult(config.config_id, round_index, data_seed, model_seed, "done",
+                                      metrics={"train_error": 0.0, "test_error": error, "train_loss": 0.1},
+                                      params=10, seconds=1.0), config, {})
+    runs = api.runs(tmp_path / "s.sqlite", plan)
+    from harness.stats import design_effects
+
+    frame = design_effects(runs, plan.design)
+    contrasts = frame[frame["measured"] == "contrast"].set_index("factor")
+    columns = plan.design.estimable()
+    fitted = {word: [] for word in columns}
+    for round_index in range(4):
+        rows = runs[runs["round"] == round_index].copy()
+        names = {word: "c_" + word.replace("×", "_x_") for word in columns}
+        for word in columns:
+            rows[names[word]] = np.prod([np.where(rows[n] == FRACTION[n][1], 1.0, -1.0) for n in word.split("×")],
+                                        axis=0)
+        rows["arm"] = rows[list(CROSSED)].astype(str).agg("|".join, axis=1)
+        rows["y"] = 100 * rows["test_error"]
+        fit = smf.ols("y ~ " + " + ".join(names.values()) + " + C(arm)", rows).fit()
+        for word in columns:
+            fitted[word].append(2 * fit.params[names[word]])
+    for word in columns:
+        assert contrasts.loc[word, "effect"] == pytest.approx(np.mean(fitted[word]), abs=1e-9)
+    assert contrasts.loc["aux_loss", "effect"] == pytest.approx(-4.0, abs=0.3)
+    assert contrasts.loc["swap_augment", "effect"] == pytest.approx(-2.0, abs=0.3)
+    assert contrasts.loc["batch_norm", "effect"] == pytest.approx(0.0, abs=0.3)
+    assert -1.6 < contrasts.loc["dropout", "effect"] < -0.4  # between its effects without and with sharing
+    paired = frame[frame["measured"] != "contrast"]
+    assert set(paired["factor"]) == {"encoder", "pairing", "weight_sharing"}
+    alone = effects(runs, ["encoder", "pairing", "weight_sharing"])
+    for column in ("effect", "ci_low", "ci_high", "p"):
+        assert paired[column].tolist() == pytest.approx(alone[column].tolist(), abs=1e-12)
+    assert frame["p_adjusted"].notna().all()  # BH across every row, contrasts and pairs together
+    table = invoke("table", "--store", tmp_path / "s.sqlite", "--matrix", tmp_path / "m.toml")
+    assert table.exit_code == 0, table.output
+    assert "are measured by matched pairs" in table.stdout
+    assert "runs fitted over 4 rounds" in table.stdout and "matched pairs over 4 rounds" in table.stdout
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda text: text.replace('factors = ["aux_loss"', 'factors = ["aux_los"'), "did you mean 'aux_loss'?"),
+    (lambda text: text.replace('factors = ["aux_loss"', 'factors = ["encoder", "aux_loss"'),
+     "encoder has 3 levels (linear, mlp, cnn); the fraction is of two-level factors: leave it out of factors"),
+    (lambda text: text.replace('factors = ["aux_loss"', 'factors = ["dropout", "aux_loss"'), "names dropout twice"),
+    (lambda text: text.replace('factors = ["aux_loss", "batch_norm", "dropout", "swap_augment"]', 'factors = "all"'),
+     "give a list of [matrix] factor names"),
+    (lambda text: text.replace("[design]", "[[matrix.exclude]]\naux_loss = true\nbatch_norm = true\n[design]"),
+     "cannot estimate every contrast of the fraction apart"),
+    (lambda text: text.replace("[design]", "[[matrix.include]]\nencoder = \"cnn\"\nlr = 0.01\n[design]"),
+     "takes no [[matrix.include]]"),
+])
+def test_what_a_crossed_fraction_cannot_hold_is_one_line(tmp_path, change, fragment):
+    (tmp_path / "m.toml").write_text(change(crossed_text()))
+    one_line_exit_2(invoke("plan", "--matrix", tmp_path / "m.toml", "--no-estimate"), fragment)
+
+
+@pytest.mark.parametrize("count", range(3, 9))
+@pytest.mark.parametrize("resolution", [3, 4, 5])
+def test_the_smallest_fraction_reaches_its_resolution_in_the_fewest_rows(count, resolution):
+    """pyDOE3's fracfact_by_res is checked (7 factors at resolution V: it gives IV) and its
+    minimum-aberration search fills in; the sizes are the textbook's smallest 2^(k-p)."""
+    from harness.designs import resolution_of, smallest_fraction
+
+    smallest = {(3, 3): 4, (4, 3): 8, (4, 4): 8, (5, 3): 8, (5, 4): 16, (5, 5): 16, (6, 3): 8, (6, 4): 16,
+                (6, 5): 32, (7, 3): 16, (7, 4): 16, (7, 5): 64, (8, 3): 16, (8, 4): 16, (8, 5): 64}
+    if (count, resolution) not in smallest:
+        with pytest.raises(ValueError, match="only the full factorial"):
+            smallest_fraction(count, resolution)
+        return
+    matrix = smallest_fraction(count, resolution)
+    reached = resolution_of(matrix)
+    assert reached is None or reached >= resolution
+    assert matrix.shape == (smallest[(count, resolution)], count)
+    assert len({tuple(row) for row in matrix}) == len(matrix)
+
+
+def test_resolution_is_the_shortest_word_of_the_defining_relation():
+    from pyDOE3 import fracfact
+
+    from harness.designs import resolution_of
+
+    assert resolution_of(fracfact("a b ab")) == 3
+    assert resolution_of(fracfact("a b c abc")) == 4
+    assert resolution_of(fracfact("a b c d abcd")) == 5
+    assert resolution_of(fracfact("a b c d bcd acd")) == 4
+    assert resolution_of(fracfact("a b c")) is None
+
+
+def test_the_repositorys_quarter_is_a_quarter_of_the_full_study():
+    """matrices/ablations-quarter.toml: every question of ablations.toml at 25 % of its runs,
+    its configurations the full study's."""
+    quarter, full = api.plan("matrices/ablations-quarter.toml"), api.plan("ablations.toml")
+    assert {c.config_id for c in quarter.configs} <= {c.config_id for c in full.configs}
+    assert len(quarter.jobs) * 4 <= len(full.jobs) == 1520
+    assert len(quarter.jobs) == 380 and quarter.design.resolution == 5
+
+
+def test_the_quarter_reaches_every_verdict_of_the_committed_full_study():
+    """On the committed runs of ablations.toml: every effect the full study finds (p (BH) < 0.05)
+    the quarter finds too, with the same sign and an overlapping interval, at 380 of 1520 runs."""
+    from harness.stats import design_effects
+
+    runs = api.runs("baselines/main.json.gz")
+    answers = {}
+    for path in ("ablations.toml", "matrices/ablations-quarter.toml"):
+        plan = api.plan(path)
+        chosen = runs[runs["config_id"].isin({c.config_id for c in plan.configs})]
+        chosen = chosen[chosen["round"] < plan.configs[0].rounds]
+        assert len(chosen) == len(plan.jobs)
+        frame = design_effects(chosen, plan.design)
+        answers[path] = frame[~frame["factor"].str.contains("×")].set_index(["factor", "change"])
+    full, quarter = answers["ablations.toml"], answers["matrices/ablations-quarter.toml"]
+    found = full[full["p_adjusted"] < 0.05]
+    assert len(found) >= 8
+    for key, row in found.iterrows():
+        other = quarter.loc[key]
+        assert other["p_adjusted"] < 0.05 and np.sign(other["effect"]) == np.sign(row["effect"]), key
+        assert other["ci_low"] <= row["ci_high"] and row["ci_low"] <= other["ci_high"], key

@@ -220,7 +220,8 @@ def answer_lines(effect_frame: pd.DataFrame, metric: str = "test_error", margin:
             lines.append(
                 f"**{known[factor].meta.titled(factor, row['change'])}** ({row['change'].replace('->', '→')}){at}{aliased}: "
                 f"{row['effect']:+.2f} pp {interval(row['ci_low'], row['ci_high'])}, p (BH) {p_value(row.get('p_adjusted'))}: "
-                f"{verdict} ({row['pairs']} matched pairs over {row['rounds']} rounds){few}"
+                f"{verdict} ({row['pairs']} {'runs fitted' if row.get('measured') == 'contrast' else 'matched pairs'} "
+                f"over {row['rounds']} rounds){few}"
                 + (f"; {share} configurations behind it far from converged" if share else "")
             )
     return lines
@@ -353,7 +354,9 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
              if design is None else
              f"A fractional design ({'; '.join(design.lines()[:1])[len('design: '):]}): each factor's effect on "
              f"{words} ({how}) is a contrast of the design's runs, fitted in each round and paired on the rounds; "
-             "an effect also holds the interactions it is aliased with, named beside it.")
+             "an effect also holds the interactions it is aliased with, named beside it."
+             + (f" The factors crossed in full with the fraction ({', '.join(design.crossed)}) are measured by "
+                "matched pairs, every other setting and the round held equal." if design.crossed else ""))
             + margin_words + few
             + (f" {UNSETTLED}: configurations far from converged at their last epoch (a train error of "
                f"{FITTED_PCT:g} % or more still falling by {STILL_FALLING_PP:g} pp or more over the last quarter of "
@@ -374,7 +377,9 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
              "other setting and on the round; " if design is None else
              f"Change in {words} (percentage points) when a factor leaves its baseline, a contrast of the "
              "fractional design fitted in each round (an interaction: the change of one factor's effect with the "
-             "other's level), with what it is aliased with; matched pairs: the runs behind it; ")
+             "other's level), with what it is aliased with"
+             + (f" ({', '.join(design.crossed)}, crossed in full: matched pairs)" if design.crossed else "")
+             + "; matched pairs: the runs behind it; ")
             + ("Hodges–Lehmann estimate, 95% CI and p from the exact Wilcoxon signed-rank test over rounds; "
                if interval == "wilcoxon" else
                f"95% CI and p from Stein's two-stage t (the {rule.pilot}-round pilot's spread); " if rule is not None
