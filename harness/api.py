@@ -41,9 +41,28 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "results/harness.sqlite"
 
 
-def default_store(profile: str | None = None) -> str:
-    """Each profile keeps its own store, so smoke runs never pool with full ones."""
-    return f"results/harness-{profile}.sqlite" if profile else DEFAULT_STORE
+def default_store(profile: str | None = None, policy: str = "") -> str:
+    """Each profile and each execution policy other than the CPU's default (`policy`, a
+    DevicePolicy.tag such as "cuda") keeps its own store, so smoke runs never pool with full
+    ones, nor GPU runs with CPU ones."""
+    parts = [part for part in ("harness", profile, policy) if part]
+    return f"results/{'-'.join(parts)}.sqlite" if len(parts) > 1 else DEFAULT_STORE
+
+
+def check_policies(store, policy, where: str) -> None:
+    """ConfigError in one line when `store` holds finished runs of another execution policy than
+    `policy` (device, batching, packing, precision, determinism): they would count as done and
+    pool with this run's in every table. Nothing is written."""
+    from harness.device import policy_name
+
+    held = {tag: count for tag, count in store.policies().items() if tag != policy.tag}
+    if not held:
+        return
+    others = ", ".join(f"{count} runs {policy_name(tag)}" for tag, count in sorted(held.items()))
+    raise ConfigError(
+        f"{where} holds {others}; this run trains {policy_name(policy.tag)}, and its runs would pool with them (those "
+        f"already there counting as done): give it its own store (the default for this policy is "
+        f"{default_store(None, policy.tag)}), or --mix-policies to pool them knowingly")
 
 
 def plan(
@@ -142,12 +161,15 @@ def adaptive_rounds(the_plan: Plan, stored: pd.DataFrame) -> tuple[int, pd.DataF
 
 def run(
     the_plan: Plan,
-    store: str | Path = DEFAULT_STORE,
+    store: str | Path | None = None,
     *,
     device: str = "auto",
     workers: int | None = None,
     batched: bool | None = None,
     pack: bool = False,
+    tf32: bool = False,
+    deterministic: bool = True,
+    mix_policies: bool = False,
     data_dir: str | Path | None = None,
     backend: str = "local",
     backend_options: Mapping[str, Any] | Sequence[str] = (),  # a mapping, or `key=value` strings
@@ -156,6 +178,7 @@ def run(
     estimate: bool = True,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[Job, object], None] | None = None,
+    on_store: Callable[[str], None] | None = None,
 ) -> Summary:
     """Train what the store lacks of the plan (as `harness run`): the device and its policy
     resolved, the backend built from its options and started, the data loaded and verified,
@@ -164,7 +187,10 @@ def run(
     backup, where the runs go, the combinations dropped, the plan's notes and, with `estimate`
     on local workers, the time the runs left will take and, when long, how to get a first answer
     sooner); `on_start(done, to_run)` and `on_result(job, result)` follow the progress. The
-    summary of what ran."""
+    summary of what ran. `store`: None for the profile's and policy's own (default_store).
+    `tf32`, `deterministic`: the precision policy on CUDA (harness.device.DevicePolicy). A store
+    holding runs of another execution policy is refused before anything is written unless
+    `mix_policies` (check_policies)."""
     from harness import backends
     from harness.device import resolve
     from harness.runner import Summary, load_sources, run_plan
@@ -175,7 +201,11 @@ def run(
         backend_options = dict(assignment(text, "--backend-option", "address=auto or cpus_per_job=2")
                                for text in backend_options)
     chosen = backends.create(backend, backend_options)
-    policy = resolve(device, workers=workers, batched=batched, pack=pack, elsewhere=chosen.remote_device(device))
+    policy = resolve(device, workers=workers, batched=batched, pack=pack, tf32=tf32, deterministic=deterministic,
+                     elsewhere=chosen.remote_device(device))
+    store = store if store is not None else default_store(the_plan.profile, policy.tag)
+    if on_store is not None:
+        on_store(str(store))
     if workers and workers > policy.workers and policy.kind == "cpu":
         say(f"--workers {workers}: using {policy.workers}, the CPU cores this process may use")
     opened = None
@@ -186,6 +216,8 @@ def run(
         if fresh:
             backup = opened.start_fresh()
             say(f"previous runs kept in {backup}; starting afresh" if backup else "the store held no runs; starting afresh")
+        elif not mix_policies:
+            check_policies(opened, policy, str(store))
         say(f"{len(the_plan.configs)} configurations, {len(the_plan.jobs)} runs on {policy.device} -> {store}")
         if the_plan.dropped:
             say(f"dropped {len(the_plan.dropped)} combinations: see harness plan")

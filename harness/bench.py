@@ -122,12 +122,15 @@ class LaunchCounter(TorchDispatchMode):
 @dataclass(frozen=True)
 class Launches:
     """One run's operator launches on a path (a batched group's shared out per round), at the
-    reference's epochs, and its training steps."""
+    reference's epochs, and its training steps; for a vectorised path (batched, packed), the
+    host's microseconds per step of the whole group (host_microseconds) and its members."""
 
     path: str
     kernels: float
     host_reads: float
     steps: int
+    host_us_per_group_step: float | None = None
+    members: int = 1
 
     @property
     def per_step(self) -> float:
@@ -135,12 +138,14 @@ class Launches:
         return self.kernels / self.steps
 
 
-def count_launches(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy) -> Launches:
+def count_launches(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy, *,
+                   host: bool = True) -> Launches:
     """A run's launches on `path` (plain, workers, batched, or packed: the configuration with
     and without its aux loss as one vectorised model, shared out per run), the proxy for GPU
     time where launches, not arithmetic, bound it. Counted on runs of one and two epochs in
     this process: the fixed part (building, the final scoring) plus the reference's epochs
-    times the second epoch's."""
+    times the second epoch's. `host`: a vectorised path's host microseconds per group-step too
+    (host_microseconds)."""
     from harness.tasks.pairs.batched import train_pack, train_rounds
     from harness.tasks.pairs.sequential import train_run
 
@@ -164,8 +169,42 @@ def count_launches(path: str, config: RunConfig, rounds: int, source, policy: De
     (kernels_1, reads_1), (kernels_2, reads_2) = counted(1), counted(2)
     epochs = config.epochs
     steps = epochs * -(-config.pairs // config.batch_size)
+    vectorised = path in ("batched", "packed")
     return Launches(path, kernels_1 + (epochs - 1) * (kernels_2 - kernels_1),
-                    reads_1 + (epochs - 1) * (reads_2 - reads_1), steps)
+                    reads_1 + (epochs - 1) * (reads_2 - reads_1), steps,
+                    host_microseconds(path, config, rounds, source, policy) if vectorised and host else None,
+                    rounds * (2 if path == "packed" else 1) if vectorised else 1)
+
+
+HOST_PAIRS = 100  # pairs per member in the host-cost runs: 100 steps an epoch at one pair a step
+
+
+def host_microseconds(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy) -> float:
+    """Microseconds per training step of a whole vectorised group (`rounds` members; a pack:
+    the configuration with and without its aux loss, twice as many) at one pair per member per
+    step, where the kernels are as small as they get and the host's work (Python, the
+    dispatcher, vmap's batching rules, autograd: the same for any batch size) is what remains:
+    an upper bound of that host cost, exact where kernels run asynchronously (a GPU). Timed on
+    runs of 1 and 3 epochs (no evaluation between), the best of two each, the difference over
+    the 2 epochs' steps."""
+    from harness.tasks.pairs.batched import train_pack, train_rounds
+
+    tiny = config.replace(pairs=HOST_PAIRS, batch_size=1, eval_every=1000)
+
+    def timed(epochs: int) -> float:
+        short = tiny.replace(epochs=epochs)
+        jobs = [(short, r) for r in range(rounds)]
+        if path == "packed":
+            jobs += [(short.replace(aux_loss=not short.aux_loss), r) for r in range(rounds)]
+        start = time.perf_counter()
+        train_pack(jobs, source, policy) if path == "packed" else train_rounds(short, list(range(rounds)), source, policy)
+        if policy.is_cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    timed(1)  # warm: first calls build vmap's and autograd's caches
+    one, three = min(timed(1) for _ in range(2)), min(timed(3) for _ in range(2))
+    return max(0.0, three - one) / (2 * HOST_PAIRS) * 1e6
 
 
 def peak_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:

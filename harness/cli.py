@@ -274,6 +274,12 @@ def stop_signals_as_interrupts():
               help="Train a configuration's rounds as one vectorised model (default: on CUDA only).")
 @click.option("--pack", is_flag=True, help="With the rounds, configurations that differ only in the pair loss "
               "(aux_loss, aux_weight) train as one vectorised model; implies --batch-rounds.")
+@click.option("--tf32", is_flag=True, help="On CUDA, let float32 products and convolutions run in TF32 (faster, "
+              "10-bit mantissa); off: float32 fidelity.")
+@click.option("--nondeterministic", is_flag=True, help="On CUDA, let cuDNN and torch pick nondeterministic kernels "
+              "(reruns may differ); off: deterministic.")
+@click.option("--mix-policies", is_flag=True, help="Train into a store that holds runs of another device or policy; "
+              "they count as done and pool in its tables.")
 @click.option("--backend", "backend_name", default="local", show_default=True,
               help="Where the runs train: local worker processes, ray (pip install -e '.[ray]'), or an installed one.")
 @click.option("--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
@@ -282,18 +288,21 @@ def stop_signals_as_interrupts():
 @click.option("--cpus-per-job", type=float, default=None, help="= --backend-option cpus_per_job=... (ray).")
 @click.option("--gpus-per-job", type=float, default=None, help="= --backend-option gpus_per_job=... (ray).")
 def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, store_path, data_dir, workers, fresh,
-        batched, pack, backend_name, backend_options, address, cpus_per_job, gpus_per_job):
+        batched, pack, tf32, nondeterministic, mix_policies, backend_name, backend_options, address, cpus_per_job,
+        gpus_per_job):
     """Train every job of a matrix that the store does not hold yet, and store each result.
 
     Ctrl-C or SIGTERM stops it (exit 130 or 143) with every finished run stored; the same
-    command resumes. One `harness run` writes a store at a time.
+    command resumes. One `harness run` writes a store at a time. Each device and policy other
+    than the CPU's default keeps its own store (results/harness-cuda.sqlite for --device cuda);
+    a store holding another policy's runs is refused unless --mix-policies.
 
     Example: harness run --matrix ablations.toml --device cuda
     """
     from harness import api
     from harness.progress import Progress
 
-    store_path = store_path or api.default_store(profile)
+    chosen_store = [store_path or api.default_store(profile)]  # the policy's own, once api.run resolves it
     aliases = {"address": address, "cpus_per_job": cpus_per_job, "gpus_per_job": gpus_per_job}
     options = [*backend_options, *(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
                                    for key, value in aliases.items() if value is not None)]
@@ -303,20 +312,24 @@ def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, 
             the_plan = one_line_errors(plan_of)(matrix_path, profile, only=only, sets=sets, plugins=plugins,
                                                 max_configs=max_configs, overrides={"rounds": rounds} if rounds else None)
             summary = one_line_errors(api.run)(
-                the_plan, store_path, device=device, workers=workers, batched=batched, pack=pack, data_dir=data_dir,
+                the_plan, store_path, device=device, workers=workers, batched=batched, pack=pack, tf32=tf32,
+                deterministic=not nondeterministic, mix_policies=mix_policies, data_dir=data_dir,
                 backend=backend_name, backend_options=options, fresh=fresh, notify=survives_closed_stdout(click.echo),
-                on_start=survives_closed_stdout(progress.start), on_result=survives_closed_stdout(progress.result))
+                on_start=survives_closed_stdout(progress.start), on_result=survives_closed_stdout(progress.result),
+                on_store=lambda path: chosen_store.__setitem__(0, path))
         except KeyboardInterrupt as stop:
             what, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
-            stored = f"; finished runs are stored in {store_path}: run the same command again to resume" \
+            stored = f"; finished runs are stored in {chosen_store[0]}: run the same command again to resume" \
                 if progress.started else ""
             progress.stop()
             fail(f"{what}{stored}", code)
         finally:
             progress.stop()
     done = summary.finished - len(summary.failed)
+    read = "" if store_path or chosen_store[0] == api.default_store(profile) else \
+        f" (this policy's own: read it with --store {chosen_store[0]})"
     survives_closed_stdout(click.echo)(f"{done} runs finished, {len(summary.failed)} failed, in {summary.seconds:.0f} s; "
-                                       f"store {store_path}")
+                                       f"store {chosen_store[0]}{read}")
     for name, round_index, reason in summary.failed:
         click.echo(f"  failed: {name} round {round_index}: {reason}", err=True)
     if summary.failed:

@@ -37,8 +37,15 @@ class DevicePolicy:
     to the kernel and faulting fresh zeroed pages in at the next step: two one-thread workers
     spent a quarter of their time in those page faults. pack: with batched, configurations
     that differ only in what the pair loss reads (aux_weight, and aux_loss where the model
-    family declares it loss-only) train their rounds together as one vectorised model. Every
-    run records the policy it trained under (`execution`)."""
+    family declares it loss-only) train their rounds together as one vectorised model.
+    tf32: float32 matrix products and convolutions on CUDA may run in TF32 (10-bit mantissa) on
+    tensor cores; off by default, so that a GPU run keeps float32's fidelity (torch's own default
+    lets cuDNN convolutions use TF32). deterministic: on CUDA, cuDNN picks deterministic kernels
+    and torch.use_deterministic_algorithms is on (warning, not failing, where an operation has no
+    deterministic kernel) with cuBLAS's fixed workspace, so reruns and resumes give the same
+    numbers; on the CPU the kernels used here are deterministic and TF32 does not exist, so
+    both are recorded as the float32, deterministic run it is. Every run records the policy it
+    trained under (`execution`); `tag` names the policies that keep a store of their own."""
 
     device: str = "cpu"
     workers: int = 1
@@ -48,14 +55,46 @@ class DevicePolicy:
     flush_denormal: bool = True
     retain_freed_memory: bool = True
     pack: bool = False
+    tf32: bool = False
+    deterministic: bool = True
 
     def execution(self) -> dict:
         """What of the policy can change a run's floats, as its stored record says it (where
-        memory comes from cannot: `retain_freed_memory` is left out). `pack` is recorded only
-        when on, so that the records of runs trained before it existed keep their form."""
+        memory comes from cannot: `retain_freed_memory` is left out): the precision ("float32",
+        or "tf32" where allowed on CUDA) and determinism always; `pack` only when on, so that the
+        records of runs trained before it existed keep their form (records from before the
+        precision was recorded read as float32 and deterministic: execution_record)."""
         record = {"threads": self.threads, "batched": self.batched, "channels_last": self.channels_last,
-                  "flush_denormal": self.flush_denormal and self.kind == "cpu"}
+                  "flush_denormal": self.flush_denormal and self.kind == "cpu", "precision": self.precision,
+                  "deterministic": self.deterministic or self.kind == "cpu"}
         return {**record, "pack": True} if self.pack else record
+
+    @property
+    def precision(self) -> str:
+        return "tf32" if self.tf32 and self.kind == "cuda" else "float32"
+
+    @property
+    def tag(self) -> str:
+        """The policy in a store's name: "" for the CPU's default (sequential, float32), else
+        what differs from it, e.g. "cuda", "cuda-packed", "batched", "cuda-tf32" (default_store
+        keeps a store per tag, so runs of two policies never pool unless asked)."""
+        return policy_tag(self.device, self.execution())
+
+    def apply_precision(self) -> None:
+        """Set torch's precision and determinism switches for this policy in this process (a
+        worker, before its first CUDA call: cuBLAS reads its workspace setting when it starts)."""
+        import torch
+
+        torch.set_float32_matmul_precision("high" if self.precision == "tf32" else "highest")
+        if self.kind != "cuda":
+            return
+        torch.backends.cuda.matmul.allow_tf32 = self.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = self.precision == "tf32"
+        torch.backends.cudnn.deterministic = self.deterministic
+        torch.backends.cudnn.benchmark = not self.deterministic
+        if self.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(self.deterministic, warn_only=True)
 
     @property
     def kind(self) -> str:
@@ -76,6 +115,45 @@ class DevicePolicy:
 
 
 CPU = DevicePolicy()
+
+LEGACY_EXECUTION = {"precision": "float32", "deterministic": True}  # what runs recorded before these keys had
+
+
+def execution_record(text) -> dict:
+    """A stored execution record (JSON text) as a dict, with the keys records from before them
+    lack filled as those runs ran (every such run trained on the CPU: float32, deterministic);
+    {} where none is recorded."""
+    import json
+
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {}
+    return {**LEGACY_EXECUTION, **record} if isinstance(record, dict) else {}
+
+
+def policy_name(tag: str) -> str:
+    """A policy tag as lines and tables say it ("" is the CPU's default)."""
+    return tag or "cpu (sequential, float32)"
+
+
+def policy_tag(device: str, execution: dict) -> str:
+    """The name of a run's policy (DevicePolicy.tag) from its device and execution record."""
+    kind = str(device or "cpu").partition(":")[0]
+    record = {**LEGACY_EXECUTION, **(execution or {})}
+    parts = [kind] if kind != "cpu" else []
+    batched = bool(record.get("batched", False))
+    if batched != (kind == "cuda"):  # each device's default batching goes unsaid
+        parts.append("batched" if batched else "sequential")
+    if record.get("pack"):
+        parts.append("packed")
+    if record.get("precision", "float32") != "float32":
+        parts.append(str(record["precision"]))
+    if not record.get("deterministic", True):
+        parts.append("nondeterministic")
+    return "-".join(parts)
 
 MALLOPT_TRIM_THRESHOLD, MALLOPT_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD_MAX = 32 << 20  # glibc's largest on 64-bit: bigger blocks still come from mmap
@@ -101,10 +179,14 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(MALLOPT_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(MALLOPT_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def policy_for(device: str, *, workers: int | None = None, batched: bool | None = None, pack: bool = False) -> DevicePolicy:
+def policy_for(device: str, *, workers: int | None = None, batched: bool | None = None, pack: bool = False,
+               tf32: bool = False, deterministic: bool = True) -> DevicePolicy:
     """The policy for a device already known to exist (see `resolve`), with the defaults:
-    - workers: one process owns an accelerator; on CPU the request (default: every usable
-      core) capped at the usable cores, as more would only share them;
+    - workers: on an accelerator one process by default, or the processes asked for, each
+      training its own groups on the one device (runs this small leave it idle while the host
+      dispatches a step: several in flight hide that; `harness bench` measures the host's
+      microseconds per step), at most the usable cores; on CPU the request (default: every
+      usable core) capped at the usable cores, as more would only share them;
     - batched: on CUDA, where one small run leaves the GPU idle between kernel launches; on CPU
       one-thread process workers measured faster (docs/performance.md, `harness bench`);
       `pack` implies it (packs are vectorised models);
@@ -114,7 +196,7 @@ def policy_for(device: str, *, workers: int | None = None, batched: bool | None 
         raise ConfigError(f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N or mps")
     if pack and batched is False:
         raise ConfigError("--pack trains vectorised models: it cannot go with --no-batch-rounds")
-    count = 1 if kind != "cpu" else max(1, min(workers or usable_cores(), usable_cores()))
+    count = max(1, min(workers or (1 if kind != "cpu" else usable_cores()), usable_cores()))
     return DevicePolicy(
         device=device,
         workers=count,
@@ -124,17 +206,19 @@ def policy_for(device: str, *, workers: int | None = None, batched: bool | None 
         flush_denormal=kind == "cpu",
         retain_freed_memory=kind == "cpu",
         pack=pack,
+        tf32=tf32 and kind == "cuda",
+        deterministic=deterministic or kind == "cpu",
     )
 
 
 def resolve(requested: str, *, workers: int | None = None, batched: bool | None = None, pack: bool = False,
-            elsewhere: str | None = None) -> DevicePolicy:
+            tf32: bool = False, deterministic: bool = True, elsewhere: str | None = None) -> DevicePolicy:
     """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' -> the policy for a device that exists here,
     else ConfigError saying what to use instead. `elsewhere`: the device the runs will find on
     machines that are not this one (a backend's workers elsewhere: Backend.remote_device),
     which is not looked for here."""
     device = elsewhere if elsewhere is not None else available(requested)
-    return policy_for(device, workers=workers, batched=batched, pack=pack)
+    return policy_for(device, workers=workers, batched=batched, pack=pack, tf32=tf32, deterministic=deterministic)
 
 
 def available(requested: str) -> str:

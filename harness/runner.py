@@ -267,6 +267,7 @@ def prepare_worker(context: WorkerContext) -> None:
             f"the worker on {socket.gethostname()} runs other harness code than the driver (driver {context.version}, "
             f"worker {code_version()} / {__version__}; source fingerprints {context.code[:12]} and "
             f"{code_fingerprint()[:12]}): install the driver's harness on every node (pip install of the same commit)")
+    context.policy.apply_precision()
     if context.policy.kind == "cpu":
         torch.set_num_threads(context.policy.threads)
         torch.set_flush_denormal(context.policy.flush_denormal)
@@ -295,7 +296,15 @@ def execute(task: Task, context: WorkerContext) -> list[tuple[Job, object]]:
         f" ({seconds:g} s for the {runs} runs trained together)" if runs > 1 else "") if seconds is not None else ""
     try:
         with time_limit(seconds, reason):
-            return run_task(task, context.source(task.config.task), context.policy)
+            results = run_task(task, context.source(task.config.task), context.policy)
+        if context.policy.is_cuda:  # two GPU models may differ in their last bits: which one is part of the record
+            import torch
+
+            model = torch.cuda.get_device_name(context.policy.torch_device())
+            for _, result in results:
+                if isinstance(getattr(result, "execution", None), dict):
+                    result.execution = {**result.execution, "gpu": model}
+        return results
     except TimeLimitExceeded:
         return [(job, failed_result(job.config, job.round, reason, context.policy.device)) for job in task.jobs()]
 

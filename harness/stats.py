@@ -755,16 +755,46 @@ def split_effects(runs: pd.DataFrame, metric: str = "test_error", flagged=frozen
 WORSE, BETTER, SAME, UNTESTED = "worse", "better", "no detectable change", "too few rounds to test"
 
 
+def policy_counts(done: pd.DataFrame) -> dict[str, int]:
+    """How many of these runs each execution policy trained (harness.device.policy_tag, named
+    as `harness run` says it), most first."""
+    from harness.device import execution_record, policy_name, policy_tag
+
+    if done.empty:
+        return {}
+    execution = done["execution"] if "execution" in done else pd.Series(None, index=done.index, dtype=object)
+    device = done["device"] if "device" in done else pd.Series("cpu", index=done.index)
+    tags = [policy_tag(where, execution_record(text)) for where, text in zip(device, execution)]
+    counts = pd.Series(tags, dtype=object).value_counts()
+    return {policy_name(tag): int(count) for tag, count in counts.items()}
+
+
+def execution_words(text) -> str:
+    """A run's execution policy as `harness show` says it beside its device: precision,
+    determinism, batching (and packing) and threads ("" where no record was kept)."""
+    from harness.device import execution_record
+
+    record = execution_record(text)
+    if not record:
+        return ""
+    threads = record.get("threads", 1)
+    return ", ".join([record["precision"], "deterministic" if record["deterministic"] else "nondeterministic",
+                      ("packed" if record.get("pack") else "batched") if record.get("batched") else "sequential",
+                      f"{threads} thread{'s' if threads != 1 else ''}"])
+
+
 def _with_execution(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs with their execution policy as one comparable text ("" where none is recorded):
-    key order and spacing of the stored JSON do not matter."""
+    key order and spacing of the stored JSON do not matter, and a record from before the
+    precision was recorded reads as the float32, deterministic run it was
+    (harness.device.execution_record)."""
+    from harness.device import execution_record
+
     def canonical(text) -> str:
         if not isinstance(text, str) or not text:
             return ""
-        try:
-            return json.dumps(json.loads(text), sort_keys=True)
-        except ValueError:  # not JSON: compared as it is written
-            return text
+        record = execution_record(text)
+        return json.dumps(record, sort_keys=True) if record else text  # not JSON: compared as it is written
 
     recorded = runs["execution"] if "execution" in runs else pd.Series(None, index=runs.index, dtype=object)
     return runs.assign(execution=[canonical(text) for text in recorded])
@@ -775,23 +805,37 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -
     and initialisation), the change in test error from `before` to `after` in percentage
     points: mean, 95 % interval and p over the paired rounds, BH-adjusted across configurations.
     verdict: worse / better when the adjusted p < 0.05 and the change exceeds `threshold`;
-    `deterministic`: both sides ran the same code version and torch on the CPU under the same
-    execution policy (`same_execution`: threads, batched rounds, memory layout...; a run
-    recorded without one, from an older store or baseline, matches only another without one),
-    so they must be equal."""
+    `deterministic`: both sides ran the same code version and torch under the same execution
+    policy (`same_execution`: threads, batched rounds, memory layout, precision, determinism and,
+    on CUDA, the GPU model; a run recorded without one, from an older store or baseline,
+    matches only another without one) on the CPU, or on one GPU model with deterministic
+    kernels, so they must be equal."""
     key = ["config_id", "round"]
     left = _with_execution(before[before["status"] == Status.DONE])
     right = _with_execution(after[after["status"] == Status.DONE])
     columns = [*key, "name", "test_error", "code_version", "torch_version", "device", "execution"]
     merged = pd.merge(left[[c for c in columns if c in left]], right[[c for c in columns if c in right]],
                       on=key, suffixes=("_a", "_b"))
+    from harness.device import execution_record, policy_name, policy_tag
+
+    def named(side: str) -> pd.Series:
+        device = merged[f"device_{side}"] if f"device_{side}" in merged else pd.Series("cpu", index=merged.index)
+        return pd.Series([policy_name(policy_tag(where, execution_record(text)))
+                          for where, text in zip(device, merged[f"execution_{side}"])], index=merged.index, dtype=object)
+
+    merged["policy_a"], merged["policy_b"] = named("a"), named("b")
     rows = []
     for config_id, group in merged.groupby("config_id", sort=False):
         differences = 100 * (group["test_error_b"] - group["test_error_a"])
         summary = t_summary(differences)
         same_code = all(f"{c}_a" in group and (group[f"{c}_a"] == group[f"{c}_b"]).all() for c in ("code_version", "torch_version"))
-        on_cpu = "device_a" in group and bool(((group["device_a"] == "cpu") & (group["device_b"] == "cpu")).all())
         same_execution = bool((group["execution_a"] == group["execution_b"]).all())
+        # held to equality: both on the CPU, or both on one GPU model with deterministic kernels
+        # (the record names the model and the determinism: same_execution covers both)
+        on_cpu = "device_a" in group and bool((
+            (group["device_a"] == group["device_b"])
+            & ((group["device_a"] == "cpu") | group["execution_a"].map(
+                lambda text: bool(text) and '"deterministic": true' in text and '"gpu"' in text))).all())
         execution_recorded = bool(((group["execution_a"] != "") & (group["execution_b"] != "")).all())
         rows.append({
             "config_id": config_id,
@@ -801,6 +845,8 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.0) -
             "max_abs_difference": float(differences.abs().max()),
             "same_execution": same_execution,
             "execution_recorded": execution_recorded,
+            "policy_before": " / ".join(dict.fromkeys(group["policy_a"])),
+            "policy_after": " / ".join(dict.fromkeys(group["policy_b"])),
             "deterministic": same_code and on_cpu and same_execution,
             **summary,
         })

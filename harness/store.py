@@ -541,6 +541,22 @@ class Store:
             raise _explain(self.path, error, "read its runs") from None
         return {(config_id, round_index) for config_id, round_index in rows}
 
+    def policies(self) -> dict[str, int]:
+        """How many finished runs each execution policy trained (harness.device.policy_tag: ""
+        for the CPU's default), read from the runs' device and execution record."""
+        from harness.device import execution_record, policy_tag
+
+        try:
+            rows = self.connection.execute(
+                "SELECT device, execution, COUNT(*) FROM runs WHERE status = 'done' GROUP BY device, execution").fetchall()
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "read its runs") from None
+        counts: dict[str, int] = {}
+        for device, execution, count in rows:
+            tag = policy_tag(device, execution_record(execution))
+            counts[tag] = counts.get(tag, 0) + count
+        return counts
+
     def write(self, result, config, provenance: dict[str, str]) -> None:
         """Store one finished run and its learning curve, all or nothing. A failed run never
         replaces a run stored as done."""

@@ -80,13 +80,14 @@ def test_launches_per_run_of_each_path(fake_mnist):
     source, policy = PairSource(load_mnist(fake_mnist)), resolve("cpu")
     config = reference_config(pairs=100, epochs=3)
     paths = ("plain", "workers", "batched", "packed")
-    counts = {path: count_launches(path, config, 4, source, policy) for path in paths}
+    counts = {path: count_launches(path, config, 4, source, policy, host=False) for path in paths}
     assert all(c.steps == 3 and c.kernels > 0 for c in counts.values())
     # an epoch's launches (the count is linear in the epochs): with four rounds as one
     # vectorised model each round's share is far smaller, and smaller again with a second
     # configuration packed in (the fixed part, the model's building and final scoring, is not
     # what bounds a 25-epoch run)
-    longer = {path: count_launches(path, reference_config(pairs=100, epochs=4), 4, source, policy) for path in paths}
+    longer = {path: count_launches(path, reference_config(pairs=100, epochs=4), 4, source, policy, host=False)
+              for path in paths}
     epoch = {path: longer[path].kernels - counts[path].kernels for path in paths}
     assert epoch["packed"] < epoch["batched"] < epoch["workers"] / 2
     # the sequential run reads every step's loss (to stop a diverged run before its update)
@@ -99,11 +100,31 @@ def test_launches_per_run_of_each_path(fake_mnist):
     assert direct.kernels == pytest.approx(counts["workers"].kernels, rel=0.02)
 
 
-def test_the_report_lists_launches_per_run_and_step():
-    launches = [Launches("workers", 27_500.0, 6_250.0, 250), Launches("batched", 5_000.0, 600.0, 250)]
+def test_the_report_lists_launches_per_run_and_step_and_the_hosts_microseconds():
+    launches = [Launches("workers", 27_500.0, 6_250.0, 250), Launches("batched", 5_000.0, 600.0, 250, 8_000.0, 10)]
     text = bench_report([], machine="m", command="c", projection=None, launches=launches)
     row = next(line for line in text.splitlines() if line.startswith("| batched"))
-    assert [c.strip() for c in row.strip("|").split("|")] == ["batched", "5,000", "20.0", "600"]
+    # a group-step of 10 members launches 10 x 20 kernels: 8,000 µs is 40 µs a launch
+    assert [c.strip() for c in row.strip("|").split("|")] == ["batched", "5,000", "20.0", "600", "8,000 (10 members)",
+                                                               "40.0"]
+    row = next(line for line in text.splitlines() if line.startswith("| workers"))
+    assert [c.strip() for c in row.strip("|").split("|")][-2:] == ["–", "–"]
+
+
+@pytest.mark.slow
+def test_the_hosts_microseconds_per_group_step_grow_with_the_members(fake_mnist):
+    """Timed at one pair per member: a step of more members costs the host more, and a pack
+    (twice the members) more than its batched group; each is a positive, finite figure."""
+    from harness.bench import host_microseconds
+    from harness.device import resolve
+    from harness.mnist import load_mnist
+    from harness.tasks.pairs.data import PairSource
+
+    source, policy = PairSource(load_mnist(fake_mnist)), resolve("cpu")
+    config = reference_config(encoder="mlp", pairing="joint", weight_sharing=False)
+    two = host_microseconds("batched", config, 2, source, policy)
+    packed = host_microseconds("packed", config, 2, source, policy)
+    assert 0 < two < 1e6 and 0 < packed < 1e6
 
 
 @pytest.mark.slow
@@ -163,5 +184,5 @@ def test_the_gpu_script_parses_and_names_its_steps(tmp_path):
     result = subprocess.run(["bash", str(script), "everything"], capture_output=True, text=True,
                             env={**os.environ, "OUT": str(out), "DEVICE": "cpu"})
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "gpu.sh: unknown step 'everything': use smoke, matrix, profile, bench or compare"]
+        "gpu.sh: unknown step 'everything': use hour, smoke, rerun, precision, bench or matrix"]
     assert not out.exists()

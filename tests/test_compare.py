@@ -184,3 +184,33 @@ def test_a_baseline_with_missing_odd_or_repeated_runs_is_refused_in_one_line(bas
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and said in lines[0] and "p (BH)" not in result.output, lines
+
+
+def test_gpu_runs_are_held_to_equality_only_on_one_gpu_model_with_deterministic_kernels():
+    """On CUDA, two sides must be equal when both ran the same code on the same GPU model with
+    deterministic kernels (the record says both; TF32 too is deterministic then); with
+    nondeterministic kernels, or on two GPU models, a difference is quality, not a determinism
+    failure."""
+    import json
+
+    import pandas as pd
+
+    from harness.stats import compare
+
+    def side(errors, **execution):
+        record = {"threads": 1, "batched": True, "channels_last": False, "flush_denormal": False,
+                  "precision": "float32", "deterministic": True, "gpu": "NVIDIA H200", **execution}
+        return pd.DataFrame({"config_id": "c", "round": range(len(errors)), "name": "n", "status": "done",
+                             "test_error": errors, "code_version": "abc", "torch_version": "2.x", "device": "cuda",
+                             "execution": json.dumps(record)})
+
+    errors = [0.10, 0.11, 0.12]
+    moved = [0.10, 0.11, 0.13]
+    assert compare(side(errors), side(moved)).loc[0, "determinism_failure"]
+    assert not compare(side(errors), side(errors)).loc[0, "determinism_failure"]
+    assert compare(side(errors, precision="tf32"), side(moved, precision="tf32")).loc[0, "determinism_failure"]
+    for change in ({"deterministic": False}, {"gpu": "NVIDIA H100"}):
+        frame = compare(side(errors, **change), side(moved, **change) if "gpu" not in change else side(moved))
+        assert not frame.loc[0, "determinism_failure"], change
+    frame = compare(side(errors), side(moved))
+    assert frame.loc[0, "policy_before"] == frame.loc[0, "policy_after"] == "cuda"

@@ -58,11 +58,18 @@ def bench_document(timings, *, machine: str, command: str, projection: tuple[str
         "launches per run": [f"{c.kernels:,.0f}" for c in launches or ()],
         "per training step": [f"{c.per_step:,.1f}" for c in launches or ()],
         "reads to the host per run": [f"{c.host_reads:,.0f}" for c in launches or ()],
+        "host µs per group-step": ["–" if c.host_us_per_group_step is None else
+                                   f"{c.host_us_per_group_step:,.0f} ({c.members} members)" for c in launches or ()],
+        "host µs per launch": ["–" if c.host_us_per_group_step is None else
+                               f"{c.host_us_per_group_step / (c.per_step * c.members):,.1f}" for c in launches or ()],
     })
     if launches:
         blocks += [Paragraph("operator launches per run (a kernel each on a GPU, where launches rather than arithmetic "
                              "bound runs this small; counted on runs of 1 and 2 epochs, a batched group's shared out "
-                             "per round):"), Table(launch_rows)]
+                             "per round); host µs per group-step: a vectorised group's whole step timed at one pair "
+                             "per member, where kernels are smallest and the host's work (Python, dispatcher, vmap, "
+                             "autograd) remains: an upper bound on the CPU, the host's cost on a GPU:"),
+                   Table(launch_rows)]
     framework_rows = timing_rows(frameworks, "torch.nn", peak_gflops) if frameworks else pd.DataFrame()
     if frameworks:
         blocks += [Paragraph("disk task, report 002's network (2-25-25-25-1, SGD on the summed MSE, batch 50, 50 "

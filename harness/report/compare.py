@@ -26,11 +26,18 @@ def compare_document(frame: pd.DataFrame, *, before: str, after: str, threshold:
                     for bad, verdict in zip(frame["determinism_failure"], frame["verdict"])],
     })
     counts = frame["verdict"].value_counts()
-    notes = [", ".join(f"{count} {verdict}" for verdict, count in counts.items())]
+    identical = int((frame["max_abs_difference"] == 0).sum())
+    notes = [", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+             + f"; {identical} of {len(frame)} configurations identical in every round both hold"]
+    if "policy_before" in frame:
+        sides = [" / ".join(dict.fromkeys(frame[f"policy_{side}"])) for side in ("before", "after")]
+        notes.append(f"execution policies: before {sides[0]}; after {sides[1]}"
+                     + ("" if sides[0] == sides[1] else " (device, batching, precision or determinism differ)"))
     apart = ~frame["same_execution"] & frame["execution_recorded"]
     if apart.any():
         notes.append(f"{int(apart.sum())} configurations trained under different execution policies on the two sides "
-                     "(threads, batched rounds, memory layout): compared for quality, not held to equality")
+                     "(threads, batched rounds, memory layout, precision, determinism): compared for quality, not held to "
+                     "equality")
     unrecorded = ~frame["same_execution"] & ~frame["execution_recorded"]
     if unrecorded.any():
         notes.append(f"{int(unrecorded.sum())} configurations have no execution policy recorded on one side (an older "

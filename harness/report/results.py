@@ -29,6 +29,7 @@ from harness.stats import (
     HIGH_TRAIN_ERROR_PCT,
     STILL_FALLING_PP,
     design_effects,
+    policy_counts,
     split_interactions,
     stein_summary,
     summarize,
@@ -279,6 +280,7 @@ def provenance_lines(runs: pd.DataFrame, store_path: str) -> list[str]:
         f"matrices: {values('matrix')}",
         f"devices: {values('device')}; torch {values('torch_version')}; Python {values('python_version')}",
         f"code versions: {values('code_version')}",
+        "execution policies: " + "; ".join(f"{name}: {count} runs" for name, count in policy_counts(done).items()),
         f"runs finished between {done['finished_at'].min()} and {done['finished_at'].max()}",
         f"epochs: {values('epochs')}; rounds per configuration: {values('rounds')}{sizes}",
     ]
@@ -335,6 +337,13 @@ def results_document(runs: pd.DataFrame, *, store_path: str, plan: Plan | None =
     words = metric_words(metric)
     figures = figures if metric == "test_error" else None  # the forest plot shows test error
     blocks = []
+    pooled = policy_counts(runs[runs["status"] == Status.DONE])
+    if len(pooled) > 1:
+        blocks.append(Paragraph(
+            f"{DEGENERATE} These runs were trained under {len(pooled)} execution policies ("
+            + "; ".join(f"{name}: {count} runs" for name, count in pooled.items()) + "), and every answer below pools "
+            "them: a configuration's rounds may come from either. Keep them apart with a store per policy (what "
+            "`harness run` does by default) and compare them with `harness compare`."))
     answers = answer_lines(effect_frame, metric, equivalence, rule) if not effect_frame.empty else []
     how = ("Hodges–Lehmann estimate, exact Wilcoxon signed-rank 95% interval over rounds and p, Benjamini–Hochberg "
            "adjusted" if interval == "wilcoxon" else
