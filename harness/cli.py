@@ -88,16 +88,19 @@ def survives_closed_stdout(function):
 
 def one_line_errors(command):
     """The errors of bad input (ConfigError, DataError, StoreError, BackendError, ReportError,
-    an unknown name) as one line and exit 2."""
+    an unknown name) as one line and exit 2; a backend lost mid-launch (BackendLost) as one line
+    and exit 3."""
     @functools.wraps(command)
     def wrapped(*arguments, **options):
-        from harness.backends import BackendError
+        from harness.backends import BackendError, BackendLost
         from harness.registry import UnknownName
         from harness.report.results import ReportError
         from harness.store import StoreError
 
         try:
             return command(*arguments, **options)
+        except BackendLost as error:
+            fail(str(error), 3)
         except (ConfigError, DataError, StoreError, BackendError, ReportError, UnknownName) as error:
             fail(str(error))
         except BrokenPipeError:

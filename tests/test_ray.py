@@ -243,3 +243,83 @@ def test_a_model_that_exits_or_hangs_fails_its_runs_on_ray_too(local_ray, fake_m
     reasons = {name.rsplit("=", 1)[1]: reason for name, _, reason in summary.failed}
     assert REASONS["exit3"] in reasons["exit3"] and reasons["hang"] == REASONS["hang"], reasons
     assert list(runs[runs["status"] == "done"]["name"]) == ["faulty:Faulty fault=none"]
+
+
+def sleep_a_while(task, context):
+    import time
+
+    time.sleep(5)
+    return execute(task, context)
+
+
+def test_a_request_no_node_can_hold_is_refused_before_anything_is_submitted(local_ray):
+    from harness.backends import BackendError
+
+    for options, fragment in ((RayOptions(cpus_per_job=64), "cpus_per_job = 64: no node of the Ray cluster has 64 CPUs"
+                                                            " (the largest has 2; 1 node(s))"),
+                              (RayOptions(gpus_per_job=1), "gpus_per_job = 1: the Ray cluster has no GPU")):
+        with pytest.raises(BackendError, match=r"^" + fragment.replace("(", r"\(").replace(")", r"\)")):
+            RayBackend(options).start(policy_for("cuda" if options.gpus_per_job else "cpu"))
+
+
+@pytest.mark.timeout(60)
+def test_a_cluster_that_stops_answering_ends_the_launch_in_bounded_time_with_its_own_error(local_ray, tiny,
+                                                                                             monkeypatch):
+    """No answer from the cluster's control service LOST_AFTER checks in a row: BackendLost
+    (exit 3 on the command line), within seconds, not Ray's own 60 s and exit 1."""
+    import time
+
+    from harness.backends import BackendLost
+    from harness.backends import ray as ray_backend
+
+    monkeypatch.setattr(ray_backend, "HEARTBEAT", 0.2)
+    monkeypatch.setattr(RayBackend, "_cluster_answers", lambda self, ray: False)
+    start = time.monotonic()
+    with pytest.raises(BackendLost, match="the Ray cluster stopped answering .* run the same command again to resume"):
+        launch(RayOptions(), make_tasks(tiny.jobs, False)[:2], sleep_a_while)
+    assert time.monotonic() - start < 4
+
+
+def test_the_cluster_answers_while_it_runs(local_ray):
+    assert RayBackend()._cluster_answers(ray)
+
+
+@pytest.mark.timeout(120)
+def test_ray_init_leaves_the_harnesss_signal_handlers_in_place(tmp_path):
+    """ray.init installs its own SIGTERM handler (a C++ abort, exit 134): the backend puts the
+    one that was there back, so SIGTERM ends a run with the harness's line and exit 143."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import signal\n"
+        "def mine(number, frame):\n    pass\n"
+        "signal.signal(signal.SIGTERM, mine)\n"
+        "from harness.backends.ray import RayBackend, RayOptions\n"
+        "backend = RayBackend(RayOptions())\n"
+        "backend.start()\n"
+        "print('kept' if signal.getsignal(signal.SIGTERM) is mine else 'replaced')\n"
+        "backend.close()\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=110,
+                            env={**os.environ, "RAY_ADDRESS": ""})
+    assert result.stdout.strip().splitlines()[-1] == "kept", result.stdout + result.stderr
+
+
+def test_rays_own_thread_messages_go_aside_and_everything_while_it_shuts_down(tmp_path):
+    import io
+    import threading
+
+    from harness.backends.ray import AsideRayThreads
+
+    console, aside = io.StringIO(), io.StringIO()
+    stream = AsideRayThreads(console, aside)
+    stream.write("ours\n")
+    worker = threading.Thread(target=stream.write, args=("(raylet) noise\n",), name="ray_listen_error_messages")
+    worker.start()
+    worker.join()
+    assert console.getvalue() == "ours\n" and aside.getvalue() == "(raylet) noise\n"
+    stream.everything = True
+    stream.write("flushed at shutdown\n")
+    assert console.getvalue() == "ours\n" and aside.getvalue().endswith("flushed at shutdown\n")
+    assert stream.getvalue() == "ours\n"  # everything else is the console's

@@ -15,6 +15,7 @@ from harness.backends.base import (
     MAX_RETRIES,
     Backend,
     BackendError,
+    BackendLost,
     TaskFailed,
     WorkerSetupError,
     parse_options,
@@ -25,7 +26,7 @@ BACKENDS: Registry[type] = Registry("backend", entry_points="harness.backends", 
 BACKENDS.register("local", "harness.backends.local:LocalBackend", builtin=True)
 BACKENDS.register("ray", "harness.backends.ray:RayBackend", builtin=True)
 
-__all__ = ["BACKENDS", "MAX_RETRIES", "Backend", "BackendError", "TaskFailed", "WorkerSetupError", "create"]
+__all__ = ["BACKENDS", "MAX_RETRIES", "Backend", "BackendError", "BackendLost", "TaskFailed", "WorkerSetupError", "create"]
 
 
 def create(name: str, options: Mapping[str, Any] | None = None) -> Backend:

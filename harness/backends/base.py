@@ -40,6 +40,12 @@ class BackendError(Exception):
     """A backend that cannot start or run; the message says what, where and how to fix it."""
 
 
+class BackendLost(BackendError):
+    """The place the runs train went away mid-launch (a cluster stopped, its head lost): the
+    runs that finished are stored, the others were not run; the command exits 3, apart from
+    bad input (2) and a run that failed (1)."""
+
+
 class WorkerSetupError(BackendError):
     """A worker could not prepare itself (setup raised): every worker would fail the same way."""
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 from harness.backends.base import (
     MAX_RETRIES,
     BackendError,
+    BackendLost,
     TaskFailed,
     WorkerSetupError,
     first_line,
@@ -28,6 +31,8 @@ from harness.backends.base import (
 
 RAY_MISSING = "--backend ray needs Ray, an optional extra: pip install -e '.[ray]'"
 CONNECT_TIMEOUT = 10.0  # seconds for a cluster address to answer
+HEARTBEAT = 2.0  # seconds between checks that the cluster still answers, while tasks are out
+LOST_AFTER = 3  # checks in a row without an answer: the cluster is gone (Ray's own driver ends after 60 s)
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,35 @@ def _local_cluster_address() -> str:
     return address
 
 
+class AsideRayThreads:
+    """A console stream (sys.stdout or sys.stderr) whose writes from Ray's own background
+    threads (named "ray_...": the driver's error listener prints a lost raylet's log tail, with
+    terminal colours, and a worker's death at every retry) go to a file instead, as does
+    everything while `everything` is set (ray.shutdown flushes the messages Ray held back to
+    deduplicate them, from the main thread); every other write goes to the stream."""
+
+    def __init__(self, stream, aside):
+        self._stream, self._aside = stream, aside
+        self.everything = False
+
+    def write(self, text):
+        if self.everything or threading.current_thread().name.startswith("ray_"):
+            self._aside.write(text)
+            self._aside.flush()
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def ray_messages_file() -> Path:
+    """Where the Ray backend keeps Ray's own console messages (AsideRayThreads)."""
+    import tempfile
+
+    return Path(tempfile.gettempdir(), "ray", "harness-driver-messages.log")
+
+
 class RayBackend:
     name = "ray"
     Options = RayOptions
@@ -121,6 +155,7 @@ class RayBackend:
         self.options = options or RayOptions()
         self.threads_per_task = max(1, int(self.options.cpus_per_job))
         self._started_here = False
+        self._consoles: tuple | None = None  # sys.stdout and sys.stderr as they were, while Ray's are set aside
 
     def remote_device(self, requested: str) -> str | None:
         """The cluster's devices are not this machine's: `auto` means CUDA when tasks reserve
@@ -140,21 +175,79 @@ class RayBackend:
         if address:
             _check_reachable(address)
         if ray.is_initialized():
+            self._check_fits(ray)
             return
+        import signal
+
+        main = threading.current_thread() is threading.main_thread()
+        handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)} if main else {}
         try:
-            ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False)
+            ray.init(address=address, include_dashboard=False, logging_level="error", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = f"--address {address}" if address else "a local Ray"
             raise BackendError(
                 f"{where}: cannot connect ({first_line(error)}); start a cluster with `ray start --head`, "
                 "or leave --address out to start a local Ray"
             ) from None
+        finally:
+            # ray.init installs its own SIGTERM handler (a C++ abort): the harness's (one line, exit
+            # 143, finished runs kept) is the one a SIGTERM must reach
+            for number, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(number, handler)
         self._started_here = True
+        self._set_ray_messages_aside()
+        self._check_fits(ray)
+
+    def _set_ray_messages_aside(self) -> None:
+        path = ray_messages_file()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            aside = path.open("a", encoding="utf-8")
+        except OSError:
+            return  # nowhere to put them: they stay on the console
+        self._consoles = (sys.stdout, sys.stderr, aside)
+        sys.stdout, sys.stderr = AsideRayThreads(sys.stdout, aside), AsideRayThreads(sys.stderr, aside)
+
+    def _check_fits(self, ray) -> None:
+        """A task no node can hold would wait forever: refused now, with the largest node's."""
+        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+        for option, resource, asked in (("cpus_per_job", "CPU", self.options.cpus_per_job),
+                                        ("gpus_per_job", "GPU", self.options.gpus_per_job)):
+            largest = max((node.get(resource, 0.0) for node in nodes), default=0.0)
+            if asked > largest and not largest:
+                raise BackendError(f"{option} = {asked:g}: the Ray cluster has no {resource} ({len(nodes)} node(s)), so "
+                                   "the runs would wait forever; use --device cpu, or add a node that has one")
+            if asked > largest:
+                raise BackendError(
+                    f"{option} = {asked:g}: no node of the Ray cluster has {asked:g} {resource}s (the largest has "
+                    f"{largest:g}; {len(nodes)} node(s)), so the runs would wait forever; ask for at most {largest:g}, "
+                    "or add a node that has them")
+
+    def _cluster_answers(self, ray) -> bool:
+        """Whether the cluster's control service (GCS) still accepts a connection."""
+        try:
+            gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # noqa: BLE001 - a driver that lost its cluster may fail in any way here
+            return False
+        host, _, port = str(gcs).rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=HEARTBEAT):
+                return True
+        except (OSError, ValueError):
+            return False
 
     def close(self) -> None:
         if self._started_here:
+            for stream in (sys.stdout, sys.stderr):
+                if isinstance(stream, AsideRayThreads):
+                    stream.everything = True
             require_ray().shutdown()
             self._started_here = False
+        if self._consoles is not None:
+            sys.stdout, sys.stderr, aside = self._consoles
+            self._consoles = None
+            aside.close()
 
     def launch(self, tasks: Sequence, work: Callable, context: Any, setup: Callable, *, isolate: bool = True,
                limit: Callable[[Any], float | None] | None = None) -> Iterator[tuple[Any, Any]]:
@@ -174,9 +267,18 @@ class RayBackend:
         # each task as bytes, read after `setup` in the worker: a task may hold instances of a
         # plugin's classes (a task's settings), which only exist once setup imported the plugins
         pending = {remote.remote(work, setup, box, cloudpickle.dumps(task)): task for task in tasks}
+        silent = 0
         try:
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=HEARTBEAT)
+                if not ready:
+                    silent = 0 if self._cluster_answers(ray) else silent + 1
+                    if silent >= LOST_AFTER:
+                        raise BackendLost(
+                            f"the Ray cluster stopped answering ({len(pending)} tasks still out; the runs that finished "
+                            "are stored): restart it (`ray start --head`) and run the same command again to resume "
+                            f"(Ray's own messages: {ray_messages_file()})")
+                    continue
                 task = pending.pop(ready[0])
                 try:
                     value = ray.get(ready[0])
@@ -189,8 +291,9 @@ class RayBackend:
                     value = TaskFailed(first_line(error))
                 yield task, value
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            if not isinstance(sys.exc_info()[1], BackendLost):  # a lost cluster has nothing left to cancel
+                for ref in pending:
+                    ray.cancel(ref, force=True)
 
 
 _PREPARED: dict[str, Any] = {}  # in each worker process: context object id -> its prepared context
