@@ -284,12 +284,13 @@ def stop_signals_as_interrupts():
 @click.option("--mix-policies", is_flag=True, help="Train into a store that holds runs of another device or policy; "
               "they count as done and pool in its tables.")
 @click.option("--backend", "backend_name", default="local", show_default=True,
-              help="Where the runs train: local worker processes, ray (pip install -e '.[ray]'), or an installed one.")
+              help="Where the runs train: local worker processes, ray (pip install -e '.[ray]'), slurm (job arrays or "
+              "steps of an allocation: pip install -e '.[slurm]'), or an installed one.")
 @click.option("--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
-              help="An option of the backend (repeatable), e.g. address=auto or gpus_per_job=0.25 for ray.")
+              help="An option of the backend (repeatable), e.g. address=auto for ray, partition=gpu for slurm.")
 @click.option("--address", default=None, help="= --backend-option address=... (ray: 'auto' joins a running cluster).")
-@click.option("--cpus-per-job", type=float, default=None, help="= --backend-option cpus_per_job=... (ray).")
-@click.option("--gpus-per-job", type=float, default=None, help="= --backend-option gpus_per_job=... (ray).")
+@click.option("--cpus-per-job", type=float, default=None, help="= --backend-option cpus_per_job=... (ray, slurm).")
+@click.option("--gpus-per-job", type=float, default=None, help="= --backend-option gpus_per_job=... (ray, slurm).")
 def run(matrix_path, profile, only, sets, plugins, max_configs, device, rounds, store_path, data_dir, workers, fresh,
         batched, pack, tf32, nondeterministic, mix_policies, backend_name, backend_options, address, cpus_per_job,
         gpus_per_job):

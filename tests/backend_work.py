@@ -81,3 +81,13 @@ def deaf_sleeper(task, folder):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         time.sleep(10**6)
     return square(task, folder)
+
+
+def slurm_mix(task, folder):
+    """`killer` kills its job every time, `quitter` calls sys.exit, `bad` raises; others finish."""
+    name, seconds = task
+    if name == "killer":
+        return always_dies(task, folder)
+    if name == "quitter":
+        return exits(task, folder)
+    return raises(task, folder)

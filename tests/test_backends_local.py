@@ -85,7 +85,7 @@ def test_a_backend_receives_its_own_options_checked_against_their_declaration():
     assert (ray.options.address, ray.options.gpus_per_job, ray.options.cpus_per_job) == ("auto", 1.0, 2.0)
     assert ray.remote_device("auto") == "cuda" and ray.remote_device("cpu") is None
     assert create("ray").remote_device("auto") is None  # no GPU reserved: this machine's kind decides
-    assert BACKENDS.builtin_names() == ["local", "ray"]
+    assert BACKENDS.builtin_names() == ["local", "ray", "slurm"]
 
 
 def test_options_from_the_command_line_are_read_as_toml_values(tmp_path):

@@ -30,7 +30,8 @@ def test_test_job_runs_ruff_and_the_readme_test_command_on_two_pythons():
     assert job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12"]
     run = commands(job)
     assert "download.pytorch.org/whl/cpu" in run
-    assert 'pip install -e ".[dev,ray]"' in run  # the Ray backend tests run in CI too
+    assert 'pip install -e ".[dev,ray,slurm]"' in run  # the Ray and Slurm backends' tests run in CI too
+    assert ".ci/slurm/start" in run  # on a real single-node Slurm, where one can start
     assert "ruff check" in run
     assert "python -m pytest" in run and "python -m pytest" in (ROOT / "README.md").read_text()
 

@@ -25,6 +25,7 @@ from harness.registry import Registry
 BACKENDS: Registry[type] = Registry("backend", entry_points="harness.backends", error=BackendError)
 BACKENDS.register("local", "harness.backends.local:LocalBackend", builtin=True)
 BACKENDS.register("ray", "harness.backends.ray:RayBackend", builtin=True)
+BACKENDS.register("slurm", "harness.backends.slurm:SlurmBackend", builtin=True)
 
 __all__ = ["BACKENDS", "MAX_RETRIES", "Backend", "BackendError", "BackendLost", "TaskFailed", "WorkerSetupError", "create"]
 

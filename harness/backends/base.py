@@ -34,6 +34,9 @@ from harness.registry import suggest
 Task = TypeVar("Task")
 
 MAX_RETRIES = 3  # reruns of a task whose worker died, before it is recorded failed
+# A task still running this long past its limit (seconds, plus as long again as the limit) is
+# stopped by the backend, as that task's failure: the work's own limit acts first.
+LIMIT_GRACE = 10.0
 
 
 class BackendError(Exception):

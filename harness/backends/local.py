@@ -38,15 +38,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.base import TaskFailed, WorkerSetupError, first_line, guarded
+from harness.backends.base import LIMIT_GRACE, TaskFailed, WorkerSetupError, first_line, guarded
 from harness.errors import ENDED_ITSELF, SIGNAL_MEANINGS
 
 BROKEN_POOL_TIMEOUT = 60.0  # seconds to wait for the other tasks in flight of a broken pool
 LOCAL_RETRIES = 1  # a task whose worker died is rerun once, alone; dying again, it is the task's doing
-# A task still running this long past its limit (seconds, plus as long again as the limit) has its
-# worker killed: the work's own limit acts first. A fresh pool's workers take seconds to start
-# (importing torch) after their first tasks were submitted, up to STARTUP_ALLOWANCE more.
-LIMIT_GRACE = 10.0
+# A fresh pool's workers take seconds to start (importing torch) after their first tasks were
+# submitted: a task's deadline (base.LIMIT_GRACE) allows up to STARTUP_ALLOWANCE more.
 STARTUP_ALLOWANCE = 20.0
 
 
