@@ -51,6 +51,7 @@ RESULT_POLL = 0.5  # seconds between looks at the launch's folder for finished t
 LOST_AFTER = 3  # state checks in a row that Slurm does not answer: the cluster is gone
 SETUP_ALLOWANCE_S = 600  # a job's time limit, beyond its tasks': starting Python, torch, the context
 DEFAULT_TIME_MIN = 60  # a job's time limit when a task has no run_timeout
+LOCAL_TIME_MIN = 7 * 24 * 60  # a job step's or local job's: the allocation's limit is the one that counts
 # Slurm states in which a job may still finish its tasks; any other state is an end
 UNDERWAY = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
             "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "READY", "UNKNOWN"}
@@ -471,6 +472,8 @@ class _Submitter:
     def _time_min(self, chunks: list[list[int]]) -> int:
         if self.options.time_min is not None:
             return self.options.time_min
+        if self.local:  # a step of an allocation, or a local process: the allocation's own limit bounds it
+            return LOCAL_TIME_MIN
         if any(self.limits[index] is None for chunk in chunks for index in chunk):
             return DEFAULT_TIME_MIN
         seconds = max(sum(2 * self.limits[index] + LIMIT_GRACE for index in chunk) for chunk in chunks)
