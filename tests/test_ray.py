@@ -323,3 +323,16 @@ def test_rays_own_thread_messages_go_aside_and_everything_while_it_shuts_down(tm
     stream.write("flushed at shutdown\n")
     assert console.getvalue() == "ours\n" and aside.getvalue().endswith("flushed at shutdown\n")
     assert stream.getvalue() == "ours\n"  # everything else is the console's
+
+
+def test_a_gpu_index_that_no_ray_task_can_see_is_refused_before_anything_starts():
+    """Ray gives each task only the GPUs it reserves, as cuda:0 (and up): `cuda:1` with a
+    quarter of a GPU would fail in every task; it is refused instead, and `cuda:0` passes."""
+    from harness.backends import BackendError
+    from harness.backends.ray import check
+
+    with pytest.raises(BackendError, match=r"^--device cuda:1 with --backend ray: each task sees only the 1 GPU\(s\) it "
+                                           r"reserves \(gpus_per_job = 0.25\), numbered from cuda:0; use --device cuda$"):
+        check(RayOptions(gpus_per_job=0.25), "cuda:1")
+    check(RayOptions(gpus_per_job=0.25), "cuda:0")
+    check(RayOptions(gpus_per_job=2), "cuda:1")

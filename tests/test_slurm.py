@@ -65,6 +65,10 @@ def test_a_device_without_the_resources_it_needs_is_refused_before_anything_star
         SlurmBackend(SlurmOptions(cluster="local")).start(SimpleNamespace(device="cuda"))
     with pytest.raises(BackendError, match="reserves GPUs that no job uses"):
         SlurmBackend(SlurmOptions(cluster="local", gpus_per_job=1)).start(SimpleNamespace(device="cpu"))
+    with pytest.raises(BackendError, match=r"^--device cuda:1 with --backend slurm: each task sees only the 1 GPU\(s\) "
+                                           r"it reserves \(gpus_per_job = 1\), numbered from cuda:0; use --device cuda$"):
+        SlurmBackend(SlurmOptions(cluster="local", gpus_per_job=1)).start(SimpleNamespace(device="cuda:1"))
+    SlurmBackend(SlurmOptions(cluster="local", gpus_per_job=2)).start(SimpleNamespace(device="cuda:1"))  # sees two
 
 
 def outcomes_of(backend, tasks, work, context, setup):

@@ -23,6 +23,7 @@ where they run, when that is not this machine (None: this machine's devices deci
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,6 +116,16 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     text = str(error)
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return f"{type(error).__name__}: {line}"[:limit] if line else type(error).__name__
+
+
+def check_device_index(device: str, gpus_per_job: float, backend: str) -> None:
+    """BackendError for `cuda:N` that no task of a cluster backend can see: each task sees only
+    the GPUs it reserves (the scheduler sets CUDA_VISIBLE_DEVICES), numbered from 0."""
+    index = device.partition(":")[2] if device.startswith("cuda:") else ""
+    visible = max(1, math.ceil(gpus_per_job))
+    if index.isdigit() and int(index) >= visible:
+        raise BackendError(f"--device {device} with --backend {backend}: each task sees only the {visible} GPU(s) it "
+                           f"reserves (gpus_per_job = {gpus_per_job:g}), numbered from cuda:0; use --device cuda")
 
 
 def parse_options(options_class: type, given: Mapping[str, Any], backend: str):

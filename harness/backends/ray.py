@@ -25,6 +25,7 @@ from harness.backends.base import (
     BackendLost,
     TaskFailed,
     WorkerSetupError,
+    check_device_index,
     first_line,
     guarded,
 )
@@ -65,6 +66,7 @@ def check(options: RayOptions, device: str) -> None:
                            "four jobs a GPU)")
     if device == "cpu" and options.gpus_per_job > 0:
         raise BackendError("gpus_per_job with --device cpu reserves GPUs that no job uses; use --device cuda")
+    check_device_index(device, options.gpus_per_job, "ray")
 
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS

@@ -40,6 +40,7 @@ from harness.backends.base import (
     BackendLost,
     TaskFailed,
     WorkerSetupError,
+    check_device_index,
     first_line,
     guarded,
 )
@@ -124,6 +125,7 @@ def check(options: SlurmOptions, device: str | None) -> None:
         raise BackendError(f"--device {device} with --backend slurm needs a GPU per job (--gpus-per-job 1)")
     if device == "cpu" and options.gpus_per_job > 0:
         raise BackendError("gpus_per_job with --device cpu reserves GPUs that no job uses; use --device cuda")
+    check_device_index(device, options.gpus_per_job, "slurm")
 
 
 def extra_sbatch(text: str | None) -> dict[str, Any]:
