@@ -142,7 +142,8 @@ def slurm_answers() -> str | None:
         return "no Slurm client commands here (CI installs and starts one: eval \"$(bash .ci/slurm/start)\")"
     done = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
-        return f"no Slurm controller answers ({(done.stdout + done.stderr).strip().splitlines()[:1]})"
+        said = next(iter((done.stdout + done.stderr).strip().splitlines()), "no answer")
+        return f"no Slurm controller answers here ({said}); CI starts one: eval \"$(bash .ci/slurm/start)\""
     return None
 
 
