@@ -256,7 +256,8 @@ def test_slurm_jobs_that_die_are_retried_then_failed_with_slurms_state(slurm, im
 @pytest.mark.slow
 @pytest.mark.parametrize(("option", "message"), [
     ("partition=gpu", "error: partition 'gpu' is not one of this cluster's (debug)"),
-    ("mem_gb=100000", "error: mem_gb = 100000: no node of partition debug has that many MB of memory"),
+    ("mem_gb=100000", "error: mem_gb = 100000: no node of partition debug has that much (the largest has "),
+    ("cpus_per_job=512", "error: cpus_per_job = 512: no node of partition debug has that much (the largest has "),
     ("sbatch=--constraint=nonesuch", "error: Slurm would refuse the jobs: allocation failure: Invalid feature"),
 ])
 def test_what_the_cluster_would_refuse_is_one_line_before_anything_is_written(slurm, fake_mnist, tmp_path, option,

@@ -171,23 +171,24 @@ class NodeKind:
     gpus: int
 
 
-def node_kinds(partition: str | None) -> dict[str, list[NodeKind]]:
-    """Each partition's kinds of node, read from sinfo (its default partition marked '*' is
-    stripped); BackendError when sinfo fails or knows no such partition."""
-    words = ["sinfo", "-h", "-o", "%P|%c|%m|%G"]
-    table = slurm_command(*words, what="--backend slurm")
+def node_kinds(partition: str | None) -> tuple[dict[str, list[NodeKind]], str | None]:
+    """Each partition's kinds of node, read from sinfo, and the default partition (the one sinfo
+    marks '*'); BackendError when sinfo fails or knows no such partition."""
+    table = slurm_command("sinfo", "-h", "-o", "%P|%c|%m|%G", what="--backend slurm")
     kinds: dict[str, list[NodeKind]] = {}
+    default = None
     for line in table.splitlines():
         fields = line.strip().split("|")
         if len(fields) != 4:
             continue
         name, cpus, memory, gres = fields
-        kinds.setdefault(name.rstrip("*"), []).append(
-            NodeKind(_leading_int(cpus), _leading_int(memory), _gpus_in(gres)))
+        if name.endswith("*"):
+            name = default = name.rstrip("*")
+        kinds.setdefault(name, []).append(NodeKind(_leading_int(cpus), _leading_int(memory), _gpus_in(gres)))
     if partition is not None and partition not in kinds:
         raise BackendError(f"partition {partition!r} is not one of this cluster's ({', '.join(kinds) or 'none'})"
                            f"{suggest(partition, kinds)}; see `sinfo`")
-    return kinds
+    return kinds, default
 
 
 def _leading_int(text: str) -> int:
@@ -211,24 +212,22 @@ def _gpus_in(gres: str) -> int:
 
 def check_fits(options: SlurmOptions) -> None:
     """A job no node of the partition can hold would wait forever: refused now, with the largest."""
-    kinds = node_kinds(options.partition)
-    default = next((name for name in kinds if name), None)
+    kinds, default = node_kinds(options.partition)
     partition = options.partition or default
     nodes = kinds.get(partition or "", [])
     if not nodes:
-        return
-    where = f"partition {partition}"
-    for option, asked, have, unit in (
-        ("cpus_per_job", options.cpus_per_job, max(node.cpus for node in nodes), "CPUs"),
-        ("gpus_per_job", options.gpus_per_job, max(node.gpus for node in nodes), "GPUs"),
-        ("mem_gb", (options.mem_gb or 0) * 1024, max(node.memory_mb for node in nodes), "MB of memory"),
+        return  # no default partition: sbatch --test-only says what the cluster makes of it
+    largest = NodeKind(max(node.cpus for node in nodes), max(node.memory_mb for node in nodes),
+                       max(node.gpus for node in nodes))
+    for option, asked, has, shown in (
+        ("cpus_per_job", options.cpus_per_job, largest.cpus, f"{largest.cpus} CPUs"),
+        ("gpus_per_job", options.gpus_per_job, largest.gpus, f"{largest.gpus} GPUs"),
+        ("mem_gb", (options.mem_gb or 0) * 1024, largest.memory_mb, f"{largest.memory_mb / 1024:.1f} GB of memory"),
     ):
-        if asked > have:
-            shown = f"{asked / 1024:g}" if option == "mem_gb" else f"{asked:g}"
-            largest = f"{have / 1024:g} GB" if option == "mem_gb" else f"{have:g} {unit}"
-            raise BackendError(f"{option} = {shown}: no node of {where} has that many {unit} (the largest has "
-                               f"{largest}), so the jobs would never start; ask for less, or choose another "
-                               "partition (--backend-option partition=...)")
+        if asked > has:
+            raise BackendError(f"{option} = {getattr(options, option):g}: no node of partition {partition} has that "
+                               f"much (the largest has {shown}), so the jobs would never start; ask for less, or "
+                               "choose another partition (--backend-option partition=...)")
 
 
 def sbatch_options(options: SlurmOptions, minutes: int) -> dict[str, Any]:
