@@ -149,7 +149,7 @@ def test_one_worker_runs_a_users_work_in_a_process_of_its_own(tmp_path):
 
 
 def test_a_task_deaf_to_its_time_limit_has_its_worker_killed_and_the_rest_go_on(tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.backends.local.LIMIT_GRACE", 0.5)
+    monkeypatch.setattr("harness.backends.base.LIMIT_GRACE", 0.5)
     monkeypatch.setattr("harness.backends.local.STARTUP_ALLOWANCE", 10.0)
     tasks = [("sleeper", 0.0), ("fine", 0.2), ("other", 0.2)]
     backend = LocalBackend(workers=2)

@@ -115,7 +115,7 @@ def test_a_job_lost_mid_task_is_resubmitted_and_nothing_is_lost(importable_work,
 @pytest.mark.timeout(120)
 def test_a_task_deaf_to_its_limit_is_ended_by_its_jobs_watchdog_and_the_others_finish(importable_work, tmp_path,
                                                                                       monkeypatch):
-    monkeypatch.setattr("harness.backends.slurm.LIMIT_GRACE", 1.0)
+    monkeypatch.setattr("harness.backends.base.LIMIT_GRACE", 1.0)
     backend = SlurmBackend(SlurmOptions(cluster="local", folder=str(tmp_path / "jobs"), tasks_per_job=3))
     tasks = [("before", 0.1), ("sleeper", 0), ("after", 0.1)]
     started = time.monotonic()

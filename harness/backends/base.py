@@ -35,9 +35,7 @@ from harness.registry import suggest
 Task = TypeVar("Task")
 
 MAX_RETRIES = 3  # reruns of a task whose worker died, before it is recorded failed
-# A task still running this long past its limit (seconds, plus as long again as the limit) is
-# stopped by the backend, as that task's failure: the work's own limit acts first.
-LIMIT_GRACE = 10.0
+LIMIT_GRACE = 10.0  # seconds beyond twice a task's limit before its backend stops it (allowance)
 
 
 class BackendError(Exception):
@@ -116,6 +114,12 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     text = str(error)
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return f"{type(error).__name__}: {line}"[:limit] if line else type(error).__name__
+
+
+def allowance(limit: float) -> float:
+    """The seconds a task with a time limit of `limit` may run before its backend stops it, as
+    that task's failure: twice the limit plus LIMIT_GRACE, so the work's own limit acts first."""
+    return 2 * limit + LIMIT_GRACE
 
 
 def check_device_index(device: str, gpus_per_job: float, backend: str) -> None:

@@ -38,13 +38,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.base import LIMIT_GRACE, TaskFailed, WorkerSetupError, first_line, guarded
+from harness.backends.base import TaskFailed, WorkerSetupError, allowance, first_line, guarded
 from harness.errors import ENDED_ITSELF, SIGNAL_MEANINGS
 
 BROKEN_POOL_TIMEOUT = 60.0  # seconds to wait for the other tasks in flight of a broken pool
 LOCAL_RETRIES = 1  # a task whose worker died is rerun once, alone; dying again, it is the task's doing
 # A fresh pool's workers take seconds to start (importing torch) after their first tasks were
-# submitted: a task's deadline (base.LIMIT_GRACE) allows up to STARTUP_ALLOWANCE more.
+# submitted: a task's deadline (base.allowance) allows up to STARTUP_ALLOWANCE more.
 STARTUP_ALLOWANCE = 20.0
 
 
@@ -171,7 +171,7 @@ class LocalBackend:
                 if seconds is not None:
                     now = time.monotonic()
                     starting = max(0.0, self._pool_started + STARTUP_ALLOWANCE - now)
-                    deadlines[future] = now + 2 * seconds + LIMIT_GRACE + starting
+                    deadlines[future] = now + allowance(seconds) + starting
 
         try:
             while waiting or suspects or in_flight:

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import (
-    LIMIT_GRACE,
     MAX_RETRIES,
     BackendError,
     BackendLost,
     TaskFailed,
     WorkerSetupError,
+    allowance,
     check_device_index,
     first_line,
     guarded,
@@ -477,7 +477,7 @@ class _Submitter:
             return LOCAL_TIME_MIN
         if any(self.limits[index] is None for chunk in chunks for index in chunk):
             return DEFAULT_TIME_MIN
-        seconds = max(sum(2 * self.limits[index] + LIMIT_GRACE for index in chunk) for chunk in chunks)
+        seconds = max(sum(allowance(self.limits[index]) for index in chunk) for chunk in chunks)
         return math.ceil((seconds + SETUP_ALLOWANCE_S) / 60)
 
     def _executor(self, chunks: list[list[int]]):
@@ -501,8 +501,8 @@ class _Submitter:
         from submitit.core.utils import FailedJobError
 
         executor = self._executor(chunks)
-        # each task's limit and the seconds its job's watchdog allows it (LIMIT_GRACE read here, in the driver)
-        limits = [[(self.limits[index], None if self.limits[index] is None else 2 * self.limits[index] + LIMIT_GRACE)
+        # each task's limit and the seconds its job's watchdog allows it (reckoned here, in the driver)
+        limits = [[(self.limits[index], None if self.limits[index] is None else allowance(self.limits[index]))
                    for index in chunk] for chunk in chunks]
         arguments = [(str(self.launch.path), chunk, limit, self.work, self.setup) for chunk, limit in zip(chunks, limits)]
         try:
@@ -579,12 +579,12 @@ class _Submitter:
 
 
 def _scancel(job_ids: list[str]) -> None:
-    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
-    if arrays:
+    """One scancel of exactly these jobs (array elements by their own ids: `4812_3`)."""
+    if job_ids:
         try:
-            subprocess.run(["scancel", *arrays], capture_output=True, timeout=COMMAND_TIMEOUT)
+            subprocess.run(["scancel", *job_ids], capture_output=True, timeout=COMMAND_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired):
-            print(f"warning: could not cancel Slurm jobs {' '.join(arrays)}; cancel them with scancel",
+            print(f"warning: could not cancel Slurm jobs {' '.join(job_ids)}; cancel them with scancel",
                   file=sys.stderr)
 
 
@@ -637,9 +637,9 @@ def run_job(folder: str, chunk: list[int], limits: list[tuple[float | None, floa
         raise WorkerSetupError(first_line(error)) from None
     tasks = pickle.loads((launch.path / "tasks.pkl").read_bytes())
     watchdog = _Watchdog(launch)
-    for index, (seconds, allowance) in todo:
+    for index, (seconds, allowed) in todo:
         (launch.path / "started" / str(index)).touch()
-        watchdog.watch(index, seconds, allowance)
+        watchdog.watch(index, seconds, allowed)
         try:
             value = guarded(work, tasks[index], context)
         except UncompletedJobError:
@@ -653,8 +653,8 @@ def run_job(folder: str, chunk: list[int], limits: list[tuple[float | None, floa
 
 
 class _Watchdog:
-    """A thread that ends this job when a task runs past its allowance (twice its limit plus
-    LIMIT_GRACE), its code deaf to the work's own limit: that task's outcome is written failed
+    """A thread that ends this job when a task runs past its allowance (base.allowance), its
+    code deaf to the work's own limit: that task's outcome is written failed
     first, so the driver resubmits only the others."""
 
     def __init__(self, launch: _LaunchFolder):
@@ -663,10 +663,10 @@ class _Watchdog:
         self.lock = threading.Lock()
         threading.Thread(target=self._run, name="harness-watchdog", daemon=True).start()
 
-    def watch(self, index: int | None, seconds: float | None, allowance: float | None) -> None:
+    def watch(self, index: int | None, seconds: float | None, allowed: float | None) -> None:
         with self.lock:
-            self.current = None if index is None or seconds is None or allowance is None else (
-                index, seconds, time.monotonic() + allowance)
+            self.current = None if index is None or seconds is None or allowed is None else (
+                index, seconds, time.monotonic() + allowed)
 
     def _run(self) -> None:
         while True:
