@@ -122,9 +122,24 @@ def allowance(limit: float) -> float:
     return 2 * limit + LIMIT_GRACE
 
 
-def check_device_index(device: str, gpus_per_job: float, backend: str) -> None:
-    """BackendError for `cuda:N` that no task of a cluster backend can see: each task sees only
-    the GPUs it reserves (the scheduler sets CUDA_VISIBLE_DEVICES), numbered from 0."""
+def cluster_device(requested: str, gpus_per_job: float) -> str | None:
+    """The device a cluster backend's tasks will find, for Backend.remote_device: `auto` means
+    CUDA when tasks reserve GPUs, CUDA is not looked for on this machine, and a CPU (or MPS) is
+    this machine's kind (None)."""
+    if requested == "auto":
+        return "cuda" if gpus_per_job > 0 else None
+    return requested if requested.partition(":")[0] == "cuda" else None
+
+
+def check_gpu_request(device: str, gpus_per_job: float, backend: str, needed: str) -> None:
+    """BackendError for a cluster backend's GPU request that does not fit the device: CUDA
+    without GPUs reserved (`needed` says how to ask), GPUs reserved for CPU runs, and `cuda:N`
+    that no task can see (each sees only the GPUs it reserves, numbered from 0, as the
+    scheduler sets CUDA_VISIBLE_DEVICES)."""
+    if device.startswith("cuda") and gpus_per_job <= 0:
+        raise BackendError(f"--device {device} with --backend {backend} needs {needed}")
+    if device == "cpu" and gpus_per_job > 0:
+        raise BackendError("gpus_per_job with --device cpu reserves GPUs that no job uses; use --device cuda")
     index = device.partition(":")[2] if device.startswith("cuda:") else ""
     visible = max(1, math.ceil(gpus_per_job))
     if index.isdigit() and int(index) >= visible:

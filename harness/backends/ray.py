@@ -25,7 +25,8 @@ from harness.backends.base import (
     BackendLost,
     TaskFailed,
     WorkerSetupError,
-    check_device_index,
+    check_gpu_request,
+    cluster_device,
     first_line,
     guarded,
 )
@@ -61,12 +62,8 @@ def check(options: RayOptions, device: str) -> None:
     require_ray()
     if options.cpus_per_job <= 0 or options.gpus_per_job < 0:
         raise BackendError("cpus_per_job must be greater than 0 and gpus_per_job not negative")
-    if device.startswith("cuda") and options.gpus_per_job <= 0:
-        raise BackendError(f"--device {device} with --backend ray needs gpus_per_job (--gpus-per-job, e.g. 0.25 packs "
-                           "four jobs a GPU)")
-    if device == "cpu" and options.gpus_per_job > 0:
-        raise BackendError("gpus_per_job with --device cpu reserves GPUs that no job uses; use --device cuda")
-    check_device_index(device, options.gpus_per_job, "ray")
+    check_gpu_request(device, options.gpus_per_job, "ray",
+                      "gpus_per_job (--gpus-per-job, e.g. 0.25 packs four jobs a GPU)")
 
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
@@ -162,9 +159,7 @@ class RayBackend:
     def remote_device(self, requested: str) -> str | None:
         """The cluster's devices are not this machine's: `auto` means CUDA when tasks reserve
         GPUs, and CUDA is not looked for here; a CPU (or MPS) is this machine's kind."""
-        if requested == "auto":
-            return "cuda" if self.options.gpus_per_job > 0 else None
-        return requested if requested.partition(":")[0] == "cuda" else None
+        return cluster_device(requested, self.options.gpus_per_job)
 
     def start(self, policy=None) -> None:
         """Check the options against the policy's device, then connect (or start a local Ray)."""

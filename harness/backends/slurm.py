@@ -40,7 +40,8 @@ from harness.backends.base import (
     TaskFailed,
     WorkerSetupError,
     allowance,
-    check_device_index,
+    check_gpu_request,
+    cluster_device,
     first_line,
     guarded,
 )
@@ -121,11 +122,7 @@ def check(options: SlurmOptions, device: str | None) -> None:
     extra_sbatch(options.sbatch)
     if device is None:
         return
-    if device.startswith("cuda") and options.gpus_per_job < 1:
-        raise BackendError(f"--device {device} with --backend slurm needs a GPU per job (--gpus-per-job 1)")
-    if device == "cpu" and options.gpus_per_job > 0:
-        raise BackendError("gpus_per_job with --device cpu reserves GPUs that no job uses; use --device cuda")
-    check_device_index(device, options.gpus_per_job, "slurm")
+    check_gpu_request(device, options.gpus_per_job, "slurm", "a GPU per job (--gpus-per-job 1)")
 
 
 def extra_sbatch(text: str | None) -> dict[str, Any]:
@@ -273,9 +270,7 @@ class SlurmBackend:
 
     def remote_device(self, requested: str) -> str | None:
         """The jobs' devices are the cluster's: `auto` means CUDA when jobs ask for GPUs."""
-        if requested == "auto":
-            return "cuda" if self.options.gpus_per_job > 0 else None
-        return requested if requested.partition(":")[0] == "cuda" else None
+        return cluster_device(requested, self.options.gpus_per_job)
 
     def start(self, policy=None) -> None:
         """Check the options against the policy's device and against the cluster's nodes."""
