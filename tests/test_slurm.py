@@ -269,3 +269,51 @@ def test_what_the_cluster_would_refuse_is_one_line_before_anything_is_written(sl
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
     assert not list(tmp_path.glob("s.sqlite*")) and not (tmp_path / "harness-slurm").exists()
+
+
+def own_cluster() -> str | None:
+    """Why the controller may not be stopped here, or None: only the cluster .ci/slurm/start
+    made (ClusterName=harness), as root, is ever stopped by a test."""
+    conf = os.environ.get("SLURM_CONF", "")
+    try:
+        ours = "ClusterName=harness" in Path(conf).read_text()
+    except OSError:
+        ours = False
+    if not ours or os.geteuid() != 0 or shutil.which("slurmctld") is None:
+        return "stops the controller: only the test cluster of .ci/slurm/start, as root"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_controller_that_stops_answering_ends_the_command_in_one_line_with_exit_3(slurm, harness, tmp_path):
+    reason = own_cluster()
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "m.toml").write_text(TINY.replace("epochs = 2", "epochs = 400"))
+    name = "harness-test-lost"
+    driver = subprocess.Popen(
+        [*harness, "run", "--matrix", "m.toml", "--backend", "slurm", "--backend-option", "tasks_per_job=1",
+         "--backend-option", "poll_s=1", "--backend-option", f"sbatch=--job-name={name}", "--store", "s.sqlite"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not our_jobs(name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert our_jobs(name), "no job was submitted"
+        arrays = sorted({line.split()[0].split("_")[0] for line in our_jobs(name)})
+        subprocess.run(["pkill", "-x", "slurmctld"], check=True)
+        stopped = time.monotonic()
+        out, err = driver.communicate(timeout=60)
+        assert time.monotonic() - stopped < 30
+        assert driver.returncode == 3, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: the Slurm controller stopped answering"), lines
+        assert f"`scancel {' '.join(arrays)}`" in lines[0]
+    finally:
+        driver.kill()
+        subprocess.run(["slurmctld", "-i"], check=False)  # back, with the state it saved
+        deadline = time.monotonic() + 30
+        while subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        subprocess.run(["scancel", "-n", name], capture_output=True)
