@@ -413,14 +413,25 @@ class _LaunchFolder:
                 done.append(int(stem))
         return sorted(done)
 
+    def _outcome_path(self, index: int) -> Path:
+        return self.path / "outcomes" / f"{index}.pkl"
+
     def has_outcome(self, index: int) -> bool:
-        return (self.path / "outcomes" / f"{index}.pkl").exists()
+        return self._outcome_path(index).exists()
+
+    def write_outcome(self, index: int, value: Any) -> None:
+        """In the job: a task's outcome, whole or not at all (the driver reads it as it appears)."""
+        _write_atomically(self._outcome_path(index), pickle.dumps(value))
 
     def outcome(self, index: int) -> Any:
         try:
-            return pickle.loads((self.path / "outcomes" / f"{index}.pkl").read_bytes())
+            return pickle.loads(self._outcome_path(index).read_bytes())
         except Exception as error:  # noqa: BLE001 - a result this process cannot read is that task's failure
             return TaskFailed(f"its result could not be read here ({first_line(error)})")
+
+    def mark_started(self, index: int) -> None:
+        """In the job: the task it begins now, the suspect if the job dies before its outcome."""
+        (self.path / "started" / str(index)).touch()
 
     def started(self, index: int) -> bool:
         return (self.path / "started" / str(index)).exists()
@@ -633,7 +644,7 @@ def run_job(folder: str, chunk: list[int], limits: list[tuple[float | None, floa
     tasks = pickle.loads((launch.path / "tasks.pkl").read_bytes())
     watchdog = _Watchdog(launch)
     for index, (seconds, allowed) in todo:
-        (launch.path / "started" / str(index)).touch()
+        launch.mark_started(index)
         watchdog.watch(index, seconds, allowed)
         try:
             value = guarded(work, tasks[index], context)
@@ -643,7 +654,7 @@ def run_job(folder: str, chunk: list[int], limits: list[tuple[float | None, floa
             value = TaskFailed(first_line(error))
         finally:
             watchdog.watch(None, None, None)
-        _write_atomically(launch.path / "outcomes" / f"{index}.pkl", pickle.dumps(value))
+        launch.write_outcome(index, value)
     return len(todo)
 
 
@@ -672,5 +683,5 @@ class _Watchdog:
                     continue
                 index, seconds, _ = current
                 reason = f"ran past its time limit of {seconds:g} s and did not stop; its Slurm job was ended"
-                _write_atomically(self.launch.path / "outcomes" / f"{index}.pkl", pickle.dumps(TaskFailed(reason)))
+                self.launch.write_outcome(index, TaskFailed(reason))
                 os._exit(WATCHDOG_EXIT)
