@@ -10,11 +10,12 @@
 #   bash benchmarks/gpu.sh smoke          the smoke profile: does it run at all
 #   bash benchmarks/gpu.sh rerun          a slice twice (same numbers?), against the committed runs
 #   bash benchmarks/gpu.sh precision      the slice with --tf32, and with --nondeterministic: their cost
+#   bash benchmarks/gpu.sh inflight       the slice with $WORKERS processes sharing the GPU: time, same numbers?
 #   bash benchmarks/gpu.sh bench          harness bench: host µs per group-step, launches, paths
 #   bash benchmarks/gpu.sh matrix [ARGS]  ablations.toml for MATRIX_SECONDS at most, resumable (ARGS: e.g. --workers 4)
 #
-# DEVICE (default cuda), OUT (default gpu-results), MATRIX_SECONDS (default 240) and SLICE (the
-# slice's --only/--rounds options) come from the environment; with DEVICE=cpu every step runs
+# DEVICE (default cuda), OUT (default gpu-results), MATRIX_SECONDS (default 240), WORKERS (default 4)
+# and SLICE (the slice's --only/--rounds options) come from the environment; with DEVICE=cpu every step runs
 # here too, which is how this script is checked without a GPU. MNIST must be on the machine: in
 # ./data (MNIST/raw/*-ubyte or .gz: `harness data --data-dir data` where the network is), or
 # $HARNESS_DATA_DIR; nothing is fetched.
@@ -24,11 +25,12 @@ if [ -x .venv/bin/harness ]; then export PATH="$PWD/.venv/bin:$PATH"; fi  # the 
 device=${DEVICE:-cuda}
 out=${OUT:-gpu-results}
 matrix_seconds=${MATRIX_SECONDS:-240}
+workers=${WORKERS:-4}
 read -r -a slice <<< "${SLICE:---only encoder=cnn --only pairing=siamese --only weight_sharing=true --only transfer=none --rounds 2}"
 step=${1:-}
 case "$step" in
-    hour | smoke | rerun | precision | bench | matrix) shift ;;
-    *) echo "gpu.sh: unknown step '$step': use hour, smoke, rerun, precision, bench or matrix" >&2; exit 2 ;;
+    hour | smoke | rerun | precision | inflight | bench | matrix) shift ;;
+    *) echo "gpu.sh: unknown step '$step': use hour, smoke, rerun, precision, inflight, bench or matrix" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 
@@ -82,9 +84,18 @@ precision() {
     grep -E "^[0-9]+ |^execution policies" "$out/tf32-against-float32.log"
 }
 
+inflight() {  # several groups in flight: each process dispatches its own steps to the one GPU
+    [ -f "$out/slice-a.sqlite" ] || timed slice-a slice_run "$out/slice-a.sqlite"
+    timed slice-workers slice_run "$out/slice-workers.sqlite" --workers "$workers"
+    grep -h "::: slice-a:\|::: slice-workers:" "$out/times.txt" | tail -n 2
+    # which process trains a group changes none of its numbers: compare holds them to equality
+    timed workers-equality harness compare "$out/slice-a.sqlite" "$out/slice-workers.sqlite" --fail-on never
+    grep -E "^[0-9]+ |^execution policies|DETERMINISM" "$out/workers-equality.log"
+}
+
 bench() {
     timed bench harness bench --device "$device" --rounds 10 --epochs 1 --paths batched --no-frameworks
-    grep -A 4 "host µs" "$out/bench.log" | tail -n 3
+    grep -A 3 "fixed µs (host)" "$out/bench.log"
 }
 
 matrix() {  # resumable: a second call goes on where the first stopped
@@ -111,7 +122,7 @@ EOF
 
 describe
 case "$step" in
-    hour) smoke; rerun; precision; bench; matrix "$@" ;;
+    hour) smoke; rerun; precision; inflight; bench; matrix "$@" ;;
     *) "$step" "$@" ;;
 esac
 exit 0

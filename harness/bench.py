@@ -120,22 +120,60 @@ class LaunchCounter(TorchDispatchMode):
 
 
 @dataclass(frozen=True)
+class StepCost:
+    """A vectorised group's training step at one pair per member (HOST_PAIRS), in µs: the whole
+    step of `members` (group_us), split by timing the same step with the fewest members the
+    path has (one round: 1 member batched, 2 packed) into what each member adds (member_us: its
+    arithmetic, which at this batch is mostly parameter-sized, Adam's and the weight gradients)
+    and what stays whatever the members (fixed_us: the host's Python, dispatcher, vmap batching
+    rules and autograd engine, one per operation). On a GPU the members' arithmetic runs
+    asynchronously and fixed_us is what the host costs each step; on a CPU every kernel runs
+    on the host, so group_us bounds the host's cost from above and fixed_us estimates it.
+    Without a second member count (one round) there is no split: fixed_us and member_us None."""
+
+    members: int
+    group_us: float
+    fixed_us: float | None = None
+    member_us: float | None = None
+
+
+@dataclass(frozen=True)
 class Launches:
     """One run's operator launches on a path (a batched group's shared out per round), at the
-    reference's epochs, and its training steps; for a vectorised path (batched, packed), the
-    host's microseconds per step of the whole group (host_microseconds) and its members."""
+    reference's epochs, and its training steps; for a vectorised path (batched, packed), its
+    group's step cost (StepCost)."""
 
     path: str
     kernels: float
     host_reads: float
     steps: int
-    host_us_per_group_step: float | None = None
-    members: int = 1
+    step: StepCost | None = None
 
     @property
     def per_step(self) -> float:
         """Launches per training step, the evaluations' share included."""
         return self.kernels / self.steps
+
+    @property
+    def members(self) -> int:
+        return self.step.members if self.step else 1
+
+    @property
+    def host_us_per_launch(self) -> float | None:
+        """The fixed part of a group-step over the group-step's launches (a round's share of
+        them times the members): the host's µs per operation it dispatches."""
+        if self.step is None or self.step.fixed_us is None:
+            return None
+        return self.step.fixed_us / (self.per_step * self.members)
+
+
+def pack_jobs(path: str, config: RunConfig, rounds: int) -> list[tuple[RunConfig, int]]:
+    """The (configuration, round) jobs of one vectorised group on `path`: the rounds, and for a
+    pack the configuration with and without its aux loss (the reference's pack partner)."""
+    jobs = [(config, r) for r in range(rounds)]
+    if path == "packed":
+        jobs += [(config.replace(aux_loss=not config.aux_loss), r) for r in range(rounds)]
+    return jobs
 
 
 def count_launches(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy, *,
@@ -144,60 +182,49 @@ def count_launches(path: str, config: RunConfig, rounds: int, source, policy: De
     and without its aux loss as one vectorised model, shared out per run), the proxy for GPU
     time where launches, not arithmetic, bound it. Counted on runs of one and two epochs in
     this process: the fixed part (building, the final scoring) plus the reference's epochs
-    times the second epoch's. `host`: a vectorised path's host microseconds per group-step too
-    (host_microseconds)."""
-    from harness.tasks.pairs.batched import train_pack, train_rounds
+    times the second epoch's. `host`: a vectorised path's step cost too (step_cost)."""
+    from harness.tasks.pairs.batched import train_pack
     from harness.tasks.pairs.sequential import train_run
+
+    vectorised = path in ("batched", "packed")
 
     def counted(epochs: int) -> tuple[float, float]:
         short = config.replace(epochs=epochs)
-        jobs = [(short, r) for r in range(rounds)]
-        if path == "packed":  # the configuration with and without its aux loss, one vectorised model
-            jobs += [(short.replace(aux_loss=not short.aux_loss), r) for r in range(rounds)]
+        jobs = pack_jobs(path, short, rounds)
         with LaunchCounter() as counter:
             if path == "plain":
                 plain_run(short, 0, source, policy.device)
-            elif path == "batched":
-                train_rounds(short, list(range(rounds)), source, policy)
-            elif path == "packed":
+            elif vectorised:
                 train_pack(jobs, source, policy)
             else:
                 train_run(short, 0, source, policy)
-        share = len(jobs) if path in ("batched", "packed") else 1
+        share = len(jobs) if vectorised else 1
         return counter.kernels / share, counter.host_reads / share
 
     (kernels_1, reads_1), (kernels_2, reads_2) = counted(1), counted(2)
     epochs = config.epochs
     steps = epochs * -(-config.pairs // config.batch_size)
-    vectorised = path in ("batched", "packed")
     return Launches(path, kernels_1 + (epochs - 1) * (kernels_2 - kernels_1),
                     reads_1 + (epochs - 1) * (reads_2 - reads_1), steps,
-                    host_microseconds(path, config, rounds, source, policy) if vectorised and host else None,
-                    rounds * (2 if path == "packed" else 1) if vectorised else 1)
+                    step_cost(path, config, rounds, source, policy) if vectorised and host else None)
 
 
-HOST_PAIRS = 100  # pairs per member in the host-cost runs: 100 steps an epoch at one pair a step
+HOST_PAIRS = 100  # pairs per member in the step-cost runs: 100 steps an epoch at one pair a step
 
 
-def host_microseconds(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy) -> float:
+def group_step_microseconds(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy) -> float:
     """Microseconds per training step of a whole vectorised group (`rounds` members; a pack:
     the configuration with and without its aux loss, twice as many) at one pair per member per
-    step, where the kernels are as small as they get and the host's work (Python, the
-    dispatcher, vmap's batching rules, autograd: the same for any batch size) is what remains:
-    an upper bound of that host cost, exact where kernels run asynchronously (a GPU). Timed on
-    runs of 1 and 3 epochs (no evaluation between), the best of two each, the difference over
-    the 2 epochs' steps."""
-    from harness.tasks.pairs.batched import train_pack, train_rounds
+    step, where the kernels are as small as they get. Timed on runs of 1 and 3 epochs (no
+    evaluation between), the best of two each, the difference over the 2 epochs' steps."""
+    from harness.tasks.pairs.batched import train_pack
 
     tiny = config.replace(pairs=HOST_PAIRS, batch_size=1, eval_every=1000)
 
     def timed(epochs: int) -> float:
-        short = tiny.replace(epochs=epochs)
-        jobs = [(short, r) for r in range(rounds)]
-        if path == "packed":
-            jobs += [(short.replace(aux_loss=not short.aux_loss), r) for r in range(rounds)]
+        jobs = pack_jobs(path, tiny.replace(epochs=epochs), rounds)
         start = time.perf_counter()
-        train_pack(jobs, source, policy) if path == "packed" else train_rounds(short, list(range(rounds)), source, policy)
+        train_pack(jobs, source, policy)
         if policy.is_cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -205,6 +232,19 @@ def host_microseconds(path: str, config: RunConfig, rounds: int, source, policy:
     timed(1)  # warm: first calls build vmap's and autograd's caches
     one, three = min(timed(1) for _ in range(2)), min(timed(3) for _ in range(2))
     return max(0.0, three - one) / (2 * HOST_PAIRS) * 1e6
+
+
+def step_cost(path: str, config: RunConfig, rounds: int, source, policy: DevicePolicy) -> StepCost:
+    """The group-step of `rounds` rounds on `path`, and its split into a fixed part and a part
+    per member (StepCost), from the same step timed with one round: a straight line through
+    the two member counts."""
+    per_round = 2 if path == "packed" else 1
+    group = group_step_microseconds(path, config, rounds, source, policy)
+    if rounds == 1:
+        return StepCost(per_round, group)
+    fewest = group_step_microseconds(path, config, 1, source, policy)
+    member = max(0.0, (group - fewest) / ((rounds - 1) * per_round))
+    return StepCost(rounds * per_round, group, max(0.0, fewest - per_round * member), member)
 
 
 def peak_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from harness.bench import (
     LaunchCounter,
     Launches,
+    StepCost,
     Timing,
     count_launches,
     reference_config,
@@ -100,31 +101,55 @@ def test_launches_per_run_of_each_path(fake_mnist):
     assert direct.kernels == pytest.approx(counts["workers"].kernels, rel=0.02)
 
 
-def test_the_report_lists_launches_per_run_and_step_and_the_hosts_microseconds():
-    launches = [Launches("workers", 27_500.0, 6_250.0, 250), Launches("batched", 5_000.0, 600.0, 250, 8_000.0, 10)]
+def test_the_report_lists_launches_per_run_and_step_and_the_step_cost_split():
+    launches = [Launches("workers", 27_500.0, 6_250.0, 250),
+                Launches("batched", 5_000.0, 600.0, 250, StepCost(10, 8_000.0, 2_000.0, 600.0))]
     text = bench_report([], machine="m", command="c", projection=None, launches=launches)
     row = next(line for line in text.splitlines() if line.startswith("| batched"))
-    # a group-step of 10 members launches 10 x 20 kernels: 8,000 µs is 40 µs a launch
+    # a group-step of 10 members launches 10 x 20 kernels: its fixed 2,000 µs is 10 µs a launch
     assert [c.strip() for c in row.strip("|").split("|")] == ["batched", "5,000", "20.0", "600", "8,000 (10 members)",
-                                                               "40.0"]
+                                                               "2,000", "600", "10.0"]
     row = next(line for line in text.splitlines() if line.startswith("| workers"))
-    assert [c.strip() for c in row.strip("|").split("|")][-2:] == ["–", "–"]
+    assert [c.strip() for c in row.strip("|").split("|")][-4:] == ["–"] * 4
+    one_round = Launches("batched", 5_000.0, 600.0, 250, StepCost(1, 3_000.0))  # no second member count: no split
+    row = next(line for line in bench_report([], machine="m", command="c", projection=None, launches=[one_round])
+               .splitlines() if line.startswith("| batched"))
+    assert [c.strip() for c in row.strip("|").split("|")][-4:] == ["3,000 (1 members)", "–", "–", "–"]
+
+
+@pytest.mark.parametrize(("path", "timed", "expected"), [
+    # a straight line through the two member counts: 1 member 3,000 µs, 10 members 9,000 µs
+    ("batched", {10: 9_000.0, 1: 3_000.0}, StepCost(10, 9_000.0, 3_000.0 - 6_000.0 / 9, 6_000.0 / 9)),
+    # a pack's fewest is one round of each configuration: 2 members
+    ("packed", {10: 16_000.0, 1: 4_000.0}, StepCost(20, 16_000.0, 4_000.0 - 2 * 12_000.0 / 18, 12_000.0 / 18)),
+    # noise that makes more members look cheaper is no negative arithmetic: all of it is fixed
+    ("batched", {10: 2_900.0, 1: 3_000.0}, StepCost(10, 2_900.0, 3_000.0, 0.0)),
+])
+def test_the_step_cost_splits_into_a_fixed_part_and_a_part_per_member(monkeypatch, path, timed, expected):
+    import harness.bench as bench
+
+    monkeypatch.setattr(bench, "group_step_microseconds", lambda path, config, rounds, source, policy: timed[rounds])
+    cost = bench.step_cost(path, reference_config(), 10, None, None)
+    assert cost.members == expected.members and cost.group_us == expected.group_us
+    assert cost.fixed_us == pytest.approx(expected.fixed_us) and cost.member_us == pytest.approx(expected.member_us)
+    assert bench.step_cost(path, reference_config(), 1, None, None).fixed_us is None
 
 
 @pytest.mark.slow
-def test_the_hosts_microseconds_per_group_step_grow_with_the_members(fake_mnist):
-    """Timed at one pair per member: a step of more members costs the host more, and a pack
-    (twice the members) more than its batched group; each is a positive, finite figure."""
-    from harness.bench import host_microseconds
+def test_the_step_cost_is_timed_on_the_path_itself(fake_mnist):
+    """Timed at one pair per member on the real driver: a positive, finite whole step, its
+    parts non-negative, for a batched group and a pack."""
+    from harness.bench import step_cost
     from harness.device import resolve
     from harness.mnist import load_mnist
     from harness.tasks.pairs.data import PairSource
 
     source, policy = PairSource(load_mnist(fake_mnist)), resolve("cpu")
     config = reference_config(encoder="mlp", pairing="joint", weight_sharing=False)
-    two = host_microseconds("batched", config, 2, source, policy)
-    packed = host_microseconds("packed", config, 2, source, policy)
-    assert 0 < two < 1e6 and 0 < packed < 1e6
+    for path, members in (("batched", 2), ("packed", 4)):
+        cost = step_cost(path, config, 2, source, policy)
+        assert cost.members == members and 0 < cost.group_us < 1e6
+        assert cost.fixed_us >= 0 and cost.member_us >= 0
 
 
 @pytest.mark.slow
@@ -184,5 +209,5 @@ def test_the_gpu_script_parses_and_names_its_steps(tmp_path):
     result = subprocess.run(["bash", str(script), "everything"], capture_output=True, text=True,
                             env={**os.environ, "OUT": str(out), "DEVICE": "cpu"})
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "gpu.sh: unknown step 'everything': use hour, smoke, rerun, precision, bench or matrix"]
+        "gpu.sh: unknown step 'everything': use hour, smoke, rerun, precision, inflight, bench or matrix"]
     assert not out.exists()

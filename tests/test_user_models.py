@@ -510,6 +510,43 @@ def test_a_model_that_cannot_run_vectorised_trains_its_rounds_one_by_one(fake_mn
     assert all('"batched": false' in e and "item()" in e for e in runs["execution"])
 
 
+
+def test_a_model_with_tied_weights_trains_its_rounds_vectorised_as_one_by_one(fake_mnist, tmp_path, monkeypatch):
+    """One tensor under two names: the vectorised forward gives both names the one stacked tensor
+    (tied_names, read on the model before its meta copy unties it), so the rounds train
+    vectorised as their runs do one by one."""
+    from harness.tasks.pairs.batched import tied_names
+
+    monkeypatch.chdir(tmp_path)
+    name = module(tmp_path, """
+        import torch
+        from torch import nn
+
+
+        class Tied(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.first = nn.Linear(392, 392)
+                self.second = nn.Linear(392, 392)
+                self.second.weight = self.first.weight  # one tensor, two names
+                self.out = nn.Linear(392, 2)
+
+            def forward(self, x):
+                return self.out(torch.relu(self.second(torch.relu(self.first(x.flatten(1))))))
+    """)
+    plan = api.plan(configs=[{"encoder": f"{name}:Tied", **QUICK, "rounds": 2}])
+    api.run(plan, tmp_path / "batched.sqlite", device="cpu", workers=1, batched=True)
+    api.run(plan, tmp_path / "alone.sqlite", device="cpu", workers=1, batched=False)
+    batched, alone = api.runs(tmp_path / "batched.sqlite"), api.runs(tmp_path / "alone.sqlite")
+    assert list(batched["status"]) == list(alone["status"]) == ["done", "done"]
+    assert all('"batched": true' in e for e in batched["execution"])
+    assert batched["train_loss"].tolist() == pytest.approx(alone["train_loss"].tolist(), rel=2e-3)
+    from architectures import build
+
+    assert tied_names(build(f"{name}:Tied", {})) == {"model.second.weight": "model.first.weight"}
+    assert tied_names(build("cnn", {})) == {}
+
+
 # --------------------------------------------------------------------------- the user's code travels
 
 WIDTH_MODEL = """

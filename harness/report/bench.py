@@ -8,6 +8,10 @@ import pandas as pd
 from harness.report.formats import Document, Paragraph, Table, records
 
 
+def _micro(value: float | None, spec: str = ",.0f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
 def timing_rows(timings, baseline: str, peak_gflops: float | None) -> pd.DataFrame:
     reference = next((t for t in timings if t.path == baseline), None)
     return pd.DataFrame([
@@ -58,17 +62,20 @@ def bench_document(timings, *, machine: str, command: str, projection: tuple[str
         "launches per run": [f"{c.kernels:,.0f}" for c in launches or ()],
         "per training step": [f"{c.per_step:,.1f}" for c in launches or ()],
         "reads to the host per run": [f"{c.host_reads:,.0f}" for c in launches or ()],
-        "host µs per group-step": ["–" if c.host_us_per_group_step is None else
-                                   f"{c.host_us_per_group_step:,.0f} ({c.members} members)" for c in launches or ()],
-        "host µs per launch": ["–" if c.host_us_per_group_step is None else
-                               f"{c.host_us_per_group_step / (c.per_step * c.members):,.1f}" for c in launches or ()],
+        "µs per group-step": ["–" if c.step is None else f"{c.step.group_us:,.0f} ({c.members} members)"
+                              for c in launches or ()],
+        "fixed µs (host)": [_micro(c.step and c.step.fixed_us) for c in launches or ()],
+        "µs per member": [_micro(c.step and c.step.member_us) for c in launches or ()],
+        "host µs per launch": [_micro(c.host_us_per_launch, ",.1f") for c in launches or ()],
     })
     if launches:
         blocks += [Paragraph("operator launches per run (a kernel each on a GPU, where launches rather than arithmetic "
                              "bound runs this small; counted on runs of 1 and 2 epochs, a batched group's shared out "
-                             "per round); host µs per group-step: a vectorised group's whole step timed at one pair "
-                             "per member, where kernels are smallest and the host's work (Python, dispatcher, vmap, "
-                             "autograd) remains: an upper bound on the CPU, the host's cost on a GPU:"),
+                             "per round); a vectorised group's whole training step timed at one pair per member, where "
+                             "kernels are smallest, and timed again with one round: what each member adds (its "
+                             "arithmetic) and the fixed rest, the host's Python, dispatcher, vmap and autograd (on a "
+                             "GPU, what the host costs each step; on a CPU an estimate, the whole step an upper bound), "
+                             "and that fixed part per launch of the group-step:"),
                    Table(launch_rows)]
     framework_rows = timing_rows(frameworks, "torch.nn", peak_gflops) if frameworks else pd.DataFrame()
     if frameworks:

@@ -41,6 +41,19 @@ def _outputs(output) -> tuple[torch.Tensor, ...]:
     return (output,) if isinstance(output, torch.Tensor) else tuple(o for o in output if o is not None)
 
 
+def tied_names(model: torch.nn.Module) -> dict[str, str]:
+    """A tensor `model` holds under several names (tied weights): each further name -> the first,
+    the one named_parameters / named_buffers keep, and so stack_module_state. Read on the model
+    itself: moving a copy to the meta device unties it."""
+    aliases = {}
+    for named in (model.named_parameters, model.named_buffers):
+        first: dict[int, str] = {}
+        for name, tensor in named(remove_duplicate=False):
+            aliases.update({name: first[id(tensor)]} if id(tensor) in first else {})
+            first.setdefault(id(tensor), name)
+    return aliases
+
+
 class Members:
     """PairsLearner for the stacked state of R members of one configuration (or of a pack)."""
 
@@ -65,6 +78,7 @@ class Members:
                 models.append(build(config.encoder, model_options(config)).to(device))
             self.generators.append(torch.Generator().manual_seed(result.model_seed))
         self.params_count = count_parameters(models[0])
+        self.member_rows = torch.arange(len(jobs), device=device)[:, None]  # (R, 1): each member's own rows in take
         self.params, self.buffers = stack_module_state(models)  # name -> (R, ...)
         self.base = copy.deepcopy(models[0]).to("meta")  # the code; the weights are stacked
         stack = lambda name: torch.stack([getattr(d, name) for d in datasets])  # noqa: E731
@@ -86,10 +100,8 @@ class Members:
             self.average = protocol.WeightAverage(config.ema_decay, list(self.averaged.values()), list(state.values()))
         encoder = getattr(self.base, "digit_encoder", None)
         self.encoder_prefix = next((name + "." for name, module in self.base.named_modules() if module is encoder), None)
-        self.run_model = self.vmapped(self.base)
-        self.run_encoder = None if encoder is None else vmap(
-            lambda p, b, x: functional_call(encoder, (p, b), (x,)), randomness="different"
-        )
+        self.run_model = self.vmapped(self.base, tied_names(models[0]))
+        self.run_encoder = None if encoder is None else self.vmapped(encoder, tied_names(models[0].digit_encoder))
 
     @property
     def members(self) -> int:
@@ -104,10 +116,18 @@ class Members:
         return {k[len(self.encoder_prefix) :]: v for k, v in state.items() if k.startswith(self.encoder_prefix)}
 
     @staticmethod
-    def vmapped(module):
-        """module's forward over members: (params (R, ...), buffers, inputs (R, ...)) -> its outputs (R, ...)."""
+    def vmapped(module, aliases: dict[str, str]):
+        """module's forward over members: (params (R, ...), buffers, inputs (R, ...)) -> its outputs (R, ...).
+        `aliases` (tied_names of the model module was copied from): every further name of a tied
+        tensor gets its first name's stacked tensor, so the names stay one tensor (and one
+        gradient); functional_call's own search for ties, a walk over the modules at every
+        call, is not needed (and would find none on the meta copy, which is untied)."""
         def run(params, buffers, inputs):
-            return _outputs(functional_call(module, (params, buffers), (inputs,)))
+            if aliases:
+                state = {**params, **buffers}
+                params = {**params, **{name: state[first] for name, first in aliases.items() if first in params}}
+                buffers = {**buffers, **{name: state[first] for name, first in aliases.items() if first in buffers}}
+            return _outputs(functional_call(module, (params, buffers), (inputs,), tie_weights=False))
 
         return vmap(run, randomness="different")
 
@@ -144,7 +164,7 @@ class Members:
 
     def take(self, name: str, index: torch.Tensor) -> torch.Tensor:
         """data[name] (R, N, ...) at index (R, b) -> (R, b, ...)."""
-        return self.data[name][torch.arange(len(index), device=index.device)[:, None], index]
+        return self.data[name][self.member_rows, index]
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return augment_digits(images, self.config, self.generators)
@@ -161,7 +181,7 @@ class Members:
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     def forward_digits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.run_encoder(self.encoder_state(self.params), self.encoder_state(self.buffers), images)  # (R, b, 10)
+        return self.run_encoder(self.encoder_state(self.params), self.encoder_state(self.buffers), images)[0]  # (R, b, 10)
 
     def per_member(self, loss):
         return vmap(loss)
@@ -220,7 +240,7 @@ def _why_not_vectorised(encoder: str, options) -> str | None:
         base = copy.deepcopy(models[0]).to("meta")
         base.train()
         try:
-            outputs = Members.vmapped(base)(params, buffers, torch.randn(2, 4, 2, 14, 14))
+            outputs = Members.vmapped(base, tied_names(models[0]))(params, buffers, torch.randn(2, 4, 2, 14, 14))
             sum(output.sum() for output in outputs).backward()
         except Exception as error:  # noqa: BLE001 - whatever the user's code does under vmap
             text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
