@@ -208,3 +208,56 @@ def _write(folder, text):
     path = folder / "matrix.toml"
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize(("members", "examples", "classes"), [(10, 1, 2), (10, 100, 2), (3, 90, 10), (20, 200, 10)])
+def test_the_vectorised_cross_entropy_is_vmaps_own_bit_for_bit(members, examples, classes):
+    """Under vmap, F.cross_entropy goes through torch's Python decomposition of nll_loss; the
+    loss written as the natively batched operations it comes to gives the same numbers to the
+    last bit, forward and backward (a torch whose decomposition changes fails here)."""
+    import torch.nn.functional as F
+    from torch.func import vmap
+
+    from harness.training.protocol import cross_entropy
+
+    generator = torch.Generator().manual_seed(members * examples + classes)
+    logits = torch.randn(members, examples, classes, generator=generator) * 3
+    target = torch.randint(0, classes, (members, examples), generator=generator)
+    weights = torch.randn(members, generator=generator)
+
+    def loss_and_gradient(loss):
+        tensor = logits.clone().requires_grad_()
+        values = vmap(loss)(tensor, target)  # (members,)
+        (values * weights).sum().backward()
+        return values, tensor.grad
+
+    theirs = loss_and_gradient(lambda x, t: F.cross_entropy(x, t))
+    mine = loss_and_gradient(lambda x, t: cross_entropy(x, t, vectorised=True))
+    assert torch.equal(mine[0], theirs[0]) and torch.equal(mine[1], theirs[1])
+    smoothed = loss_and_gradient(lambda x, t: cross_entropy(x, t, 0.1, vectorised=True))  # F.cross_entropy's
+    assert torch.equal(smoothed[0], loss_and_gradient(lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1))[0])
+
+
+@pytest.mark.slow
+def test_each_driver_tells_its_losses_whether_they_run_under_vmap(source, monkeypatch):
+    """The batched driver's losses (pair, aux, pretraining) take the vectorised cross-entropy, a
+    sequential run's F.cross_entropy itself."""
+    import harness.tasks.pairs.losses as losses
+    from harness.training import protocol
+
+    calls = []
+    original = protocol.cross_entropy
+
+    def recorded(logits, target, smoothing=0.0, *, vectorised=False):
+        calls.append(vectorised)
+        return original(logits, target, smoothing, vectorised=vectorised)
+
+    monkeypatch.setattr(protocol, "cross_entropy", recorded)
+    monkeypatch.setattr(losses, "cross_entropy", recorded)
+    config = run_config(**{**SMALL, "epochs": 1, "pretrain_epochs": 1, "encoder": "cnn", "aux_loss": True,
+                           "transfer": "finetune"})
+    train_rounds(config, [0, 1], source)
+    assert calls and all(calls)
+    calls.clear()
+    train_run(config, 0, source)
+    assert calls and not any(calls)

@@ -77,9 +77,30 @@ def minibatches(count: int, batch_size: int, generator: torch.Generator, device)
 # --------------------------------------------------------------------------- decisions and their loss
 
 
-def decision_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, smoothing: float = 0.0) -> torch.Tensor:
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0, *,
+                  vectorised: bool = False) -> torch.Tensor:
+    """F.cross_entropy, the mean over the examples: logits (B, K), target (B,) long.
+
+    `vectorised`: the call runs under torch.func.vmap, on one member's tensors of a vectorised
+    model. There vmap takes F.cross_entropy apart through torch's Python decomposition of
+    nll_loss: a Python call and a dozen operations in the forward (the ignored-index masks and
+    their count), about as many again in the backward, every step. Without smoothing the loss
+    is written here as what that decomposition computes when no index is ignored: the negated
+    log-probability of each target, summed, over the examples' count; each of these operations
+    vmap batches natively, and the numbers are the decomposition's, bit for bit, forward and
+    backward (tests/test_pairs_batched.py holds them to it). Outside vmap F.cross_entropy's own kernel
+    runs, whose sum takes another order."""
+    if vectorised and smoothing == 0.0:
+        picked = -logits.log_softmax(-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B,)
+        return picked.sum() / target.shape[-1]
+    return F.cross_entropy(logits, target, label_smoothing=smoothing)
+
+
+def decision_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, smoothing: float = 0.0, *,
+                  vectorised: bool = False) -> torch.Tensor:
     """The loss of a yes/no decision: logits (B, 2) or (B, 1); target (B,) long in {0, 1};
-    `kind` a configuration's `loss`. `smoothing` applies to cross-entropy."""
+    `kind` a configuration's `loss`. `smoothing` applies to cross-entropy; `vectorised`: see
+    cross_entropy."""
     if logits.shape[1] == 1:
         score = logits.squeeze(1)
         if kind == "cross_entropy":
@@ -88,7 +109,7 @@ def decision_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, smoothi
             return F.mse_loss(torch.sigmoid(score), target.float())
         return F.mse_loss(score, target.float())
     if kind == "cross_entropy":
-        return F.cross_entropy(logits, target, label_smoothing=smoothing)
+        return cross_entropy(logits, target, smoothing, vectorised=vectorised)
     one_hot = F.one_hot(target, 2).float()
     return F.mse_loss(logits.softmax(1) if kind == "mse" else logits, one_hot)
 

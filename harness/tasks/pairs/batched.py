@@ -58,6 +58,7 @@ class Members:
     """PairsLearner for the stacked state of R members of one configuration (or of a pack)."""
 
     fail_fast = False  # one member's divergence must not stop the others
+    vectorised = True  # per_member: each loss under vmap
 
     def __init__(self, jobs: list[tuple[RunConfig, int]], source, device: torch.device):
         """`jobs`: (configuration, round) per member; the configurations share a pack_key."""

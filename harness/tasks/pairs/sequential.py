@@ -42,6 +42,7 @@ class SingleModel:
 
     members = 1
     fail_fast = True
+    vectorised = False  # its losses run on the model's own tensors
 
     def __init__(self, config: RunConfig, model: torch.nn.Module, data: RunData, generator: torch.Generator, device,
                  teacher=None):

@@ -189,6 +189,8 @@ class PairsLearner(protocol.Learner, Protocol):
 
     def per_member(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]: ...
 
+    vectorised: bool  # per_member runs a loss under vmap, one member's tensors at a time
+
     # runs of members that share a configuration, in order: together, every member
     def loss_groups(self) -> list[tuple[RunConfig, slice]]: ...
 
@@ -198,8 +200,11 @@ def objective(config: RunConfig, stage: PairsStage, learner: PairsLearner,
     """index (R?, b) -> the stage's loss of each member (R?,); `tally` counts the pair
     stage's misclassified training examples as they go by."""
     if stage.name is Stage.PRETRAIN:
-        digit_losses = learner.per_member(lambda logits, labels: digit_objective(config, logits, labels))
-        mixed_losses = learner.per_member(lambda *tensors: mixed_digit_objective(config, *tensors))
+        vectorised = learner.vectorised
+        digit_losses = learner.per_member(
+            lambda logits, labels: digit_objective(config, logits, labels, vectorised=vectorised))
+        mixed_losses = learner.per_member(
+            lambda *tensors: mixed_digit_objective(config, *tensors, vectorised=vectorised))
         taught = learner.per_member(lambda logits, teacher: distillation_loss(config, logits, teacher))
 
         def pretrain_loss(index):
@@ -221,8 +226,8 @@ def objective(config: RunConfig, stage: PairsStage, learner: PairsLearner,
 
     # each group of members sharing a configuration gets that configuration's loss (members of
     # a pack differ in what the loss reads: the aux loss and its weight)
-    groups = [(learner.per_member(functools.partial(pair_objective, member_config)), uses_aux(member_config), part)
-              for member_config, part in learner.loss_groups()]
+    groups = [(learner.per_member(functools.partial(pair_objective, member_config, vectorised=learner.vectorised)),
+               uses_aux(member_config), part) for member_config, part in learner.loss_groups()]
 
     def pair_loss(index):
         pairs = learner.augment(learner.take("train_input", index))  # (R?, b, 2, 14, 14)
