@@ -47,10 +47,10 @@ def tied_names(model: torch.nn.Module) -> dict[str, str]:
     itself: moving a copy to the meta device unties it."""
     aliases = {}
     for named in (model.named_parameters, model.named_buffers):
-        first: dict[int, str] = {}
+        first: dict[int, str] = {}  # a tensor's id -> its first name
         for name, tensor in named(remove_duplicate=False):
-            aliases.update({name: first[id(tensor)]} if id(tensor) in first else {})
-            first.setdefault(id(tensor), name)
+            if first.setdefault(id(tensor), name) != name:
+                aliases[name] = first[id(tensor)]
     return aliases
 
 
@@ -124,10 +124,9 @@ class Members:
         gradient); functional_call's own search for ties, a walk over the modules at every
         call, is not needed (and would find none on the meta copy, which is untied)."""
         def run(params, buffers, inputs):
-            if aliases:
-                state = {**params, **buffers}
-                params = {**params, **{name: state[first] for name, first in aliases.items() if first in params}}
-                buffers = {**buffers, **{name: state[first] for name, first in aliases.items() if first in buffers}}
+            if aliases:  # a parameter's further names are parameters' (a buffer's, buffers')
+                params = {**params, **{name: params[first] for name, first in aliases.items() if first in params}}
+                buffers = {**buffers, **{name: buffers[first] for name, first in aliases.items() if first in buffers}}
             return _outputs(functional_call(module, (params, buffers), (inputs,), tie_weights=False))
 
         return vmap(run, randomness="different")
@@ -182,7 +181,8 @@ class Members:
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     def forward_digits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.run_encoder(self.encoder_state(self.params), self.encoder_state(self.buffers), images)[0]  # (R, b, 10)
+        params, buffers = self.encoder_state(self.params), self.encoder_state(self.buffers)
+        return self.run_encoder(params, buffers, images)[0]  # (R, b, 10)
 
     def per_member(self, loss):
         return vmap(loss)
