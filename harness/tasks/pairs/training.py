@@ -199,12 +199,10 @@ def objective(config: RunConfig, stage: PairsStage, learner: PairsLearner,
               tally: protocol.Tally | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """index (R?, b) -> the stage's loss of each member (R?,); `tally` counts the pair
     stage's misclassified training examples as they go by."""
+    vectorised = learner.vectorised  # its losses run under vmap (protocol.cross_entropy)
     if stage.name is Stage.PRETRAIN:
-        vectorised = learner.vectorised
-        digit_losses = learner.per_member(
-            lambda logits, labels: digit_objective(config, logits, labels, vectorised=vectorised))
-        mixed_losses = learner.per_member(
-            lambda *tensors: mixed_digit_objective(config, *tensors, vectorised=vectorised))
+        digit_losses = learner.per_member(lambda x, labels: digit_objective(config, x, labels, vectorised=vectorised))
+        mixed_losses = learner.per_member(lambda *tensors: mixed_digit_objective(config, *tensors, vectorised=vectorised))
         taught = learner.per_member(lambda logits, teacher: distillation_loss(config, logits, teacher))
 
         def pretrain_loss(index):
@@ -226,7 +224,7 @@ def objective(config: RunConfig, stage: PairsStage, learner: PairsLearner,
 
     # each group of members sharing a configuration gets that configuration's loss (members of
     # a pack differ in what the loss reads: the aux loss and its weight)
-    groups = [(learner.per_member(functools.partial(pair_objective, member_config, vectorised=learner.vectorised)),
+    groups = [(learner.per_member(functools.partial(pair_objective, member_config, vectorised=vectorised)),
                uses_aux(member_config), part) for member_config, part in learner.loss_groups()]
 
     def pair_loss(index):
