@@ -14,7 +14,7 @@
 #   bash benchmarks/gpu.sh bench          harness bench: host µs per group-step, launches, paths
 #   bash benchmarks/gpu.sh matrix [ARGS]  ablations.toml for MATRIX_SECONDS at most, resumable (ARGS: e.g. --workers 4)
 #
-# DEVICE (default cuda), OUT (default gpu-results), MATRIX_SECONDS (default 240), WORKERS (default 4)
+# DEVICE (default cuda), OUT (default gpu-results), MATRIX_SECONDS (default 200), WORKERS (default 4)
 # and SLICE (the slice's --only/--rounds options) come from the environment; with DEVICE=cpu every step runs
 # here too, which is how this script is checked without a GPU. MNIST must be on the machine: in
 # ./data (MNIST/raw/*-ubyte or .gz: `harness data --data-dir data` where the network is), or
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 if [ -x .venv/bin/harness ]; then export PATH="$PWD/.venv/bin:$PATH"; fi  # the quick start's venv
 device=${DEVICE:-cuda}
 out=${OUT:-gpu-results}
-matrix_seconds=${MATRIX_SECONDS:-240}
+matrix_seconds=${MATRIX_SECONDS:-200}
 workers=${WORKERS:-4}
 read -r -a slice <<< "${SLICE:---only encoder=cnn --only pairing=siamese --only weight_sharing=true --only transfer=none --rounds 2}"
 step=${1:-}
