@@ -510,7 +510,6 @@ def test_a_model_that_cannot_run_vectorised_trains_its_rounds_one_by_one(fake_mn
     assert all('"batched": false' in e and "item()" in e for e in runs["execution"])
 
 
-
 def test_a_model_with_tied_weights_trains_its_rounds_vectorised_as_one_by_one(fake_mnist, tmp_path, monkeypatch):
     """One tensor under two names: the vectorised forward gives both names the one stacked tensor
     (tied_names, read on the model before its meta copy unties it), so the rounds train
